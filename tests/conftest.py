@@ -1,0 +1,21 @@
+"""Shared fixtures. Broker and Prometheus fixtures live in ``tests/fixtures`` and are imported here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The reference data folder ``../shared/data``; skips outside CI when it is absent."""
+    if not SHARED_DATA.is_dir():
+        if IN_CI:
+            pytest.fail(f"reference data not found at {SHARED_DATA} (required under CI=true)")
+        pytest.skip(f"reference data not found at {SHARED_DATA}")
+    return SHARED_DATA
