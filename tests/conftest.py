@@ -1,4 +1,4 @@
-"""Shared fixtures. Broker and Prometheus fixtures live in ``tests/fixtures`` and are imported here."""
+"""Shared fixtures; the broker and Prometheus fixtures live in ``tests/fixtures``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.kafka import kafka_bootstrap  # noqa: F401
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

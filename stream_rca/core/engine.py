@@ -1,0 +1,455 @@
+"""The engine: per snapshot, score every node, learn, trigger, and attribute incidents.
+
+The same engine runs in every mode (demo, file replay, faust workers); it is pure: it reads no
+clock, no environment and does no I/O. Its whole state pickles, for checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_rca.core.attribution import PlayerModel, attribute_noise
+from stream_rca.core.graph import CausalGraph
+from stream_rca.core.linear import LinearBank
+from stream_rca.core.mechanisms import Regressor, make_regressor
+from stream_rca.core.noise import NoiseBank
+from stream_rca.core.trigger import Trigger, TriggerConfig, incident_id
+from stream_rca.core.types import Attribution, IncidentEvent, RootCause, Snapshot, StepResult
+from stream_rca.errors import NotWarmError
+
+__all__ = ["Engine", "EngineConfig"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Plain parameters of an :class:`Engine`.
+
+    Parameters
+    ----------
+    warmup
+        Snapshots a node's models must learn from before it is scored.
+    reservoir
+        Size of each noise model's recency-weighted sample.
+    forgetting
+        Per-snapshot forgetting of the linear mechanisms (``1/forgetting`` snapshots of memory).
+    ridge
+        Relative ridge penalty of the linear mechanisms.
+    protect
+        A node whose conditional score reaches this does not learn from the snapshot.
+    trigger
+        Incident thresholds of the watched targets.
+    n_samples
+        Monte Carlo draws per coalition in attributions.
+    exact_max_players
+        Exact Shapley values up to this many players; permutation sampling beyond.
+    n_permutations
+        Player orders sampled (in antithetic pairs) beyond ``exact_max_players``.
+    generic_samples
+        Draws per coalition when a non-linear mechanism is on the way (they are slower).
+    seed
+        Base seed; every attribution derives its own seed from it and the incident id.
+    """
+
+    warmup: int = 100
+    reservoir: int = 512
+    forgetting: float = 1e-3
+    ridge: float = 1e-6
+    protect: float = 6.0
+    trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    n_samples: int = 1000
+    exact_max_players: int = 12
+    n_permutations: int = 64
+    generic_samples: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.warmup < 10:
+            raise ValueError(f"warmup must be at least 10 snapshots, got {self.warmup}")
+        if self.n_samples < 50 or self.generic_samples < 50:
+            raise ValueError("n_samples and generic_samples must be at least 50")
+        if self.protect <= 0:
+            raise ValueError("protect must be positive")
+
+
+class Engine:
+    """Online causal root-cause analysis of one graph.
+
+    Parameters
+    ----------
+    graph
+        The causal graph.
+    config
+        Parameters; defaults are tuned for scrape-interval metrics.
+    targets
+        Watched nodes (their anomalies open incidents); default: the graph's sinks.
+    mechanisms
+        Per node, a river regressor or a mechanism name (see
+        :data:`~stream_rca.core.mechanisms.MECHANISMS`) instead of the linear default.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = CausalGraph([("db", "api"), ("api", "web")], name="shop")
+    >>> engine = Engine(g, EngineConfig(warmup=50))
+    >>> rng = np.random.default_rng(0)
+    >>> for t in range(300):
+    ...     db = rng.gamma(2.0, 0.1)
+    ...     api = db + rng.gamma(2.0, 0.05)
+    ...     web = api + rng.gamma(2.0, 0.05)
+    ...     r = engine.process_one(Snapshot(float(t), {"db": db, "api": api, "web": web}))
+    >>> r = engine.process_one(Snapshot(300.0, {"db": 3.2, "api": 3.3, "web": 3.4}))
+    >>> att = r.attributions[0]
+    >>> att.root_causes[0].node, att.method
+    ('db', 'exact')
+    >>> bool(abs(sum(c.contribution for c in att.root_causes) - att.target_score) < 1e-9)
+    True
+    """
+
+    def __init__(
+        self,
+        graph: CausalGraph,
+        config: EngineConfig | None = None,
+        *,
+        targets: Sequence[str] | None = None,
+        mechanisms: Mapping[str, Regressor | str] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.config = cfg = config or EngineConfig()
+        self.targets: tuple[str, ...] = tuple(graph.check(t) for t in (targets or graph.sinks))
+        if not self.targets:
+            raise ValueError("an engine needs at least one target")
+        n = len(graph)
+        self._river: dict[int, Regressor] = {}
+        for name, spec in (mechanisms or {}).items():
+            j = graph.index[graph.check(name)]
+            model = make_regressor(spec) if isinstance(spec, str) else spec
+            if model is not None and graph.parent_index[j].size:
+                self._river[j] = model
+        members = [j for j in range(n) if j not in self._river]
+        self._bank = LinearBank(
+            graph.parent_index, members, forgetting=cfg.forgetting, ridge=cfg.ridge
+        )
+        self._noise = NoiseBank(n, cfg.reservoir, seed=cfg.seed)
+        self._target_idx = np.array([graph.index[t] for t in self.targets], dtype=np.intp)
+        self._marginal = NoiseBank(len(self.targets), cfg.reservoir, seed=cfg.seed + 1)
+        self._fitted = np.zeros(n, dtype=np.int64)
+        self._min_fit = np.array([2 * p.size + 2 if p.size else 0 for p in graph.parent_index])
+        self._has_parents = np.array([p.size > 0 for p in graph.parent_index])
+        self._edge_src = np.array([graph.index[u] for u, _ in graph.edges], dtype=np.intp)
+        self._edge_dst = np.array([graph.index[v] for _, v in graph.edges], dtype=np.intp)
+        self._triggers = {t: Trigger(graph.name, t, cfg.trigger) for t in self.targets}
+        self._players = {t: self._player_index(t) for t in self.targets}
+        self.n_snapshots = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Engine(graph={self.graph.name!r}, nodes={len(self.graph)}, "
+            f"targets={list(self.targets)}, snapshots={self.n_snapshots})"
+        )
+
+    # -- the per-snapshot step ----------------------------------------------------------------
+
+    def process_one(self, snapshot: Snapshot) -> StepResult:
+        """Score, learn from and trigger on one snapshot."""
+        x, invalid = self._vector(snapshot.values)
+        return self._step(snapshot, x, invalid)
+
+    def process_array(
+        self, ts: float, values: FloatArray, *, end: float | None = None
+    ) -> StepResult:
+        """The same as :meth:`process_one` for values already in graph order (NaN = missing)."""
+        if values.shape != (len(self.graph),):
+            raise ValueError(f"expected {len(self.graph)} values, got shape {values.shape}")
+        x = np.asarray(values, dtype=np.float64).copy()
+        bad = np.isinf(x)
+        x[bad] = np.nan
+        invalid = tuple(self.graph.nodes[j] for j in np.flatnonzero(bad))
+        return self._step(Snapshot(ts, {}, self.graph.name, end), x, invalid)
+
+    def _vector(self, values: Mapping[str, Any]) -> tuple[FloatArray, tuple[str, ...]]:
+        x = np.full(len(self.graph), np.nan)
+        invalid: list[str] = []
+        index = self.graph.index
+        for name, value in values.items():
+            j = index.get(name)
+            if j is None:
+                self.graph.check(name)  # raises UnknownNodeError naming it
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float | np.floating)
+                or math.isinf(value)
+            ):
+                invalid.append(name)
+            else:
+                x[j] = float(value)
+        return x, tuple(invalid)
+
+    def _step(self, snapshot: Snapshot, x: FloatArray, invalid: tuple[str, ...]) -> StepResult:
+        cfg, nodes = self.config, self.graph.nodes
+        present = ~np.isnan(x)
+        filled = self._impute(x, present)
+        resid = filled - self._predict(filled)
+
+        warm_nodes = self._noise.count >= cfg.warmup
+        scored = np.flatnonzero(present & warm_nodes)
+        node_scores = np.full(len(nodes), np.nan)
+        node_scores[scored] = self._noise.score(resid[scored], scored)
+
+        t_present = present[self._target_idx]
+        t_warm = self._marginal.count >= cfg.warmup
+        t_scored = np.flatnonzero(t_present & t_warm)
+        t_scores = np.full(len(self.targets), np.nan)
+        t_scores[t_scored] = self._marginal.score(filled[self._target_idx[t_scored]], t_scored)
+
+        parents_ok = self._parents_present(present)
+        calm = ~(node_scores >= cfg.protect)  # NaN (unscored) counts as calm
+        learn = present & parents_ok & calm
+        self._learn(filled, resid, learn)
+        t_calm = ~(t_scores >= cfg.protect)
+        self._marginal.learn(filled[self._target_idx], t_present & t_calm)
+        self.n_snapshots += 1
+
+        scores = {nodes[j]: float(node_scores[j]) for j in scored}
+        target_scores = {self.targets[i]: float(t_scores[i]) for i in t_scored}
+        events: list[IncidentEvent] = []
+        attributions: list[Attribution] = []
+        for i, target in enumerate(self.targets):
+            trig = self._triggers[target]
+            players = self._players[target]
+            ready = target in target_scores and bool(warm_nodes[players].all())
+            decision = trig.update_one(snapshot.ts, target_scores[target] if ready else None)
+            if decision.kind is not None and decision.incident_id is not None:
+                events.append(
+                    IncidentEvent(
+                        decision.kind,
+                        decision.incident_id,
+                        self.graph.name,
+                        target,
+                        snapshot.ts,
+                        float(t_scores[i]),
+                    )
+                )
+            if decision.attribute and decision.incident_id is not None:
+                attributions.append(
+                    self._attribute(
+                        target,
+                        snapshot,
+                        filled,
+                        resid,
+                        present,
+                        scores,
+                        decision.incident_id,
+                        decision.revision,
+                        float(t_scores[i]),
+                    )
+                )
+        all_warm = bool(warm_nodes.all()) and bool(t_warm.all())
+        return StepResult(
+            graph=self.graph.name,
+            ts=snapshot.ts,
+            scores=scores,
+            target_scores=target_scores,
+            warm=all_warm,
+            warming=() if all_warm else tuple(nodes[j] for j in np.flatnonzero(~warm_nodes)),
+            missing=tuple(nodes[j] for j in np.flatnonzero(~present) if nodes[j] not in invalid),
+            invalid=invalid,
+            learned=tuple(nodes[j] for j in np.flatnonzero(learn)),
+            events=tuple(events),
+            attributions=tuple(attributions),
+            open_incidents={
+                t: trig.incident for t, trig in self._triggers.items() if trig.incident is not None
+            },
+        )
+
+    def explain(self, snapshot: Snapshot, target: str | None = None) -> Attribution:
+        """Attribute the target's score in ``snapshot`` now, without learning or triggering.
+
+        For questions such as "why is this value unusual?" on a value that did not open an
+        incident. The incident id is that the snapshot would get; the revision is 0.
+        """
+        target = self.graph.check(target) if target is not None else self.targets[0]
+        if target not in self._players:
+            self._players[target] = self._player_index(target)
+        x, _ = self._vector(snapshot.values)
+        present = ~np.isnan(x)
+        filled = self._impute(x, present)
+        resid = filled - self._predict(filled)
+        warm = self._noise.count >= self.config.warmup
+        scored = np.flatnonzero(present & warm)
+        scores = self._noise.score(resid[scored], scored)
+        named = {self.graph.nodes[j]: float(s) for j, s in zip(scored, scores, strict=True)}
+        players = self._players[target]
+        if not warm[players].all():
+            cold = [self.graph.nodes[j] for j in players if not warm[j]]
+            raise NotWarmError(
+                f"cannot explain {target!r} yet: still warming up: {', '.join(cold[:10])}"
+            )
+        incident = incident_id(self.graph.name, target, snapshot.ts)
+        trigger_score = float("nan")
+        if target in self.targets:
+            i = self.targets.index(target)
+            if self._marginal.count[i] >= self.config.warmup:
+                row = np.array([i], dtype=np.intp)
+                trigger_score = float(self._marginal.score(filled[[players[-1]]], row)[0])
+        return self._attribute(
+            target, snapshot, filled, resid, present, named, incident, 0, trigger_score
+        )
+
+    # -- models -------------------------------------------------------------------------------
+
+    def _parents_present(self, present: BoolArray) -> BoolArray:
+        src, dst = self._edge_src, self._edge_dst
+        missing = np.bincount(dst[~present[src]], minlength=len(self.graph))
+        out: BoolArray = missing == 0
+        return out
+
+    def _predict(self, x: FloatArray) -> FloatArray:
+        pred = self._bank.predict(x)
+        for j, model in self._river.items():
+            pred[j] = float(model.predict_one(self._features(j, x)))
+        return pred
+
+    def _predict_node(self, j: int, x: FloatArray) -> float:
+        if j in self._river:
+            return float(self._river[j].predict_one(self._features(j, x)))
+        return self._bank.predict_node(j, x)
+
+    def _features(self, j: int, x: FloatArray) -> dict[Hashable, Any]:
+        nodes = self.graph.nodes
+        return {nodes[p]: float(x[p]) for p in self.graph.parent_index[j]}
+
+    def _impute(self, x: FloatArray, present: BoolArray) -> FloatArray:
+        """Fill missing values, in topological order, with prediction plus median noise."""
+        if present.all():
+            return x
+        filled = x.copy()
+        missing = np.flatnonzero(~present)
+        medians = self._noise.median(missing)
+        for j, med in zip(missing, medians, strict=True):
+            filled[j] = self._predict_node(int(j), filled) + float(med)
+        return filled
+
+    def _learn(self, x: FloatArray, resid: FloatArray, learn: BoolArray) -> None:
+        ready = self._fitted >= self._min_fit
+        self._bank.learn(x, learn)
+        for j, model in self._river.items():
+            if learn[j]:
+                model.learn_one(self._features(j, x), float(x[j]))
+        self._fitted[learn] += 1
+        self._noise.learn(resid, learn & (ready | ~self._has_parents))
+
+    # -- attribution --------------------------------------------------------------------------
+
+    def _player_index(self, target: str) -> IntArray:
+        idx = [self.graph.index[a] for a in self.graph.ancestors(target)]
+        return np.array([*idx, self.graph.index[target]], dtype=np.intp)
+
+    def _player_model(self, players: IntArray) -> tuple[PlayerModel, int]:
+        pos = {int(j): i for i, j in enumerate(players)}
+        parents = [
+            np.array([pos[int(p)] for p in self.graph.parent_index[j]], dtype=np.intp)
+            for j in players
+        ]
+        if not any(int(j) in self._river for j in players):
+            weights, _ = self._bank.coefficients()
+            sub = weights[np.ix_(players, players)]
+            return PlayerModel(parents, weights=sub), self.config.n_samples
+
+        def predict(i: int, parent_values: FloatArray) -> FloatArray:
+            j = int(players[i])
+            if j not in self._river:
+                return self._bank.predict_samples(j, parent_values)
+            model, names = self._river[j], [self.graph.nodes[p] for p in self.graph.parent_index[j]]
+            flat = parent_values.reshape(-1, parent_values.shape[-1])
+            rows = (dict[Hashable, Any](zip(names, row, strict=True)) for row in flat)
+            out = np.array([model.predict_one(r) for r in rows])
+            result: FloatArray = out.reshape(parent_values.shape[:-1])
+            return result
+
+        return PlayerModel(parents, predict=predict), self.config.generic_samples
+
+    def _attribute(
+        self,
+        target: str,
+        snapshot: Snapshot,
+        filled: FloatArray,
+        resid: FloatArray,
+        present: BoolArray,
+        scores: Mapping[str, float],
+        incident: str,
+        revision: int,
+        trigger_score: float,
+    ) -> Attribution:
+        cfg = self.config
+        players = self._players[target]
+        seed = (cfg.seed * 1_000_003 + zlib.crc32(f"{incident}#{revision}".encode())) % 2**32
+        rng = np.random.default_rng(seed)
+        model, n_samples = self._player_model(players)
+        draws = self._noise.draw(players, n_samples, rng)
+        outcome = attribute_noise(
+            model,
+            resid[players],
+            float(filled[players[-1]]),
+            draws,
+            rng,
+            exact_max_players=cfg.exact_max_players,
+            n_permutations=cfg.n_permutations,
+        )
+        names = [self.graph.nodes[j] for j in players]
+        positive = float(outcome.contributions[outcome.contributions > 0].sum())
+        causes = sorted(
+            (
+                RootCause(
+                    node=name,
+                    contribution=float(c),
+                    share=float(c) / positive if c > 0 and positive > 0 else 0.0,
+                    score=scores.get(name),
+                    stderr=float(e),
+                )
+                for name, c, e in zip(names, outcome.contributions, outcome.stderr, strict=True)
+            ),
+            key=lambda rc: -rc.contribution,
+        )
+        return Attribution(
+            incident_id=incident,
+            graph=self.graph.name,
+            target=target,
+            window_start=snapshot.ts,
+            window_end=snapshot.end,
+            detected_at=snapshot.end if snapshot.end is not None else snapshot.ts,
+            target_score=outcome.target_score,
+            root_causes=tuple(causes),
+            method=outcome.method,
+            linear=outcome.linear,
+            players=tuple(names),
+            n_samples=outcome.n_samples,
+            n_permutations=outcome.n_permutations,
+            seed=seed,
+            revision=revision,
+            missing=tuple(n for n, j in zip(names, players, strict=True) if not present[j]),
+            extra={"trigger_score": trigger_score},
+        )
+
+    # -- introspection ------------------------------------------------------------------------
+
+    @property
+    def warm(self) -> bool:
+        """True once every node and target has learned from ``warmup`` snapshots."""
+        w = self.config.warmup
+        return bool((self._noise.count >= w).all() and (self._marginal.count >= w).all())
+
+    def nbytes(self) -> int:
+        """Approximate memory of the numeric state, in bytes (river models not counted)."""
+        return self._bank.nbytes() + self._noise.nbytes() + self._marginal.nbytes()
