@@ -127,6 +127,7 @@ def attribute_noise(
         for p in range(d):
             np.add(samples[: 2**p], gap32[:, p][None, :], out=samples[2**p : 2 ** (p + 1)])
         vals = values_of(samples)
+        empty = float(vals[0])  # the same float32 draws as every other coalition
         vals[-1] = 0.0  # every noise fixed: the target is its observed value, P = 1
         phi = exact_shapley(vals, d)
         result = ShapleyResult(phi, np.zeros(d), "exact", 2**d, 0)
