@@ -1,0 +1,287 @@
+"""Align samples that arrive one at a time, out of order, into per-window snapshots.
+
+Time is cut into windows ``[k * step, (k + 1) * step)``. The watermark is the largest event
+time seen. A window is emitted, as a :class:`~stream_rca.core.types.Snapshot` with
+``ts = k * step`` and ``end = (k + 1) * step``, once ``end + allowed_lateness <= watermark``;
+snapshots always come out in window order.
+
+Policies:
+
+- **Missing**: a snapshot holds the nodes that sent data for its window; the others are
+  absent, which the engine treats as missing.
+- **Gaps**: a window in which no node sent anything is not emitted at all.
+- **Late**: a sample whose window was already emitted (or would already have been, had it
+  had data) is not used; :meth:`Aligner.add_one` reports :attr:`AlignStatus.LATE`, whose
+  dead-letter reason is ``"late_event"``.
+- **Duplicates**: a second sample of a node in a window with the identical value is ignored
+  (:attr:`AlignStatus.DUPLICATE`); with a different value it replaces the first, last write
+  wins (:attr:`AlignStatus.REVISED`).
+- **Foreign samples**: a sample of another graph or of a node not in ``nodes`` is rejected
+  (:attr:`AlignStatus.UNKNOWN_GRAPH`, :attr:`AlignStatus.UNKNOWN_NODE`) and changes nothing.
+- **Bounded memory**: at most ``max_open_windows`` windows are held; opening one more
+  force-emits the oldest (counted in :attr:`Aligner.forced`), after which it counts as emitted.
+
+Every outcome is counted in :attr:`Aligner.counts`. An aligner is a plain object of dicts,
+lists and numbers, so it pickles with the engine state it is checkpointed with.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stream_rca.core.types import Snapshot
+from stream_rca.errors import ConfigError
+from stream_rca.io.events import Sample
+
+__all__ = ["AlignResult", "AlignStatus", "Aligner"]
+
+
+class AlignStatus(enum.Enum):
+    """What :meth:`Aligner.add_one` did with a sample."""
+
+    ACCEPTED = "accepted"
+    """The first value of its node in its window: stored."""
+    REVISED = "revised"
+    """A different value for a node already in the window: replaced it (last write wins)."""
+    DUPLICATE = "duplicate"
+    """The same value again for a node already in the window: ignored."""
+    LATE = "late"
+    """Its window was already emitted: not used."""
+    UNKNOWN_NODE = "unknown_node"
+    """Its node is not one of the aligner's nodes: not used."""
+    UNKNOWN_GRAPH = "unknown_graph"
+    """It belongs to another graph: not used."""
+
+    @property
+    def used(self) -> bool:
+        """True when the sample's value is in the window (accepted or revised)."""
+        return self in (AlignStatus.ACCEPTED, AlignStatus.REVISED)
+
+    @property
+    def reason(self) -> str | None:
+        """The dead-letter reason for a rejected sample, ``None`` when nothing was wrong.
+
+        A duplicate is not an error (at-least-once delivery makes them), so it has none.
+        """
+        return _REASONS.get(self)
+
+
+_REASONS = {
+    AlignStatus.LATE: "late_event",
+    AlignStatus.UNKNOWN_NODE: "unknown_node",
+    AlignStatus.UNKNOWN_GRAPH: "unknown_graph",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlignResult:
+    """The outcome of :meth:`Aligner.add_one`.
+
+    Attributes
+    ----------
+    status
+        What happened to the sample.
+    snapshots
+        Windows completed by this sample, in window order (often empty).
+    """
+
+    status: AlignStatus
+    snapshots: tuple[Snapshot, ...] = ()
+
+
+class Aligner:
+    """Bucket samples of one graph into windows and emit snapshots behind a watermark.
+
+    See the module docstring for the policies on missing data, gaps, late samples and
+    duplicates.
+
+    Parameters
+    ----------
+    nodes
+        The graph's node names; snapshot values follow this order.
+    step
+        Window length in seconds (the scrape interval), positive.
+    allowed_lateness
+        How long, in event time, a window waits past its end for stragglers; ``>= 0``.
+    graph
+        Name of the graph; samples of other graphs are rejected.
+    max_open_windows
+        Most windows held at once; opening one more force-emits the oldest.
+
+    Raises
+    ------
+    ConfigError
+        For a non-positive step, a negative lateness, no nodes or repeated nodes.
+
+    Examples
+    --------
+    >>> al = Aligner(["db", "api"], step=10.0, graph="shop")
+    >>> al.add_one(Sample("shop", "api", 1700000001.0, 0.5)).status
+    <AlignStatus.ACCEPTED: 'accepted'>
+    >>> al.add_one(Sample("shop", "db", 1700000003.0, 0.1)).snapshots
+    ()
+    >>> al.add_one(Sample("shop", "api", 1700000012.0, 0.7)).snapshots
+    (Snapshot(ts=1700000000.0, values={'db': 0.1, 'api': 0.5}, graph='shop', end=1700000010.0),)
+    >>> al.add_one(Sample("shop", "db", 1700000009.0, 0.2)).status.reason
+    'late_event'
+    >>> al.flush()
+    [Snapshot(ts=1700000010.0, values={'api': 0.7}, graph='shop', end=1700000020.0)]
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        step: float,
+        allowed_lateness: float = 0.0,
+        graph: str = "default",
+        *,
+        max_open_windows: int = 1024,
+    ) -> None:
+        if not (math.isfinite(step) and step > 0):
+            raise ConfigError(f"the window step must be a positive number of seconds, not {step}")
+        if not (math.isfinite(allowed_lateness) and allowed_lateness >= 0):
+            raise ConfigError(
+                f"allowed_lateness must be a number of seconds >= 0, not {allowed_lateness}"
+            )
+        if max_open_windows < 1:
+            raise ConfigError(f"max_open_windows must be at least 1, not {max_open_windows}")
+        if not nodes:
+            raise ConfigError("an aligner needs at least one node")
+        if len(set(nodes)) != len(nodes):
+            repeated = sorted({n for n in nodes if list(nodes).count(n) > 1})
+            raise ConfigError(f"nodes are repeated: {repeated}")
+        self.nodes = tuple(nodes)
+        self.step = float(step)
+        self.allowed_lateness = float(allowed_lateness)
+        self.graph = graph
+        self.max_open_windows = max_open_windows
+        self._known = frozenset(self.nodes)
+        self._windows: dict[int, dict[str, float]] = {}
+        self._heap: list[int] = []  # indices of the open windows
+        self._floor: int | None = None  # windows below this index are closed
+        self._watermark: float | None = None
+        self._counts = dict.fromkeys(AlignStatus, 0)
+        self.forced = 0
+        """Number of windows force-emitted because ``max_open_windows`` was reached."""
+
+    @property
+    def watermark(self) -> float | None:
+        """The largest event time seen (of samples not rejected); ``None`` before the first."""
+        return self._watermark
+
+    @property
+    def counts(self) -> dict[AlignStatus, int]:
+        """How many samples ended with each status (a copy)."""
+        return dict(self._counts)
+
+    @property
+    def open_windows(self) -> int:
+        """Number of windows holding data that were not emitted yet."""
+        return len(self._windows)
+
+    def window_of(self, ts: float) -> tuple[float, float]:
+        """The ``(start, end)`` of the window that holds time ``ts``.
+
+        Examples
+        --------
+        >>> Aligner(["a"], step=0.1).window_of(0.7)
+        (0.6000000000000001, 0.7000000000000001)
+        """
+        k = self._index(ts)
+        return k * self.step, (k + 1) * self.step
+
+    def add_one(self, sample: Sample) -> AlignResult:
+        """Add one sample; return its status and the snapshots it completed.
+
+        Parameters
+        ----------
+        sample
+            A decoded sample (:func:`stream_rca.io.events.decode_event`).
+
+        Returns
+        -------
+        AlignResult
+            ``status`` says whether the sample was used (and if not, why); ``snapshots`` are
+            the windows now complete (``end + allowed_lateness <= watermark``) or force-emitted,
+            in window order.
+        """
+        status = self._place(sample)
+        self._counts[status] += 1
+        if status.reason is not None:
+            return AlignResult(status)
+        if self._watermark is None or sample.ts > self._watermark:
+            self._watermark = sample.ts
+        out = self._evict()
+        horizon = self._watermark - self.allowed_lateness
+        while self._heap and self._end(self._heap[0]) <= horizon:
+            out.append(self._emit(heapq.heappop(self._heap)))
+        return AlignResult(status, tuple(out))
+
+    def flush(self) -> list[Snapshot]:
+        """Emit every open window, in window order (the end of a stream).
+
+        Afterwards, samples for the flushed windows or older ones count as late.
+        """
+        out: list[Snapshot] = []
+        while self._heap:
+            out.append(self._emit(heapq.heappop(self._heap)))
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"Aligner(nodes={list(self.nodes)!r}, step={self.step!r}, "
+            f"allowed_lateness={self.allowed_lateness!r}, graph={self.graph!r}, "
+            f"max_open_windows={self.max_open_windows!r})"
+        )
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _index(self, ts: float) -> int:
+        """``k`` with ``k * step <= ts < (k + 1) * step`` in floating point."""
+        k = math.floor(ts / self.step)
+        if (k + 1) * self.step <= ts:
+            k += 1
+        elif k * self.step > ts:
+            k -= 1
+        return k
+
+    def _end(self, k: int) -> float:
+        return (k + 1) * self.step
+
+    def _place(self, sample: Sample) -> AlignStatus:
+        if sample.graph != self.graph:
+            return AlignStatus.UNKNOWN_GRAPH
+        if sample.node not in self._known:
+            return AlignStatus.UNKNOWN_NODE
+        k = self._index(sample.ts)
+        wm = self._watermark
+        if (self._floor is not None and k < self._floor) or (
+            wm is not None and self._end(k) <= wm - self.allowed_lateness
+        ):
+            return AlignStatus.LATE
+        window = self._windows.get(k)
+        if window is None:
+            window = self._windows[k] = {}
+            heapq.heappush(self._heap, k)
+        old = window.get(sample.node)
+        window[sample.node] = sample.value
+        if old is None:
+            return AlignStatus.ACCEPTED
+        return AlignStatus.DUPLICATE if old == sample.value else AlignStatus.REVISED
+
+    def _evict(self) -> list[Snapshot]:
+        out: list[Snapshot] = []
+        while len(self._heap) > self.max_open_windows:
+            out.append(self._emit(heapq.heappop(self._heap)))
+            self.forced += 1
+        return out
+
+    def _emit(self, k: int) -> Snapshot:
+        window = self._windows.pop(k)
+        self._floor = k + 1 if self._floor is None else max(self._floor, k + 1)
+        values = {n: window[n] for n in self.nodes if n in window}
+        return Snapshot(ts=k * self.step, values=values, graph=self.graph, end=self._end(k))
