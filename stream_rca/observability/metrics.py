@@ -13,7 +13,6 @@ exporting only the latest incident of each target.
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
@@ -23,6 +22,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from stream_rca import __version__
 from stream_rca.core.types import Attribution, IncidentEvent, StepResult
+from stream_rca.io.deadletter import DEAD_LETTER_REASONS
 
 __all__ = ["LATENCY_BUCKETS", "PipelineMetrics"]
 
@@ -32,7 +32,6 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 """Histogram buckets in seconds, from 0.1 ms to 10 s (plus ``+Inf``)."""
 
-_REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _M = TypeVar("_M", bound=MetricWrapperBase)
 
 
@@ -45,6 +44,9 @@ class PipelineMetrics:
         Registry to register the metrics on (never the global one in tests).
     version
         Value of the ``version`` label of ``stream_rca_build_info``.
+    dead_letter_reasons
+        The reason codes :meth:`dead_letter` accepts (created at zero); any other counts as
+        ``"other"``.
 
     Notes
     -----
@@ -63,8 +65,15 @@ class PipelineMetrics:
     3.0
     """
 
-    def __init__(self, registry: CollectorRegistry, *, version: str = __version__) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        version: str = __version__,
+        dead_letter_reasons: Iterable[str] = DEAD_LETTER_REASONS,
+    ) -> None:
         self.registry = registry
+        self._reasons = frozenset(dead_letter_reasons)
         self._lock = threading.Lock()
         self._graphs: set[str] = set()  # graphs whose counters exist
         self._nodes: dict[str, set[str]] = {}  # graph -> nodes with a score gauge
@@ -169,6 +178,8 @@ class PipelineMetrics:
             Info("stream_rca_build", "Version of stream-rca.", registry=registry)
         )
         self.build_info.info({"version": version})
+        for reason in sorted(self._reasons):
+            self.dead_letters.labels(reason)
 
     def _add(self, metric: _M) -> _M:
         self._collectors.append(metric)
@@ -379,8 +390,8 @@ class PipelineMetrics:
             self.events.labels(graph).inc(n)
 
     def dead_letter(self, reason: str) -> None:
-        """Count one dead-lettered event; a reason that is not a short code counts as ``other``."""
-        self.dead_letters.labels(reason if _REASON.match(reason) else "other").inc()
+        """Count one dead-lettered event; an unknown reason code counts as ``"other"``."""
+        self.dead_letters.labels(reason if reason in self._reasons else "other").inc()
 
     def late(self, graph: str, n: int = 1) -> None:
         """Count ``n`` events of ``graph`` that arrived after their window was emitted."""

@@ -263,8 +263,20 @@ def test_input_counters(registry: CollectorRegistry, metrics: PipelineMetrics) -
     assert value(registry, "stream_rca_duplicate_events_total", graph="shop") == 2.0
     assert value(registry, "stream_rca_dead_letters_total", reason="unknown_node") == 2.0
     assert value(registry, "stream_rca_dead_letters_total", reason="other") == 1.0
+    # Every known reason exists from the start.
+    assert value(registry, "stream_rca_dead_letters_total", reason="malformed_json") == 0.0
     # A graph that receives events has a snapshot counter at zero: a stall is visible.
     assert value(registry, "stream_rca_snapshots_total", graph="shop") == 0.0
+
+
+def test_dead_letter_reasons_are_configurable() -> None:
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry, dead_letter_reasons=["bad"])
+    metrics.dead_letter("bad")
+    metrics.dead_letter("unknown_node")
+    assert value(registry, "stream_rca_dead_letters_total", reason="bad") == 1.0
+    assert value(registry, "stream_rca_dead_letters_total", reason="other") == 1.0
+    assert value(registry, "stream_rca_dead_letters_total", reason="unknown_node") is None
 
 
 def test_consumer_lag(registry: CollectorRegistry, metrics: PipelineMetrics) -> None:
