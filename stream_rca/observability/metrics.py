@@ -278,8 +278,9 @@ class PipelineMetrics:
         seconds
             Wall time the engine took for it (attributions included).
         attribution_seconds
-            Wall time of each of ``result.attributions``, in the same order, when known; the
-            attributions in ``result`` are recorded either way (do not pass them again to
+            Wall time of each of ``result.attributions``, in the same order; when ``None``, each
+            attribution's own ``seconds`` (if the engine timed it). The attributions in
+            ``result`` are recorded either way (do not pass them again to
             :meth:`observe_attribution`).
         """
         graph = result.graph
@@ -316,7 +317,7 @@ class PipelineMetrics:
                     1 if target in result.open_incidents else 0
                 )
             for i, att in enumerate(result.attributions):
-                took = None if attribution_seconds is None else attribution_seconds[i]
+                took = _seconds(att) if attribution_seconds is None else attribution_seconds[i]
                 self._attribution(att, took)
 
     @staticmethod
@@ -349,7 +350,7 @@ class PipelineMetrics:
             self.root_cause_contribution.remove(*key, node)
             self.root_cause_share.remove(*key, node)
 
-    def observe_attribution(self, att: Attribution, seconds: float) -> None:
+    def observe_attribution(self, att: Attribution, seconds: float | None = None) -> None:
         """Record one attribution that did not come inside a :class:`StepResult`.
 
         Replaces the root-cause series of the target's previous attribution with this one's.
@@ -359,11 +360,11 @@ class PipelineMetrics:
         att
             The attribution.
         seconds
-            Wall time it took.
+            Wall time it took; ``att.seconds`` when ``None``.
         """
         with self._lock:
             self._touch_graph(att.graph)
-            self._attribution(att, seconds)
+            self._attribution(att, _seconds(att) if seconds is None else seconds)
 
     def _attribution(self, att: Attribution, seconds: float | None) -> None:
         key = (att.graph, att.target)
@@ -436,3 +437,9 @@ class PipelineMetrics:
                     self.latest_incident.remove(*key)
             self.warmup_nodes.remove(graph)
             self.last_snapshot.remove(graph)
+
+
+def _seconds(att: Attribution) -> float | None:
+    """The wall time an attribution carries, if its type has the field and it was timed."""
+    took = getattr(att, "seconds", None)
+    return None if took is None else float(took)

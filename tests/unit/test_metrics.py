@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import urllib.request
 from collections.abc import Mapping
@@ -232,6 +233,18 @@ def test_attribution_in_step_without_timing_skips_histogram(
     metrics.observe_step(step(attributions=(attribution("i1", {"db": 1.0}),)), 0.0)
     assert value(registry, "stream_rca_attributions_total", graph="shop", target="Website") == 1
     assert value(registry, "stream_rca_attribution_seconds_count", graph="shop") == 0.0
+
+
+def test_attribution_carries_its_own_timing(
+    registry: CollectorRegistry, metrics: PipelineMetrics
+) -> None:
+    if "seconds" not in {f.name for f in dataclasses.fields(Attribution)}:
+        pytest.skip("Attribution has no seconds field")
+    timed = dataclasses.replace(attribution("i1", {"db": 1.0}), seconds=0.25)  # type: ignore[call-arg,unused-ignore]
+    metrics.observe_step(step(attributions=(timed,)), 0.3)
+    metrics.observe_attribution(timed)
+    assert value(registry, "stream_rca_attribution_seconds_count", graph="shop") == 2.0
+    assert value(registry, "stream_rca_attribution_seconds_sum", graph="shop") == 0.5
 
 
 def test_attribution_seconds_must_match(metrics: PipelineMetrics) -> None:
