@@ -15,24 +15,15 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client import CollectorRegistry, Gauge
 
 from stream_rca import __version__
 from stream_rca.core.types import Attribution, IncidentEvent, StepResult
 from stream_rca.io.deadletter import DEAD_LETTER_REASONS
+from stream_rca.observability.families import MetricFamilies
 
-__all__ = ["LATENCY_BUCKETS", "PipelineMetrics"]
-
-LATENCY_BUCKETS: tuple[float, ...] = (
-    *(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
-    *(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
-"""Histogram buckets in seconds, from 0.1 ms to 10 s (plus ``+Inf``)."""
-
-_M = TypeVar("_M", bound=MetricWrapperBase)
+__all__ = ["PipelineMetrics"]
 
 
 class PipelineMetrics:
@@ -82,132 +73,14 @@ class PipelineMetrics:
         self._causes: dict[tuple[str, str], set[str]] = {}  # (graph, target) -> nodes
         self._incident: dict[tuple[str, str], str] = {}  # (graph, target) -> latest id
         self._lags: set[tuple[str, str]] = set()
-        self._collectors: list[MetricWrapperBase] = []
 
-        def gauge(name: str, doc: str, labels: Sequence[str]) -> Gauge:
-            return self._add(Gauge(name, doc, labels, registry=registry))
-
-        def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
-            return self._add(Counter(name, doc, labels, registry=registry))
-
-        def histogram(name: str, doc: str) -> Histogram:
-            return self._add(
-                Histogram(name, doc, ["graph"], buckets=LATENCY_BUCKETS, registry=registry)
-            )
-
-        gt, gtn = ("graph", "target"), ("graph", "target", "node")
-        self.node_score = gauge(
-            "stream_rca_node_score",
-            "Conditional IT outlier score (nats) of a node in the latest snapshot.",
-            ("graph", "node"),
-        )
-        self.target_score = gauge(
-            "stream_rca_target_score",
-            "Marginal IT outlier score (nats) of a watched target in the latest snapshot.",
-            gt,
-        )
-        self.root_cause_contribution = gauge(
-            "stream_rca_root_cause_contribution",
-            "Shapley contribution (nats) of a node to the latest attributed anomaly of a target.",
-            gtn,
-        )
-        self.root_cause_share = gauge(
-            "stream_rca_root_cause_share",
-            "Share (0..1) of the latest attributed anomaly of a target explained by a node.",
-            gtn,
-        )
-        self.incident_open = gauge(
-            "stream_rca_incident_open", "1 while an incident is open on a target, else 0.", gt
-        )
-        self.incident_start = gauge(
-            "stream_rca_incident_start_timestamp_seconds",
-            "Event time (unix seconds) at which the latest incident of a target opened.",
-            gt,
-        )
-        self.latest_incident = self._add(
-            Info(
-                "stream_rca_latest_incident",
-                "Id of the latest incident of a target (one series per target).",
-                gt,
-                registry=registry,
-            )
-        )
-        self.events = counter("stream_rca_events", "Metric events accepted.", ("graph",))
-        self.snapshots = counter("stream_rca_snapshots", "Snapshots processed.", ("graph",))
-        self.incidents = counter("stream_rca_incidents", "Incidents opened.", gt)
-        self.attributions = counter("stream_rca_attributions", "Attributions computed.", gt)
-        self.dead_letters = counter(
-            "stream_rca_dead_letters", "Input events sent to the dead-letter topic.", ("reason",)
-        )
-        self.late_events = counter(
-            "stream_rca_late_events", "Events that arrived after their window closed.", ("graph",)
-        )
-        self.duplicate_events = counter(
-            "stream_rca_duplicate_events", "Events seen twice and ignored.", ("graph",)
-        )
-        self.missing_values = counter(
-            "stream_rca_missing_values",
-            "Snapshots in which a node had no value.",
-            ("graph", "node"),
-        )
-        self.invalid_values = counter(
-            "stream_rca_invalid_values",
-            "Snapshots in which a node's value was not a finite number.",
-            ("graph", "node"),
-        )
-        self.snapshot_seconds = histogram(
-            "stream_rca_snapshot_processing_seconds", "Wall time to process one snapshot."
-        )
-        self.attribution_seconds = histogram(
-            "stream_rca_attribution_seconds", "Wall time of one Shapley attribution."
-        )
-        self.warmup_nodes = gauge(
-            "stream_rca_warmup_nodes", "Nodes of a graph still in warm-up.", ("graph",)
-        )
-        self.last_snapshot = gauge(
-            "stream_rca_last_snapshot_timestamp_seconds",
-            "Event time (unix seconds, window start) of the latest processed snapshot.",
-            ("graph",),
-        )
-        self.consumer_lag = gauge(
-            "stream_rca_consumer_lag",
-            "Messages between the committed offset and the end of a partition.",
-            ("topic", "partition"),
-        )
-        self.build_info = self._add(
-            Info("stream_rca_build", "Version of stream-rca.", registry=registry)
-        )
-        self.build_info.info({"version": version})
+        self.families = MetricFamilies(registry, version)
         for reason in sorted(self._reasons):
-            self.dead_letters.labels(reason)
-
-    def _add(self, metric: _M) -> _M:
-        self._collectors.append(metric)
-        return metric
-
-    # -- names ---------------------------------------------------------------------------------
+            self.families.dead_letters.labels(reason)
 
     def series_names(self) -> frozenset[str]:
-        """Names of every series these metrics can expose (``_total``, ``_bucket``, ... included).
-
-        Returns
-        -------
-        frozenset of str
-            For example ``stream_rca_events_total`` and
-            ``stream_rca_snapshot_processing_seconds_bucket``; used to check that dashboards
-            and alert rules query only metrics that exist.
-        """
-        suffixes = {
-            "counter": ("_total", "_created"),
-            "histogram": ("_bucket", "_sum", "_count", "_created"),
-            "info": ("_info",),
-        }
-        names: set[str] = set()
-        for collector in self._collectors:
-            for family in collector.describe():
-                for suffix in suffixes.get(family.type, ("",)):
-                    names.add(family.name + suffix)
-        return frozenset(names)
+        """Names of every series these metrics can expose (see ``MetricFamilies.series_names``)."""
+        return self.families.series_names()
 
     # -- registration --------------------------------------------------------------------------
 
@@ -228,8 +101,8 @@ class PipelineMetrics:
         with self._lock:
             self._touch_graph(graph)
             for node in nodes:
-                self.missing_values.labels(graph, node)
-                self.invalid_values.labels(graph, node)
+                self.families.missing_values.labels(graph, node)
+                self.families.invalid_values.labels(graph, node)
             for target in targets:
                 self._touch_target(graph, target)
 
@@ -238,12 +111,12 @@ class PipelineMetrics:
             return
         self._graphs.add(graph)
         for metric in (
-            self.events,
-            self.snapshots,
-            self.late_events,
-            self.duplicate_events,
-            self.snapshot_seconds,
-            self.attribution_seconds,
+            self.families.events,
+            self.families.snapshots,
+            self.families.late_events,
+            self.families.duplicate_events,
+            self.families.snapshot_seconds,
+            self.families.attribution_seconds,
         ):
             metric.labels(graph)
 
@@ -251,9 +124,9 @@ class PipelineMetrics:
         targets = self._targets.setdefault(graph, set())
         if target not in targets:
             targets.add(target)
-            self.incidents.labels(graph, target)
-            self.attributions.labels(graph, target)
-            self.incident_open.labels(graph, target).set(0)
+            self.families.incidents.labels(graph, target)
+            self.families.attributions.labels(graph, target)
+            self.families.incident_open.labels(graph, target).set(0)
 
     # -- the engine ----------------------------------------------------------------------------
 
@@ -291,19 +164,22 @@ class PipelineMetrics:
             )
         with self._lock:
             self._touch_graph(graph)
-            self.snapshots.labels(graph).inc()
-            self.snapshot_seconds.labels(graph).observe(seconds)
-            self.warmup_nodes.labels(graph).set(len(result.warming))
-            self.last_snapshot.labels(graph).set(result.ts)
+            self.families.snapshots.labels(graph).inc()
+            self.families.snapshot_seconds.labels(graph).observe(seconds)
+            self.families.warmup_nodes.labels(graph).set(len(result.warming))
+            self.families.last_snapshot.labels(graph).set(result.ts)
             for node in result.missing:
-                self.missing_values.labels(graph, node).inc()
+                self.families.missing_values.labels(graph, node).inc()
             for node in result.invalid:
-                self.invalid_values.labels(graph, node).inc()
+                self.families.invalid_values.labels(graph, node).inc()
             self._nodes[graph] = self._set_scores(
-                self.node_score, graph, result.scores, self._nodes.get(graph, set())
+                self.families.node_score, graph, result.scores, self._nodes.get(graph, set())
             )
             self._scored[graph] = self._set_scores(
-                self.target_score, graph, result.target_scores, self._scored.get(graph, set())
+                self.families.target_score,
+                graph,
+                result.target_scores,
+                self._scored.get(graph, set()),
             )
             for target in (*result.target_scores, *result.open_incidents):
                 self._touch_target(graph, target)
@@ -313,7 +189,7 @@ class PipelineMetrics:
                 if self._incident.get((graph, target)) != incident_id:
                     self._set_latest_incident(graph, target, incident_id)
             for target in self._targets.get(graph, set()):
-                self.incident_open.labels(graph, target).set(
+                self.families.incident_open.labels(graph, target).set(
                     1 if target in result.open_incidents else 0
                 )
             for i, att in enumerate(result.attributions):
@@ -336,19 +212,19 @@ class PipelineMetrics:
         key = (event.graph, event.target)
         self._touch_target(*key)
         if event.kind == "opened":
-            self.incidents.labels(*key).inc()
-            self.incident_start.labels(*key).set(event.ts)
+            self.families.incidents.labels(*key).inc()
+            self.families.incident_start.labels(*key).set(event.ts)
             self._clear_causes(key)
             self._set_latest_incident(event.graph, event.target, event.incident_id)
 
     def _set_latest_incident(self, graph: str, target: str, incident_id: str) -> None:
         self._incident[(graph, target)] = incident_id
-        self.latest_incident.labels(graph, target).info({"incident_id": incident_id})
+        self.families.latest_incident.labels(graph, target).info({"incident_id": incident_id})
 
     def _clear_causes(self, key: tuple[str, str]) -> None:
         for node in self._causes.pop(key, set()):
-            self.root_cause_contribution.remove(*key, node)
-            self.root_cause_share.remove(*key, node)
+            self.families.root_cause_contribution.remove(*key, node)
+            self.families.root_cause_share.remove(*key, node)
 
     def observe_attribution(self, att: Attribution, seconds: float | None = None) -> None:
         """Record one attribution that did not come inside a :class:`StepResult`.
@@ -369,14 +245,14 @@ class PipelineMetrics:
     def _attribution(self, att: Attribution, seconds: float | None) -> None:
         key = (att.graph, att.target)
         self._touch_target(*key)
-        self.attributions.labels(*key).inc()
+        self.families.attributions.labels(*key).inc()
         if seconds is not None:
-            self.attribution_seconds.labels(att.graph).observe(seconds)
+            self.families.attribution_seconds.labels(att.graph).observe(seconds)
         self._clear_causes(key)
         nodes: set[str] = set()
         for rc in att.root_causes:
-            self.root_cause_contribution.labels(*key, rc.node).set(rc.contribution)
-            self.root_cause_share.labels(*key, rc.node).set(rc.share)
+            self.families.root_cause_contribution.labels(*key, rc.node).set(rc.contribution)
+            self.families.root_cause_share.labels(*key, rc.node).set(rc.share)
             nodes.add(rc.node)
         self._causes[key] = nodes
         if self._incident.get(key) != att.incident_id:
@@ -388,23 +264,23 @@ class PipelineMetrics:
         """Count ``n`` accepted metric events of ``graph`` (a validated, known graph name)."""
         with self._lock:
             self._touch_graph(graph)
-            self.events.labels(graph).inc(n)
+            self.families.events.labels(graph).inc(n)
 
     def dead_letter(self, reason: str) -> None:
         """Count one dead-lettered event; an unknown reason code counts as ``"other"``."""
-        self.dead_letters.labels(reason if reason in self._reasons else "other").inc()
+        self.families.dead_letters.labels(reason if reason in self._reasons else "other").inc()
 
     def late(self, graph: str, n: int = 1) -> None:
         """Count ``n`` events of ``graph`` that arrived after their window was emitted."""
         with self._lock:
             self._touch_graph(graph)
-            self.late_events.labels(graph).inc(n)
+            self.families.late_events.labels(graph).inc(n)
 
     def duplicate(self, graph: str, n: int = 1) -> None:
         """Count ``n`` duplicate events of ``graph`` (redelivered, ignored)."""
         with self._lock:
             self._touch_graph(graph)
-            self.duplicate_events.labels(graph).inc(n)
+            self.families.duplicate_events.labels(graph).inc(n)
 
     def set_lag(self, topic: str, partition: int, lag: float | None) -> None:
         """Set the consumer lag of a partition; ``None`` removes it (partition revoked)."""
@@ -413,10 +289,10 @@ class PipelineMetrics:
             if lag is None:
                 if key in self._lags:
                     self._lags.discard(key)
-                    self.consumer_lag.remove(*key)
+                    self.families.consumer_lag.remove(*key)
                 return
             self._lags.add(key)
-            self.consumer_lag.labels(*key).set(lag)
+            self.families.consumer_lag.labels(*key).set(lag)
 
     def forget_graph(self, graph: str) -> None:
         """Remove the state gauges of a graph this process no longer owns (after a rebalance).
@@ -425,18 +301,18 @@ class PipelineMetrics:
         """
         with self._lock:
             for node in self._nodes.pop(graph, set()):
-                self.node_score.remove(graph, node)
+                self.families.node_score.remove(graph, node)
             for target in self._scored.pop(graph, set()):
-                self.target_score.remove(graph, target)
+                self.families.target_score.remove(graph, target)
             for target in self._targets.pop(graph, set()):
                 key = (graph, target)
                 self._clear_causes(key)
-                self.incident_open.remove(*key)
-                self.incident_start.remove(*key)
+                self.families.incident_open.remove(*key)
+                self.families.incident_start.remove(*key)
                 if self._incident.pop(key, None) is not None:
-                    self.latest_incident.remove(*key)
-            self.warmup_nodes.remove(graph)
-            self.last_snapshot.remove(graph)
+                    self.families.latest_incident.remove(*key)
+            self.families.warmup_nodes.remove(graph)
+            self.families.last_snapshot.remove(graph)
 
 
 def _seconds(att: Attribution) -> float | None:

@@ -1,0 +1,160 @@
+"""The Prometheus metric families stream-rca exports: names, help, labels and buckets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.metrics import MetricWrapperBase
+
+__all__ = ["LATENCY_BUCKETS", "MetricFamilies"]
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    *(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+    *(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+"""Histogram buckets in seconds, from 0.1 ms to 10 s (plus ``+Inf``)."""
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "info": ("_info",),
+}
+
+
+class MetricFamilies:
+    """Every metric of a stream-rca process, registered on ``registry``.
+
+    Parameters
+    ----------
+    registry
+        Registry to register the metrics on.
+    version
+        Value of the ``version`` label of ``stream_rca_build_info``.
+
+    Notes
+    -----
+    Only declarations live here; :class:`~stream_rca.observability.PipelineMetrics` decides
+    what to record. ``docs/observability.md`` describes every metric.
+    """
+
+    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        self._collectors: list[MetricWrapperBase] = []
+
+        def gauge(name: str, doc: str, labels: Sequence[str]) -> Gauge:
+            return self._add(Gauge(name, doc, labels, registry=registry))
+
+        def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
+            return self._add(Counter(name, doc, labels, registry=registry))
+
+        def histogram(name: str, doc: str) -> Histogram:
+            return self._add(
+                Histogram(name, doc, ["graph"], buckets=LATENCY_BUCKETS, registry=registry)
+            )
+
+        gt, gtn = ("graph", "target"), ("graph", "target", "node")
+        self.node_score = gauge(
+            "stream_rca_node_score",
+            "Conditional IT outlier score (nats) of a node in the latest snapshot.",
+            ("graph", "node"),
+        )
+        self.target_score = gauge(
+            "stream_rca_target_score",
+            "Marginal IT outlier score (nats) of a watched target in the latest snapshot.",
+            gt,
+        )
+        self.root_cause_contribution = gauge(
+            "stream_rca_root_cause_contribution",
+            "Shapley contribution (nats) of a node to the latest attributed anomaly of a target.",
+            gtn,
+        )
+        self.root_cause_share = gauge(
+            "stream_rca_root_cause_share",
+            "Share (0..1) of the latest attributed anomaly of a target explained by a node.",
+            gtn,
+        )
+        self.incident_open = gauge(
+            "stream_rca_incident_open", "1 while an incident is open on a target, else 0.", gt
+        )
+        self.incident_start = gauge(
+            "stream_rca_incident_start_timestamp_seconds",
+            "Event time (unix seconds) at which the latest incident of a target opened.",
+            gt,
+        )
+        self.latest_incident = self._add(
+            Info(
+                "stream_rca_latest_incident",
+                "Id of the latest incident of a target (one series per target).",
+                gt,
+                registry=registry,
+            )
+        )
+        self.events = counter("stream_rca_events", "Metric events accepted.", ("graph",))
+        self.snapshots = counter("stream_rca_snapshots", "Snapshots processed.", ("graph",))
+        self.incidents = counter("stream_rca_incidents", "Incidents opened.", gt)
+        self.attributions = counter("stream_rca_attributions", "Attributions computed.", gt)
+        self.dead_letters = counter(
+            "stream_rca_dead_letters", "Input events sent to the dead-letter topic.", ("reason",)
+        )
+        self.late_events = counter(
+            "stream_rca_late_events", "Events that arrived after their window closed.", ("graph",)
+        )
+        self.duplicate_events = counter(
+            "stream_rca_duplicate_events", "Events seen twice and ignored.", ("graph",)
+        )
+        self.missing_values = counter(
+            "stream_rca_missing_values",
+            "Snapshots in which a node had no value.",
+            ("graph", "node"),
+        )
+        self.invalid_values = counter(
+            "stream_rca_invalid_values",
+            "Snapshots in which a node's value was not a finite number.",
+            ("graph", "node"),
+        )
+        self.snapshot_seconds = histogram(
+            "stream_rca_snapshot_processing_seconds", "Wall time to process one snapshot."
+        )
+        self.attribution_seconds = histogram(
+            "stream_rca_attribution_seconds", "Wall time of one Shapley attribution."
+        )
+        self.warmup_nodes = gauge(
+            "stream_rca_warmup_nodes", "Nodes of a graph still in warm-up.", ("graph",)
+        )
+        self.last_snapshot = gauge(
+            "stream_rca_last_snapshot_timestamp_seconds",
+            "Event time (unix seconds, window start) of the latest processed snapshot.",
+            ("graph",),
+        )
+        self.consumer_lag = gauge(
+            "stream_rca_consumer_lag",
+            "Messages between the committed offset and the end of a partition.",
+            ("topic", "partition"),
+        )
+        self.build_info = self._add(
+            Info("stream_rca_build", "Version of stream-rca.", registry=registry)
+        )
+        self.build_info.info({"version": version})
+
+    def _add(self, metric: _M) -> _M:
+        self._collectors.append(metric)
+        return metric
+
+    def series_names(self) -> frozenset[str]:
+        """Names of every series these metrics can expose (``_total``, ``_bucket``... included).
+
+        Returns
+        -------
+        frozenset of str
+            For example ``stream_rca_events_total`` and
+            ``stream_rca_snapshot_processing_seconds_bucket``; used to check that dashboards
+            and alert rules query only metrics that exist.
+        """
+        names: set[str] = set()
+        for collector in self._collectors:
+            for family in collector.describe():
+                for suffix in _SUFFIXES.get(family.type, ("",)):
+                    names.add(family.name + suffix)
+        return frozenset(names)
