@@ -6,9 +6,10 @@ clock, no environment and does no I/O. Its whole state pickles, for checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,10 @@ class EngineConfig:
         Player orders sampled (in antithetic pairs) beyond ``exact_max_players``.
     generic_samples
         Draws per coalition when a non-linear mechanism is on the way (they are slower).
+    impute_learn
+        A node still learns when at most this share of its parents is missing (and imputed);
+        real metric exports have gaps, and a node with many parents would otherwise rarely
+        see all of them at once.
     seed
         Base seed; every attribution derives its own seed from it and the incident id.
     """
@@ -71,6 +76,7 @@ class EngineConfig:
     exact_max_players: int = 12
     n_permutations: int = 64
     generic_samples: int = 200
+    impute_learn: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -96,6 +102,9 @@ class Engine:
     mechanisms
         Per node, a river regressor or a mechanism name (see
         :data:`~stream_rca.core.mechanisms.MECHANISMS`) instead of the linear default.
+    timer
+        A clock such as ``time.perf_counter``; when given, every attribution records how long
+        it took. The engine reads no clock of its own.
 
     Examples
     --------
@@ -123,8 +132,10 @@ class Engine:
         *,
         targets: Sequence[str] | None = None,
         mechanisms: Mapping[str, Regressor | str] | None = None,
+        timer: Callable[[], float] | None = None,
     ) -> None:
         self.graph = graph
+        self.timer = timer
         self.config = cfg = config or EngineConfig()
         self.targets: tuple[str, ...] = tuple(graph.check(t) for t in (targets or graph.sinks))
         if not self.targets:
@@ -145,7 +156,8 @@ class Engine:
         self._marginal = NoiseBank(len(self.targets), cfg.reservoir, seed=cfg.seed + 1)
         self._fitted = np.zeros(n, dtype=np.int64)
         self._min_fit = np.array([2 * p.size + 2 if p.size else 0 for p in graph.parent_index])
-        self._has_parents = np.array([p.size > 0 for p in graph.parent_index])
+        self._n_parents = np.array([p.size for p in graph.parent_index])
+        self._has_parents = self._n_parents > 0
         self._edge_src = np.array([graph.index[u] for u, _ in graph.edges], dtype=np.intp)
         self._edge_dst = np.array([graph.index[v] for _, v in graph.edges], dtype=np.intp)
         self._triggers = {t: Trigger(graph.name, t, cfg.trigger) for t in self.targets}
@@ -213,7 +225,7 @@ class Engine:
         t_scores = np.full(len(self.targets), np.nan)
         t_scores[t_scored] = self._marginal.score(filled[self._target_idx[t_scored]], t_scored)
 
-        parents_ok = self._parents_present(present)
+        parents_ok = self._parents_present(present, cfg.impute_learn)
         calm = ~(node_scores >= cfg.protect)  # NaN (unscored) counts as calm
         learn = present & parents_ok & calm
         self._learn(filled, resid, learn)
@@ -228,7 +240,7 @@ class Engine:
         for i, target in enumerate(self.targets):
             trig = self._triggers[target]
             players = self._players[target]
-            ready = target in target_scores and bool(warm_nodes[players].all())
+            ready = target in target_scores and bool(warm_nodes[players[-1]])
             decision = trig.update_one(snapshot.ts, target_scores[target] if ready else None)
             if decision.kind is not None and decision.incident_id is not None:
                 events.append(
@@ -291,10 +303,10 @@ class Engine:
         scores = self._noise.score(resid[scored], scored)
         named = {self.graph.nodes[j]: float(s) for j, s in zip(scored, scores, strict=True)}
         players = self._players[target]
-        if not warm[players].all():
-            cold = [self.graph.nodes[j] for j in players if not warm[j]]
+        if not warm[players[-1]]:
             raise NotWarmError(
-                f"cannot explain {target!r} yet: still warming up: {', '.join(cold[:10])}"
+                f"cannot explain {target!r} yet: it has learned from "
+                f"{int(self._noise.count[players[-1]])} of {self.config.warmup} snapshots"
             )
         incident = incident_id(self.graph.name, target, snapshot.ts)
         trigger_score = float("nan")
@@ -309,10 +321,14 @@ class Engine:
 
     # -- models -------------------------------------------------------------------------------
 
-    def _parents_present(self, present: BoolArray) -> BoolArray:
+    def _parents_present(self, present: BoolArray, tolerance: float) -> BoolArray:
+        """Nodes whose share of missing parents is at most ``tolerance`` (and below 1)."""
         src, dst = self._edge_src, self._edge_dst
         missing = np.bincount(dst[~present[src]], minlength=len(self.graph))
-        out: BoolArray = missing == 0
+        n_parents = np.maximum(self._n_parents, 1)
+        out: BoolArray = (missing == 0) | (
+            (missing <= tolerance * n_parents) & (missing < n_parents)
+        )
         return out
 
     def _predict(self, x: FloatArray) -> FloatArray:
@@ -393,6 +409,7 @@ class Engine:
         trigger_score: float,
     ) -> Attribution:
         cfg = self.config
+        started = self.timer() if self.timer is not None else None
         players = self._players[target]
         seed = (cfg.seed * 1_000_003 + zlib.crc32(f"{incident}#{revision}".encode())) % 2**32
         rng = np.random.default_rng(seed)
@@ -408,6 +425,9 @@ class Engine:
             n_permutations=cfg.n_permutations,
         )
         names = [self.graph.nodes[j] for j in players]
+        # Players still in warm-up take part with what they have learned (an empty model draws
+        # its median, so it gets no credit); they are listed so that a reader knows.
+        cold = [n for n, j in zip(names, players, strict=True) if self._noise.count[j] < cfg.warmup]
         positive = float(outcome.contributions[outcome.contributions > 0].sum())
         causes = sorted(
             (
@@ -422,7 +442,7 @@ class Engine:
             ),
             key=lambda rc: -rc.contribution,
         )
-        return Attribution(
+        att = Attribution(
             incident_id=incident,
             graph=self.graph.name,
             target=target,
@@ -439,8 +459,19 @@ class Engine:
             seed=seed,
             revision=revision,
             missing=tuple(n for n, j in zip(names, players, strict=True) if not present[j]),
-            extra={"trigger_score": trigger_score},
+            extra={"trigger_score": trigger_score, "cold": cold},
         )
+        if started is not None and self.timer is not None:
+            att = dataclasses.replace(att, seconds=self.timer() - started)
+        return att
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["timer"] = None  # a clock is the adapter's, not part of the checkpoint
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     # -- introspection ------------------------------------------------------------------------
 

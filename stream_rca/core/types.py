@@ -100,6 +100,8 @@ class Attribution:
     """Players whose value was missing in the snapshot; their noise was set to its median."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Anything a mode adds (the demo adds the injected truth)."""
+    seconds: float | None = None
+    """Wall time the attribution took, when the engine was given a timer."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of the output contract (schema ``stream-rca.attribution/v1``)."""
@@ -121,6 +123,8 @@ class Attribution:
             "seed": self.seed,
             "missing": list(self.missing),
         }
+        if self.seconds is not None:
+            doc["attribution_seconds"] = self.seconds
         doc.update(self.extra)
         return doc
 

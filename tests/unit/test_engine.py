@@ -149,7 +149,7 @@ def test_warmup_then_scores() -> None:
             assert r.scores == {}
             assert not r.warm
             assert set(r.warming) == {"a", "b"}
-            with pytest.raises(NotWarmError, match="warming up"):
+            with pytest.raises(NotWarmError, match="cannot explain"):
                 engine.explain(Snapshot(float(t), {"a": 1.0, "b": 1.0}))
     assert r.warm
     assert set(r.scores) == {"a", "b"}
