@@ -18,11 +18,11 @@ import numpy as np
 from stream_rca.core.engine import Engine, EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.types import Attribution, StepResult
-from stream_rca.sim import FaultSchedule, MicroserviceSystem, random_faults
+from stream_rca.sim import Fault, FaultKind, FaultSchedule, MicroserviceSystem, random_faults
 
 __all__ = ["DemoReport", "DemoSettings", "run_demo"]
 
-_KINDS = ("latency_shift", "mechanism_change")
+_KINDS: tuple[FaultKind, ...] = ("latency_shift", "mechanism_change")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ class DemoReport:
 
 def _schedule(sim: MicroserviceSystem, cfg: DemoSettings) -> FaultSchedule:
     rng = np.random.default_rng(cfg.seed)
-    faults = []
+    faults: list[Fault] = []
     for i in range(cfg.faults):
         kind = _KINDS[i % len(_KINDS)]
         one = random_faults(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.kafka import kafka_bootstrap  # noqa: F401
+from tests.fixtures.prometheus import prometheus_factory  # noqa: F401
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
