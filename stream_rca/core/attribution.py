@@ -132,18 +132,17 @@ def attribute_noise(
         phi = exact_shapley(vals, d)
         result = ShapleyResult(phi, np.zeros(d), "exact", 2**d, 0)
     elif gap is not None:
-        lin_gap = gap
+        gap_t = np.ascontiguousarray(gap.T, dtype=np.float32)  # (d, S)
+        x32 = np.float32(x_target)
 
         def chain(orders: IntArray) -> FloatArray:
             # Prefix s of an order fixes its first s players: the target is x_t minus the gaps
-            # of the players not yet fixed, a reversed cumulative sum along the order.
-            g = lin_gap[:, orders][:, :, ::-1]  # (S, b, d) in reverse order
-            rest = np.concatenate(
-                [np.cumsum(g, axis=2)[:, :, ::-1], np.zeros((*g.shape[:2], 1))], axis=2
-            )
+            # of the players not fixed yet, a reversed cumulative sum along the order.
             b = orders.shape[0]
-            samples = (x_target - rest).transpose(1, 2, 0).reshape(b * (d + 1), -1)
-            vals = values_of(samples).reshape(b, d + 1)
+            samples = np.zeros((b, d + 1, gap_t.shape[1]), dtype=np.float32)
+            np.cumsum(gap_t[orders[:, ::-1]], axis=1, out=samples[:, d - 1 :: -1, :])
+            np.subtract(x32, samples, out=samples)
+            vals = values_of(samples.reshape(b * (d + 1), -1)).reshape(b, d + 1)
             vals[:, d] = 0.0
             return vals
 

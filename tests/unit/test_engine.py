@@ -211,3 +211,27 @@ def test_engine_config_validation() -> None:
         TriggerConfig(threshold=-1)
     with pytest.raises(UnknownNodeError):
         Engine(CausalGraph([("a", "b")]), targets=["c"])
+
+
+def test_sampled_attribution_agrees_with_exact(dowhy_engine: Engine, shared_data: Path) -> None:
+    row = read_rows(shared_data / "dowhy-microservice" / "anomaly.csv")[0]
+    snap = Snapshot(7.0, row)
+    exact = dowhy_engine.explain(snap)
+    sampled_engine = pickle.loads(pickle.dumps(dowhy_engine))
+    object.__setattr__(sampled_engine, "config", _with(sampled_engine.config, exact_max_players=4))
+    sampled = sampled_engine.explain(snap)
+    assert exact.method == "exact"
+    assert sampled.method == "permutation"
+    assert sampled.n_permutations == 64
+    assert math.isclose(exact.target_score, sampled.target_score, rel_tol=0.05)
+    by_node = {rc.node: rc for rc in sampled.root_causes}
+    for rc in exact.root_causes:
+        other = by_node[rc.node]
+        assert abs(other.contribution - rc.contribution) <= 4 * other.stderr + 0.3, rc.node
+    assert sampled.root_causes[0].node == exact.root_causes[0].node == "Caching Service"
+
+
+def _with(config: EngineConfig, **changes: int) -> EngineConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
