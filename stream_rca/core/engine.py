@@ -10,18 +10,18 @@ import dataclasses
 import math
 import zlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from stream_rca.core.attribution import PlayerModel, attribute_noise
+from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.linear import LinearBank
 from stream_rca.core.mechanisms import Regressor, make_regressor
 from stream_rca.core.noise import NoiseBank
-from stream_rca.core.trigger import Trigger, TriggerConfig, incident_id
+from stream_rca.core.trigger import Trigger, incident_id
 from stream_rca.core.types import Attribution, IncidentEvent, RootCause, Snapshot, StepResult
 from stream_rca.errors import NotWarmError
 
@@ -30,62 +30,6 @@ __all__ = ["Engine", "EngineConfig"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Plain parameters of an :class:`Engine`.
-
-    Parameters
-    ----------
-    warmup
-        Snapshots a node's models must learn from before it is scored.
-    reservoir
-        Size of each noise model's recency-weighted sample.
-    forgetting
-        Per-snapshot forgetting of the linear mechanisms (``1/forgetting`` snapshots of memory).
-    ridge
-        Relative ridge penalty of the linear mechanisms.
-    protect
-        A node whose conditional score reaches this does not learn from the snapshot.
-    trigger
-        Incident thresholds of the watched targets.
-    n_samples
-        Monte Carlo draws per coalition in attributions.
-    exact_max_players
-        Exact Shapley values up to this many players; permutation sampling beyond.
-    n_permutations
-        Player orders sampled (in antithetic pairs) beyond ``exact_max_players``.
-    generic_samples
-        Draws per coalition when a non-linear mechanism is on the way (they are slower).
-    impute_learn
-        A node still learns when at most this share of its parents is missing (and imputed);
-        real metric exports have gaps, and a node with many parents would otherwise rarely
-        see all of them at once.
-    seed
-        Base seed; every attribution derives its own seed from it and the incident id.
-    """
-
-    warmup: int = 100
-    reservoir: int = 512
-    forgetting: float = 1e-3
-    ridge: float = 1e-6
-    protect: float = 6.0
-    trigger: TriggerConfig = field(default_factory=TriggerConfig)
-    n_samples: int = 1000
-    exact_max_players: int = 12
-    n_permutations: int = 64
-    generic_samples: int = 200
-    impute_learn: float = 0.5
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.warmup < 10:
-            raise ValueError(f"warmup must be at least 10 snapshots, got {self.warmup}")
-        if self.n_samples < 50 or self.generic_samples < 50:
-            raise ValueError("n_samples and generic_samples must be at least 50")
-        if self.protect <= 0:
-            raise ValueError("protect must be positive")
 
 
 class Engine:
@@ -173,21 +117,50 @@ class Engine:
     # -- the per-snapshot step ----------------------------------------------------------------
 
     def process_one(self, snapshot: Snapshot) -> StepResult:
-        """Score, learn from and trigger on one snapshot."""
+        """Score, trigger on and learn from one snapshot."""
         x, invalid = self._vector(snapshot.values)
-        return self._step(snapshot, x, invalid)
+        return self._steps([snapshot], x[None, :], [invalid])[0]
+
+    def process_many(self, snapshots: Sequence[Snapshot]) -> list[StepResult]:
+        """Process a block of snapshots at once: the fast path for backfills and replays.
+
+        The block is scored, triggered and attributed against the models as they were before
+        it, then learned in one exact merge; so results equal those of :meth:`process_one`
+        snapshot by snapshot except that the models learn from the block as a whole (a
+        prequential lag of at most the block's length).
+        """
+        if not snapshots:
+            return []
+        vectors = [self._vector(s.values) for s in snapshots]
+        x = np.stack([v for v, _ in vectors])
+        return self._steps(list(snapshots), x, [inv for _, inv in vectors])
 
     def process_array(
         self, ts: float, values: FloatArray, *, end: float | None = None
     ) -> StepResult:
-        """The same as :meth:`process_one` for values already in graph order (NaN = missing)."""
+        """:meth:`process_one` for values already in graph order (NaN = missing)."""
         if values.shape != (len(self.graph),):
             raise ValueError(f"expected {len(self.graph)} values, got shape {values.shape}")
+        return self.process_block(np.array([ts]), values[None, :], ends=[end])[0]
+
+    def process_block(
+        self, ts: FloatArray, values: FloatArray, *, ends: Sequence[float | None] | None = None
+    ) -> list[StepResult]:
+        """:meth:`process_many` for a ``(B, nodes)`` array in graph order (NaN = missing)."""
+        if values.ndim != 2 or values.shape[1] != len(self.graph) or len(ts) != len(values):
+            raise ValueError(
+                f"expected ({len(ts)}, {len(self.graph)}) values, got shape {values.shape}"
+            )
         x = np.asarray(values, dtype=np.float64).copy()
         bad = np.isinf(x)
         x[bad] = np.nan
-        invalid = tuple(self.graph.nodes[j] for j in np.flatnonzero(bad))
-        return self._step(Snapshot(ts, {}, self.graph.name, end), x, invalid)
+        nodes = self.graph.nodes
+        invalid = [tuple(nodes[j] for j in np.flatnonzero(row)) for row in bad]
+        end_list = list(ends) if ends is not None else [None] * len(ts)
+        snaps = [
+            Snapshot(float(t), {}, self.graph.name, e) for t, e in zip(ts, end_list, strict=True)
+        ]
+        return self._steps(snaps, x, invalid)
 
     def _vector(self, values: Mapping[str, Any]) -> tuple[FloatArray, tuple[str, ...]]:
         x = np.full(len(self.graph), np.nan)
@@ -208,66 +181,84 @@ class Engine:
                 x[j] = float(value)
         return x, tuple(invalid)
 
-    def _step(self, snapshot: Snapshot, x: FloatArray, invalid: tuple[str, ...]) -> StepResult:
-        cfg, nodes = self.config, self.graph.nodes
+    def _steps(
+        self, snaps: list[Snapshot], x: FloatArray, invalid: list[tuple[str, ...]]
+    ) -> list[StepResult]:
+        cfg = self.config
         present = ~np.isnan(x)
-        filled = self._impute(x, present)
+        filled = x.copy()
+        for b in np.flatnonzero(~present.all(axis=1)):
+            filled[b] = self._impute(x[b], present[b])
         resid = filled - self._predict(filled)
 
         warm_nodes = self._noise.count >= cfg.warmup
-        scored = np.flatnonzero(present & warm_nodes)
-        node_scores = np.full(len(nodes), np.nan)
-        node_scores[scored] = self._noise.score(resid[scored], scored)
-
-        t_present = present[self._target_idx]
+        node_scores = np.where(present & warm_nodes, self._noise.score(resid), np.nan)
+        t_vals = filled[:, self._target_idx]
+        t_present = present[:, self._target_idx]
         t_warm = self._marginal.count >= cfg.warmup
-        t_scored = np.flatnonzero(t_present & t_warm)
-        t_scores = np.full(len(self.targets), np.nan)
-        t_scores[t_scored] = self._marginal.score(filled[self._target_idx[t_scored]], t_scored)
+        t_scores = np.where(t_present & t_warm, self._marginal.score(t_vals), np.nan)
 
-        parents_ok = self._parents_present(present, cfg.impute_learn)
-        calm = ~(node_scores >= cfg.protect)  # NaN (unscored) counts as calm
-        learn = present & parents_ok & calm
+        parents_ok = np.ones_like(present)
+        for b in np.flatnonzero(~present.all(axis=1)):
+            parents_ok[b] = self._parents_present(present[b], cfg.impute_learn)
+        learn = present & parents_ok & ~(node_scores >= cfg.protect)  # unscored counts as calm
+
+        # Trigger and attribute against the models that scored the block, then learn.
+        results = [
+            self._result(
+                snaps[b], filled[b], resid[b], present[b], node_scores[b], t_scores[b],
+                warm_nodes, bool(t_warm.all()), invalid[b], learn[b],
+            )
+            for b in range(len(snaps))
+        ]  # fmt: skip
         self._learn(filled, resid, learn)
-        t_calm = ~(t_scores >= cfg.protect)
-        self._marginal.learn(filled[self._target_idx], t_present & t_calm)
-        self.n_snapshots += 1
+        self._marginal.learn_many(t_vals, t_present & ~(t_scores >= cfg.protect))
+        self.n_snapshots += len(snaps)
+        return results
 
+    def _result(
+        self,
+        snapshot: Snapshot,
+        filled: FloatArray,
+        resid: FloatArray,
+        present: BoolArray,
+        node_scores: FloatArray,
+        t_scores: FloatArray,
+        warm_nodes: BoolArray,
+        targets_warm: bool,
+        invalid: tuple[str, ...],
+        learn: BoolArray,
+    ) -> StepResult:
+        nodes = self.graph.nodes
+        scored = np.flatnonzero(~np.isnan(node_scores))
         scores = {nodes[j]: float(node_scores[j]) for j in scored}
-        target_scores = {self.targets[i]: float(t_scores[i]) for i in t_scored}
+        target_scores = {
+            self.targets[i]: float(t_scores[i]) for i in np.flatnonzero(~np.isnan(t_scores))
+        }
         events: list[IncidentEvent] = []
         attributions: list[Attribution] = []
         for i, target in enumerate(self.targets):
             trig = self._triggers[target]
-            players = self._players[target]
-            ready = target in target_scores and bool(warm_nodes[players[-1]])
+            ready = target in target_scores and bool(warm_nodes[self._players[target][-1]])
             decision = trig.update_one(snapshot.ts, target_scores[target] if ready else None)
-            if decision.kind is not None and decision.incident_id is not None:
+            if decision.incident_id is None:
+                continue
+            score = float(t_scores[i])
+            if decision.kind is not None:
                 events.append(
                     IncidentEvent(
-                        decision.kind,
-                        decision.incident_id,
-                        self.graph.name,
-                        target,
-                        snapshot.ts,
-                        float(t_scores[i]),
+                        decision.kind, decision.incident_id, self.graph.name, target,
+                        snapshot.ts, score,
                     )
-                )
-            if decision.attribute and decision.incident_id is not None:
+                )  # fmt: skip
+            if decision.attribute:
                 attributions.append(
                     self._attribute(
-                        target,
-                        snapshot,
-                        filled,
-                        resid,
-                        present,
-                        scores,
-                        decision.incident_id,
-                        decision.revision,
-                        float(t_scores[i]),
+                        target, snapshot, filled, resid, present, scores,
+                        decision.incident_id, decision.revision, score,
                     )
-                )
-        all_warm = bool(warm_nodes.all()) and bool(t_warm.all())
+                )  # fmt: skip
+        all_warm = bool(warm_nodes.all()) and targets_warm
         return StepResult(
             graph=self.graph.name,
             ts=snapshot.ts,
@@ -297,7 +288,7 @@ class Engine:
         x, _ = self._vector(snapshot.values)
         present = ~np.isnan(x)
         filled = self._impute(x, present)
-        resid = filled - self._predict(filled)
+        resid = filled - self._predict(filled[None, :])[0]
         warm = self._noise.count >= self.config.warmup
         scored = np.flatnonzero(present & warm)
         scores = self._noise.score(resid[scored], scored)
@@ -332,9 +323,11 @@ class Engine:
         return out
 
     def _predict(self, x: FloatArray) -> FloatArray:
+        """Predictions of every node for a block ``(B, nodes)``."""
         pred = self._bank.predict(x)
         for j, model in self._river.items():
-            pred[j] = float(model.predict_one(self._features(j, x)))
+            for b in range(x.shape[0]):
+                pred[b, j] = float(model.predict_one(self._features(j, x[b])))
         return pred
 
     def _predict_node(self, j: int, x: FloatArray) -> float:
@@ -358,13 +351,16 @@ class Engine:
         return filled
 
     def _learn(self, x: FloatArray, resid: FloatArray, learn: BoolArray) -> None:
-        ready = self._fitted >= self._min_fit
-        self._bank.learn(x, learn)
+        """Learn a block ``(B, nodes)`` where ``learn`` is true, in row order."""
+        # a residual counts once the node's mechanism has learned enough, row by row
+        fitted_before = self._fitted[None, :] + np.cumsum(learn, axis=0) - learn
+        ready = fitted_before >= self._min_fit[None, :]
+        self._bank.learn_many(x, learn)
         for j, model in self._river.items():
-            if learn[j]:
-                model.learn_one(self._features(j, x), float(x[j]))
-        self._fitted[learn] += 1
-        self._noise.learn(resid, learn & (ready | ~self._has_parents))
+            for b in np.flatnonzero(learn[:, j]):
+                model.learn_one(self._features(j, x[b]), float(x[b, j]))
+        self._fitted += learn.sum(axis=0)
+        self._noise.learn_many(resid, learn & (ready | ~self._has_parents))
 
     # -- attribution --------------------------------------------------------------------------
 

@@ -240,16 +240,30 @@ class NoiseBank:
 
     def learn(self, values: FloatArray, mask: BoolArray) -> None:
         """Add ``values[i]`` to row ``i`` wherever ``mask[i]``."""
-        rows = np.flatnonzero(mask)
+        self.learn_many(values[None, :], mask[None, :])
+
+    def learn_many(self, values: FloatArray, mask: BoolArray) -> None:
+        """Add a block ``values`` of shape ``(B, rows)``, in row order, wherever ``mask``.
+
+        The same reservoir rule as ``B`` calls of :meth:`learn`: values go to free slots while
+        there are any, then each replaces a random slot (a later value wins a slot both pick).
+        """
+        step, rows = np.nonzero(mask)  # row-major: in block order
         if rows.size == 0:
             return
-        filled = self.filled[rows]
-        full = filled >= self.capacity
-        slots = filled.copy()
+        order = np.argsort(rows, kind="stable")
+        step, rows = step[order], rows[order]
+        counts = np.bincount(rows, minlength=self.n_nodes)
+        first = np.cumsum(counts) - counts
+        rank = np.arange(rows.size) - first[rows]
+        slots = self.filled[rows] + rank
+        full = slots >= self.capacity
         slots[full] = self._rng.integers(0, self.capacity, size=int(full.sum()))
-        self.samples[rows, slots] = values[rows]
-        self.count[rows] += 1
-        self._since_fit[rows] += 1
+        # assign in block order so that the latest value wins a slot picked twice
+        again = np.argsort(step, kind="stable")
+        self.samples[rows[again], slots[again]] = values[step[again], rows[again]]
+        self.count += counts
+        self._since_fit += counts
 
     def _refit(self, rows: IntArray) -> None:
         counts = self.filled[rows]
@@ -279,15 +293,18 @@ class NoiseBank:
     def log_tails(
         self, values: FloatArray, rows: IntArray | None = None
     ) -> tuple[FloatArray, FloatArray]:
-        """``log P(N <= v)`` and ``log P(N >= v)`` of each value against its row's model."""
+        """``log P(N <= v)`` and ``log P(N >= v)`` of each value against its row's model.
+
+        ``values`` is ``(len(rows),)``, or a block ``(B, len(rows))`` scored row by row.
+        """
         rows = np.arange(self.n_nodes) if rows is None else rows
         self._ensure_fit(rows)
         counts = self.filled[rows]
         data = self.samples[rows]
         valid = np.arange(self.capacity)[None, :] < counts[:, None]
-        v = values[:, None]
-        lt = ((data < v) & valid).sum(axis=1)
-        eq = ((data == v) & valid).sum(axis=1)
+        v = values[..., None]
+        lt = ((data < v) & valid).sum(axis=-1)
+        eq = ((data == v) & valid).sum(axis=-1)
         gt = counts - lt - eq
         n1 = counts + 1.0
         emp_hi = np.log((gt + 0.5 * eq + 0.5) / n1)

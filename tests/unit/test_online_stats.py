@@ -151,3 +151,36 @@ def test_two_sided_score_and_event() -> None:
     one = log_exceedance(s, np.array([2.0]))[0]
     assert math.isclose(math.exp(both), 2 * math.exp(one), rel_tol=0.2)
     assert math.isclose(math.exp(both), 0.0455, rel_tol=0.25)
+
+
+@given(st.integers(1, 40), st.floats(0.0, 0.2), st.integers(0, 2**32 - 1))
+@settings(max_examples=40, deadline=None)
+def test_block_learning_equals_one_by_one(block: int, forgetting: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    parents = [np.array([], dtype=np.intp)] * 2 + [np.array([0, 1]), np.array([2]), np.array([1])]
+    one, many = (LinearBank(parents, forgetting=forgetting, ridge=0.0) for _ in range(2))
+    data = rng.normal(size=(3 * block, 5)) * [1.0, 2.0, 1.0, 3.0, 0.5] + [0.0, 1.0, 0.0, 0.0, 2.0]
+    mask = rng.random(data.shape) < 0.7
+    for start in range(0, len(data), block):
+        many.learn_many(data[start : start + block], mask[start : start + block])
+    for row, m in zip(data, mask, strict=True):
+        one.learn(row, m)
+    for a, b in zip(one.coefficients(), many.coefficients(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(one.weight(), many.weight(), rtol=1e-12)
+    np.testing.assert_allclose(one.mean(), many.mean(), rtol=1e-9, atol=1e-12)
+
+
+def test_noise_block_learning_equals_one_by_one_until_full() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(50, 3))
+    mask = rng.random((50, 3)) < 0.6
+    one, many = NoiseBank(3, capacity=64), NoiseBank(3, capacity=64)
+    for v, m in zip(values, mask, strict=True):
+        one.learn(v, m)
+    many.learn_many(values[:20], mask[:20])
+    many.learn_many(values[20:], mask[20:])
+    np.testing.assert_array_equal(one.count, many.count)
+    np.testing.assert_array_equal(one.samples, many.samples)
+    probes = rng.normal(size=(4, 3)) * 3
+    np.testing.assert_array_equal(one.score(probes), many.score(probes))
