@@ -1,0 +1,354 @@
+"""The processing of one input message, free of Kafka and faust: decode, align, run, report.
+
+:class:`Pipeline` is what the faust agent calls for every message. It decodes and validates the
+message (:func:`~stream_rca.io.events.decode_event`), routes its samples to the graph's
+:class:`~stream_rca.io.aligner.Aligner`, runs the graph's
+:class:`~stream_rca.core.engine.Engine` on every snapshot the aligner completes, and returns an
+:class:`Outcome` holding the output records (attribution documents, optional score documents,
+dead letters) for the caller to publish. It reads no clock but the one it is given, and does no
+I/O, so it is tested without a broker.
+
+Policies at this step:
+
+- a message that does not decode, or names an unknown graph or node, becomes one dead letter
+  with the decoder's reason and the original bytes;
+- a message whose window was already emitted becomes one dead letter with reason
+  ``"late_event"`` (and counts as late);
+- a sample repeated with the same value in an open window is ignored and counted as a
+  duplicate, not dead-lettered (at-least-once delivery makes them);
+- a message at or below the offset a graph's state was checkpointed at is already in that state
+  and is skipped (:attr:`Outcome.replayed`): replays after a restart are idempotent;
+- an unexpected error while processing a message is logged with its traceback and the message
+  is skipped; the worker keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from stream_rca.config import GraphSpec
+from stream_rca.core.types import Snapshot, StepResult
+from stream_rca.errors import DecodeError
+from stream_rca.io.aligner import AlignStatus
+from stream_rca.io.deadletter import dead_letter_record
+from stream_rca.io.events import DEFAULT_MAX_SKEW, Sample, decode_event
+from stream_rca.observability import PipelineMetrics
+from stream_rca.streaming.records import (
+    Outcome,
+    Output,
+    json_bytes,
+    scores_document,
+)
+from stream_rca.streaming.state import (
+    CheckpointError,
+    GraphState,
+    dump_state,
+    load_state,
+    new_state,
+)
+
+__all__ = ["MAX_DEAD_LETTER_PAYLOAD", "Pipeline"]
+
+log = logging.getLogger("stream_rca.streaming")
+
+Loader = Callable[[str], bytes | None]
+
+MAX_DEAD_LETTER_PAYLOAD = 512 * 1024
+"""Bytes of the original message kept in a dead letter (the rest is cut, ``truncated``)."""
+
+
+@dataclass(slots=True)
+class _Live:
+    state: GraphState
+    partition: int
+    warned_partitions: set[int] = field(default_factory=set)
+
+
+class Pipeline:
+    """Decode, align and run input messages of several graphs; say what to publish.
+
+    Parameters
+    ----------
+    specs
+        The graphs served (from the graphs file).
+    publish_scores
+        Also emit one ``rca.scores`` document per processed snapshot.
+    metrics
+        Prometheus metrics to update, if any.
+    clock
+        Wall-clock time in unix seconds (dead letters' ``rejected_at``, the future-timestamp
+        check); tests pass a fake one.
+    loader
+        Returns the stored checkpoint of a graph (or ``None``) the first time the pipeline
+        meets the graph; without one, every graph starts afresh.
+    max_skew
+        Seconds an event's timestamp may lie ahead of ``clock()``.
+
+    Examples
+    --------
+    >>> from stream_rca.core.graph import CausalGraph
+    >>> spec = GraphSpec("shop", CausalGraph([("db", "api")], name="shop"), ("api",), step=10.0)
+    >>> p = Pipeline([spec], clock=lambda: 1700000100.0)
+    >>> p.process_one(b'{"graph": "shop", "node": "db", "ts": 1700000001, "value": 1}').statuses
+    (<AlignStatus.ACCEPTED: 'accepted'>,)
+    >>> out = p.process_one(b'{"graph": "shop", "node": "dbx", "ts": 1700000001, "value": 1}')
+    >>> out.reason, out.outputs[0].kind
+    ('unknown_node', 'deadletter')
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[GraphSpec],
+        *,
+        publish_scores: bool = False,
+        metrics: PipelineMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        loader: Loader | None = None,
+        max_skew: float = DEFAULT_MAX_SKEW,
+    ) -> None:
+        self.specs: dict[str, GraphSpec] = {s.name: s for s in specs}
+        self.known: dict[str, frozenset[str]] = {s.name: frozenset(s.graph.nodes) for s in specs}
+        self.publish_scores = publish_scores
+        self.metrics = metrics
+        self.clock = clock
+        self.loader = loader
+        self.max_skew = max_skew
+        self._live: dict[str, _Live] = {}
+        self._dirty: set[str] = set()
+        if metrics is not None:
+            for s in specs:
+                metrics.register_graph(s.name, s.graph.nodes, s.targets)
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        """Graphs whose state this pipeline holds now."""
+        return tuple(self._live)
+
+    @property
+    def dirty(self) -> tuple[str, ...]:
+        """Graphs whose state changed since their last checkpoint."""
+        return tuple(g for g in self._live if g in self._dirty)
+
+    def state(self, graph: str) -> GraphState | None:
+        """The live state of ``graph``, if this pipeline holds it."""
+        live = self._live.get(graph)
+        return None if live is None else live.state
+
+    def partition_of(self, graph: str) -> int | None:
+        """The input partition ``graph`` was last seen on (where its checkpoint goes)."""
+        live = self._live.get(graph)
+        return None if live is None else live.partition
+
+    def graphs_on(self, partitions: Iterable[int]) -> list[str]:
+        """Live graphs whose input partition is one of ``partitions``."""
+        wanted = set(partitions)
+        return [g for g, live in self._live.items() if live.partition in wanted]
+
+    def checkpoint(self, graph: str) -> bytes:
+        """Serialise the state of a live graph and mark it clean."""
+        blob = dump_state(self._live[graph].state)
+        self._dirty.discard(graph)
+        return blob
+
+    def drop(self, graphs: Iterable[str]) -> None:
+        """Forget graphs (their partitions went to another worker); reload them if they return."""
+        for g in graphs:
+            self._live.pop(g, None)
+            self._dirty.discard(g)
+            if self.metrics is not None:
+                self.metrics.forget_graph(g)
+
+    def _acquire(self, graph: str, partition: int) -> GraphState:
+        live = self._live.get(graph)
+        if live is not None:
+            if partition != live.partition and partition not in live.warned_partitions:
+                live.warned_partitions.add(partition)
+                log.warning(
+                    "graph %r arrives on input partitions %d and %d: key input events by graph "
+                    "name, or two workers may hold its state",
+                    graph,
+                    live.partition,
+                    partition,
+                )
+            return live.state
+        spec = self.specs[graph]
+        blob = self.loader(graph) if self.loader is not None else None
+        state: GraphState | None = None
+        if blob is not None:
+            try:
+                state = load_state(blob, spec)
+            except CheckpointError as exc:
+                log.warning("%s", exc)
+        if state is None:
+            state = new_state(spec)
+            log.info("graph %r: new state (warm-up of %d snapshots)", graph, spec.engine.warmup)
+        else:
+            log.info(
+                "graph %r: restored state from checkpoint (%d snapshots, warm=%s, offsets %s)",
+                graph,
+                state.engine.n_snapshots,
+                state.engine.warm,
+                state.offsets,
+            )
+        self._live[graph] = _Live(state, partition)
+        return state
+
+    # -- one message --------------------------------------------------------------------------
+
+    def process_one(
+        self,
+        raw: bytes | str | None,
+        *,
+        partition: int = 0,
+        offset: int | None = None,
+        topic: str | None = None,
+        key: bytes | None = None,
+    ) -> Outcome:
+        """Process one input message; never raises for bad input.
+
+        Parameters
+        ----------
+        raw
+            The message value (``None`` for a tombstone, which is dead-lettered).
+        partition, offset, topic
+            Where it came from; ``offset`` makes replays idempotent (``None``: not tracked).
+        key
+            The message key, kept on its dead letter.
+
+        Returns
+        -------
+        Outcome
+            What happened, with the records to publish.
+        """
+        try:
+            samples = decode_event(
+                raw,  # type: ignore[arg-type]  # None is reported as a tombstone
+                known=self.known,
+                now=self.clock(),
+                max_skew=self.max_skew,
+            )
+        except DecodeError as exc:
+            return self._reject(raw, exc.reason, exc.message, topic, partition, offset, key)
+        if not samples:  # an empty batch: valid, nothing to do
+            return Outcome()
+        graph = samples[0].graph
+        try:
+            return self._fold(graph, samples, raw, partition, offset, topic, key)
+        except Exception as exc:
+            log.exception(
+                "graph %r: error processing %s[%s]@%s; message skipped",
+                graph,
+                topic,
+                partition,
+                offset,
+            )
+            return Outcome(graph=graph, error=f"{type(exc).__name__}: {exc}")
+
+    def _fold(
+        self,
+        graph: str,
+        samples: list[Sample],
+        raw: bytes | str | None,
+        partition: int,
+        offset: int | None,
+        topic: str | None,
+        key: bytes | None,
+    ) -> Outcome:
+        state = self._acquire(graph, partition)
+        if offset is not None and state.applied(partition, offset):
+            return Outcome(graph=graph, replayed=True)
+        aligner, metrics = state.aligner, self.metrics
+        statuses: list[AlignStatus] = []
+        snapshots: list[Snapshot] = []
+        for sample in samples:
+            res = aligner.add_one(sample)
+            statuses.append(res.status)
+            snapshots.extend(res.snapshots)
+        used = sum(1 for s in statuses if s.used)
+        late = statuses.count(AlignStatus.LATE)
+        dupes = statuses.count(AlignStatus.DUPLICATE)
+        state.events += used
+        if metrics is not None:
+            if used:
+                metrics.event(graph, used)
+            if late:
+                metrics.late(graph, late)
+            if dupes:
+                metrics.duplicate(graph, dupes)
+        outputs: list[Output] = []
+        results: list[StepResult] = []
+        gkey = graph.encode()
+        for snap in snapshots:
+            t0 = time.perf_counter()
+            result = state.engine.process_one(snap)
+            took = time.perf_counter() - t0
+            results.append(result)
+            if metrics is not None:
+                metrics.observe_step(result, took)
+            for att in result.attributions:
+                outputs.append(Output("attributions", gkey, json_bytes(att.to_dict())))
+            if self.publish_scores:
+                doc = scores_document(result, snap, state.engine.n_snapshots)
+                outputs.append(Output("scores", gkey, json_bytes(doc)))
+        if late:
+            start, end = aligner.window_of(samples[0].ts)
+            message = (
+                f"{late} of {len(samples)} samples fall in window [{start}, {end}) of graph "
+                f"{graph!r}, already emitted (watermark {aligner.watermark}, allowed lateness "
+                f"{aligner.allowed_lateness} s)"
+            )
+            outputs.append(
+                self._dead_letter(raw, "late_event", message, topic, partition, offset, key)
+            )
+        if offset is not None:
+            state.offsets[partition] = offset
+        self._dirty.add(graph)
+        return Outcome(
+            graph=graph,
+            reason="late_event" if late else None,
+            statuses=tuple(statuses),
+            results=tuple(results),
+            outputs=tuple(outputs),
+        )
+
+    def _dead_letter(
+        self,
+        raw: bytes | str | None,
+        reason: str,
+        message: str,
+        topic: str | None,
+        partition: int,
+        offset: int | None,
+        key: bytes | None,
+    ) -> Output:
+        if self.metrics is not None:
+            self.metrics.dead_letter(reason)
+        record = dead_letter_record(
+            raw,
+            reason,
+            message,
+            now=self.clock(),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            max_payload=MAX_DEAD_LETTER_PAYLOAD,
+        )
+        return Output("deadletter", key, record)
+
+    def _reject(
+        self,
+        raw: bytes | str | None,
+        reason: str,
+        message: str,
+        topic: str | None,
+        partition: int,
+        offset: int | None,
+        key: bytes | None,
+    ) -> Outcome:
+        out = self._dead_letter(raw, reason, message, topic, partition, offset, key)
+        return Outcome(reason=reason, outputs=(out,))
