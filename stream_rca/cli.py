@@ -8,6 +8,7 @@ is a setting also reads a ``STREAM_RCA_*`` variable, named in its help.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -19,12 +20,13 @@ from stream_rca import __version__
 from stream_rca.core.engine import Engine, EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.trigger import TriggerConfig
-from stream_rca.core.types import Attribution, StepResult
+from stream_rca.core.types import Attribution, Snapshot, StepResult
 from stream_rca.errors import StreamRCAError
 
 __all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+_TRAIN_BLOCK = 64  # snapshots learned at once from a training file (see Engine.process_many)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +125,6 @@ def _demo(args: argparse.Namespace) -> int:
         f"{cfg.faults} injected faults, seed {cfg.seed}",
         file=out,
     )
-    last = [time.perf_counter()]
 
     def on_step(t: int, result: StepResult) -> None:
         if metrics is not None:
@@ -134,15 +135,13 @@ def _demo(args: argparse.Namespace) -> int:
                     a.seconds for a in result.attributions if a.seconds is not None
                 ],
             )
-        now = time.perf_counter()
-        if not args.quiet and (t + 1) % 200 == 0 or t + 1 == cfg.n_snapshots:
+        if (not args.quiet and (t + 1) % 200 == 0) or t + 1 == cfg.n_snapshots:
             state = "warm" if result.warm else "warming up"
             top = max(result.target_scores.values(), default=0.0)
             print(
                 f"  [{t + 1:5d}/{cfg.n_snapshots}] models {state}, Website score {top:5.1f}",
                 file=sys.stderr,
             )
-            last[0] = now
 
     def on_incident(att: Attribution, truth: frozenset[str], hit: bool) -> None:
         if not args.quiet:
@@ -259,17 +258,23 @@ def _replay(args: argparse.Namespace) -> int:
     )
     out = sys.stdout
     n_train = 0
+    block: list[Snapshot] = []
     for snap in read_snapshots(args.train, **read):
-        engine.process_one(snap)
-        n_train += 1
+        block.append(snap)
+        if len(block) == _TRAIN_BLOCK:
+            n_train += len(engine.process_many(block))
+            block.clear()
+    n_train += len(engine.process_many(block))
     print(
         f"learned from {n_train} snapshots of {args.train} "
         f"({'warm' if engine.warm else 'NOT warm: more normal data needed'})",
         file=out,
     )
-    output = None if args.output is None else Path(args.output).open("w", encoding="utf-8")
     incidents = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        output = None
+        if args.output is not None:
+            output = stack.enter_context(Path(args.output).open("w", encoding="utf-8"))
         if args.data:
             for i, snap in enumerate(read_snapshots(args.data, **read)):
                 result = engine.process_one(snap)
@@ -281,9 +286,6 @@ def _replay(args: argparse.Namespace) -> int:
                     _print_incident(att, out)
                     if output is not None:
                         output.write(json.dumps(att.to_dict()) + "\n")
-    finally:
-        if output is not None:
-            output.close()
     print(
         f"\n{incidents} attribution(s)" + (f" written to {args.output}" if args.output else ""),
         file=out,
@@ -306,9 +308,8 @@ def _check_graph(args: argparse.Namespace) -> int:
         f"{summary['longest_path']}, max in-degree {summary['max_in_degree']}"
     )
     print(f"  roots ({len(summary['roots'])}): {', '.join(summary['roots'][:12])}")
-    print(
-        f"  sinks, the default targets ({len(summary['sinks'])}): {', '.join(summary['sinks'][:12])}"
-    )
+    sinks = summary["sinks"]
+    print(f"  sinks, the default targets ({len(sinks)}): {', '.join(sinks[:12])}")
     print(f"  largest attribution: {summary['max_ancestors'] + 1} players")
     return EXIT_OK
 

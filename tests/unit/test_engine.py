@@ -30,8 +30,10 @@ def dowhy_engine(shared_data: Path) -> Engine:
         CausalGraph.from_file(folder / "graph.json"),
         EngineConfig(forgetting=0.0, reservoir=1024),
     )
-    for i, row in enumerate(read_rows(folder / "normal.csv")):
-        engine.process_one(Snapshot(float(i), row))
+    rows = read_rows(folder / "normal.csv")
+    snaps = [Snapshot(float(i), row) for i, row in enumerate(rows)]
+    for start in range(0, len(snaps), 64):
+        engine.process_many(snaps[start : start + 64])
     return engine
 
 
