@@ -126,15 +126,9 @@ def _demo(args: argparse.Namespace) -> int:
         file=out,
     )
 
-    def on_step(t: int, result: StepResult) -> None:
+    def on_step(t: int, result: StepResult, seconds: float) -> None:
         if metrics is not None:
-            metrics.observe_step(
-                result,
-                0.0,
-                attribution_seconds=[
-                    a.seconds for a in result.attributions if a.seconds is not None
-                ],
-            )
+            metrics.observe_step(result, seconds)
         if (not args.quiet and (t + 1) % 200 == 0) or t + 1 == cfg.n_snapshots:
             state = "warm" if result.warm else "warming up"
             top = max(result.target_scores.values(), default=0.0)

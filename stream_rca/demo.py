@@ -105,7 +105,7 @@ def _schedule(sim: MicroserviceSystem, cfg: DemoSettings) -> FaultSchedule:
 def run_demo(
     cfg: DemoSettings,
     *,
-    on_step: Callable[[int, StepResult], None] | None = None,
+    on_step: Callable[[int, StepResult, float], None] | None = None,
     on_incident: Callable[[Attribution, frozenset[str], bool], None] | None = None,
     output: IO[str] | None = None,
 ) -> DemoReport:
@@ -116,7 +116,7 @@ def run_demo(
     cfg
         What to simulate.
     on_step
-        Called after every snapshot (progress, metrics).
+        Called after every snapshot with its index, result and processing seconds.
     on_incident
         Called with each new incident's attribution, the injected root causes active then (empty
         for a false alarm) and whether the top cause is one of them.
@@ -137,7 +137,9 @@ def run_demo(
     started = time.perf_counter()
     for t, row in _rows(sim, cfg.n_snapshots):
         ts = cfg.epoch + t * cfg.step
+        tick = time.perf_counter()
         result = engine.process_array(ts, row, end=ts + cfg.step)
+        seconds = time.perf_counter() - tick
         report.snapshots += 1
         for att in result.attributions:
             if att.seconds is not None:
@@ -168,7 +170,7 @@ def run_demo(
             if on_incident is not None:
                 on_incident(att, truth, hit)
         if on_step is not None:
-            on_step(t, result)
+            on_step(t, result, seconds)
     report.seconds = time.perf_counter() - started
     return report
 
