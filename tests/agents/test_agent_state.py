@@ -1,0 +1,163 @@
+"""Checkpoints: written after the results they cover, restored without a new warm-up, and
+replays after a crash that are idempotent and keep incident ids."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from stream_rca.config import GraphSpec
+from stream_rca.streaming import TABLE_NAME, CheckpointError, Pipeline
+from stream_rca.streaming.state import load_state
+from tests.agents.conftest import NOW, T0, Harness, batch, chain_rows, chain_spec
+
+
+def _stream(n: int, *, anomalies: dict[int, float] | None = None) -> list[bytes]:
+    """Batch events of ``n`` windows (step 10) of the chain; ``db`` broken at some windows."""
+    rows = chain_rows(n, seed=3)
+    for i, db in (anomalies or {}).items():
+        rows[i] = {"db": db, "api": db + 0.1, "web": db + 0.2}
+    return [batch("shop", T0 + 10 * i, row) for i, row in enumerate(rows)]
+
+
+def _docs(pipeline: Pipeline, messages: list[bytes], start: int, stop: int) -> list[dict[str, Any]]:
+    out = []
+    for offset in range(start, stop):
+        outcome = pipeline.process_one(messages[offset], partition=0, offset=offset)
+        out.extend(json.loads(o.value) for o in outcome.outputs if o.kind == "attributions")
+    return out
+
+
+def _pipeline(spec: GraphSpec, blob: bytes | None = None) -> Pipeline:
+    return Pipeline([spec], clock=lambda: NOW, loader=lambda graph: blob)
+
+
+def test_checkpoint_follows_the_results_and_releases_the_held_messages() -> None:
+    h = Harness([chain_spec()])
+    h.feed(_stream(40), partition=2)
+    assert len(h.runtime.pending) == 40
+    flushes = h.publisher.flushes
+    assert h.checkpoint() == 1
+    [record] = h.publisher.of_kind("checkpoint")
+    assert record.key == b"shop"
+    assert record.partition == 2
+    assert h.publisher.outputs[-1] is record
+    assert h.publisher.flushes == flushes + 2  # results flushed before, checkpoint after
+    assert h.runtime.pending == []
+    assert h.runtime.pipeline.dirty == ()
+    state = load_state(record.value, chain_spec())
+    assert state.offsets == {2: 39}
+    assert state.engine.n_snapshots == 39
+    assert h.checkpoint() == 0  # nothing changed since
+
+
+def test_a_restored_graph_needs_no_new_warmup() -> None:
+    spec = chain_spec(warmup=20)
+    messages = _stream(80)
+    first = _pipeline(spec)
+    _docs(first, messages, 0, 50)
+    assert first.state("shop") is not None
+    assert first.state("shop").engine.warm
+    blob = first.checkpoint("shop")
+
+    second = _pipeline(spec, blob)
+    outcome = second.process_one(messages[50], partition=0, offset=50)
+    state = second.state("shop")
+    assert state is not None
+    assert state.restored
+    [result] = outcome.results
+    assert result.warm
+    assert set(result.scores) == {"db", "api", "web"}
+    assert result.ts == T0 + 490  # the window the checkpointed aligner held open
+
+
+def test_replay_after_a_crash_is_idempotent_and_keeps_incident_ids() -> None:
+    """Checkpoint at offset 59, crash at 89 with offsets committed up to 49: the next owner
+    restores offset 59, skips 50..59, and redoes 60..89 with the same results and ids."""
+    spec = chain_spec(warmup=20)
+    messages = _stream(120, anomalies={40: 2.5, 70: 2.2, 100: 2.8})
+    reference = _docs(_pipeline(spec), messages, 0, 120)
+    assert [d["window"]["start"] for d in reference] == [T0 + 400, T0 + 700, T0 + 1000]
+
+    crashed = _pipeline(spec)
+    before = _docs(crashed, messages, 0, 60)
+    blob = crashed.checkpoint("shop")
+    lost = _docs(crashed, messages, 60, 90)  # published, then the worker dies
+
+    resumed = _pipeline(spec, blob)
+    skipped = [resumed.process_one(messages[o], partition=0, offset=o) for o in range(50, 60)]
+    assert all(o.replayed and not o.outputs for o in skipped)
+    after = _docs(resumed, messages, 60, 120)
+
+    assert before + after == reference  # nothing lost, same documents, same ids
+    assert lost == after[: len(lost)]
+    assert len(lost) == 1
+
+
+def test_a_checkpoint_of_another_spec_is_not_restored(caplog: pytest.LogCaptureFixture) -> None:
+    spec = chain_spec(warmup=20)
+    first = _pipeline(spec)
+    _docs(first, _stream(30), 0, 30)
+    blob = first.checkpoint("shop")
+    changed = dataclasses.replace(spec, step=5.0)
+    with pytest.raises(CheckpointError, match="another spec"):
+        load_state(blob, changed)
+    with caplog.at_level(logging.WARNING, logger="stream_rca.streaming"):
+        fresh = _pipeline(changed, blob)
+        fresh.process_one(batch("shop", T0, {"db": 1.0}), offset=0)
+    state = fresh.state("shop")
+    assert state is not None
+    assert not state.restored
+    assert state.offsets == {0: 0}
+    assert "another spec" in caplog.text
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        load_state(b"garbage", spec)
+
+
+def test_the_agent_restores_a_graph_from_the_table() -> None:
+    spec = chain_spec(warmup=20)
+    old = Harness([spec])
+    old.feed(_stream(40))
+    old.checkpoint()
+    [record] = old.publisher.of_kind("checkpoint")
+
+    new = Harness([spec], publish_scores=True)
+    new.app.tables[TABLE_NAME].data["shop"] = record.value  # as recovery from the changelog
+    replayed = new.feed([batch("shop", T0, {"db": 1.0})])  # offset 0: already in the state
+    assert replayed[0].replayed
+    assert new.docs("scores") == []
+    new.offsets[0] = 40  # the committed offset
+    outcomes = new.feed([batch("shop", T0 + 400, {"db": 0.2, "api": 0.3, "web": 0.4})])
+    assert outcomes[0].results[0].warm
+    [doc] = new.docs("scores")
+    assert doc["warm"]
+    assert doc["snapshots"] == 40
+    state = new.runtime.pipeline.state("shop")
+    assert state is not None
+    assert state.restored
+
+
+def test_a_graph_on_two_partitions_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness([chain_spec()])
+    with caplog.at_level(logging.WARNING, logger="stream_rca.streaming"):
+        h.feed([batch("shop", T0, {"db": 1.0})], partition=0)
+        h.feed([batch("shop", T0 + 10, {"db": 1.0})], partition=3)
+    assert "partitions 0 and 3" in caplog.text
+    assert h.runtime.pipeline.partition_of("shop") == 0
+
+
+def test_graphs_moved_away_in_a_rebalance_are_dropped() -> None:
+    from faust.types import TP
+
+    h = Harness([chain_spec("a"), chain_spec("b")])
+    h.feed([batch("a", T0, {"db": 1.0})], key=b"a", partition=0)
+    h.feed([batch("b", T0, {"db": 1.0})], key=b"b", partition=1)
+    asyncio.run(h.runtime.on_revoked({TP("metrics", 0), TP("metrics", 1)}))
+    assert len(h.publisher.of_kind("checkpoint")) == 2  # everything saved before the move
+    asyncio.run(h.runtime.on_assigned({TP("metrics", 1), TP("engine-state", 1)}))
+    assert h.runtime.pipeline.graphs == ("b",)
