@@ -49,7 +49,7 @@ class EngineConfig:
     ridge: float = 1e-6
     protect: float = 6.0
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
-    n_samples: int = 1000
+    n_samples: int = 512
     exact_max_players: int = 12
     n_permutations: int = 64
     generic_samples: int = 200

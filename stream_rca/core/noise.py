@@ -145,23 +145,38 @@ def log_event(
     """
     size = samples.shape[1]
     k = int(_tail_size(np.array([size]), tail_fraction, min_tail)[0])
-    # Two single-pivot partitions are much faster than one with two pivots.
-    top = np.partition(samples, size - k, axis=1)[:, size - k :].astype(np.float64)
-    bottom = np.partition(samples, k - 1, axis=1)[:, :k].astype(np.float64)
-    u_hi, u_lo = top[:, 0], bottom[:, k - 1]
-    s_hi = np.maximum((top.sum(axis=1) - k * u_hi) / max(k - 1, 1), min_scale)
-    s_lo = np.maximum((k * u_lo - bottom.sum(axis=1)) / max(k - 1, 1), min_scale)
-    log_pu = math.log(k / (size + 1.0))
     n1 = size + 1.0
-    emp_hi = np.log(((samples > hi).sum(axis=1) + 0.5 * (samples == hi).sum(axis=1) + 0.5) / n1)
-    emp_lo = np.log(((samples < lo).sum(axis=1) + 0.5 * (samples == lo).sum(axis=1) + 0.5) / n1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ext_hi = log_pu - (hi - u_hi) / s_hi
-        ext_lo = log_pu - (u_lo - lo) / s_lo
-    up = np.where(hi > u_hi, np.minimum(ext_hi, emp_hi), emp_hi)
-    down = np.where(lo < u_lo, np.minimum(ext_lo, emp_lo), emp_lo)
-    out: FloatArray = np.logaddexp(up, down)
-    return out
+    log_pu = math.log(k / n1)
+    inv = 1.0 / max(k - 1, 1)
+    sides = []
+    for upper in (True, False):
+        x = hi if upper else lo
+        beyond = np.count_nonzero(samples > x if upper else samples < x, axis=1)
+        tied = np.count_nonzero(samples == x, axis=1)
+        log_p = np.log((beyond + 0.5 * tied + 0.5) / n1)
+        # Extrapolate only where fewer than k draws reach x (x beyond the k-th most extreme
+        # draw): the other rows need no tail fit, and the fit (a partition) is the costly part.
+        need = np.flatnonzero(beyond + tied < k)
+        if need.size:
+            rows = samples[need]  # a copy, partitioned in place
+            if upper:
+                rows.partition(size - k, axis=1)
+                top = rows[:, size - k :].astype(np.float64)
+                u = top[:, 0]
+                excess = top.sum(axis=1) - k * u
+                dist = x - u
+            else:
+                rows.partition(k - 1, axis=1)
+                bottom = rows[:, :k].astype(np.float64)
+                u = bottom[:, k - 1]
+                excess = k * u - bottom.sum(axis=1)
+                dist = u - x
+            scale = np.maximum(excess * inv, min_scale)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_p[need] = np.minimum(log_pu - dist / scale, log_p[need])
+        sides.append(log_p)
+    result: FloatArray = np.logaddexp(sides[0], sides[1])
+    return result
 
 
 def two_sided_score(log_p_low: FloatArray, log_p_high: FloatArray) -> FloatArray:
