@@ -186,6 +186,7 @@ class Runtime:
     async def on_assigned(self, assigned: set[TP]) -> None:
         """After a rebalance: forget the graphs of input partitions now owned elsewhere."""
         mine = {tp.partition for tp in assigned if tp.topic == self.input_topic}
+        log.info("assigned input partitions: %s", sorted(mine))
         async with self.lock:
             gone = [g for g in self.pipeline.graphs if self.pipeline.partition_of(g) not in mine]
             if gone:

@@ -1,0 +1,213 @@
+"""Simulator -> Kafka -> worker (a subprocess) -> rca.attributions and rca.deadletter, on a real
+broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stream_rca.config import Settings, load_graphs
+from stream_rca.streaming import Pipeline, Simulation, SimulationConfig, graphs_document
+from stream_rca.streaming.producers import ensure_topics, kafka_producer, replay_to_kafka
+from stream_rca.streaming.testing import TopicReader, WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+# Seeded so that every fault is big and well identified (checked offline by `reference`).
+SIM = SimulationConfig(
+    graphs=2,
+    seed=3,
+    count=280,
+    first_fault=100,
+    fault_every=50,
+    fault_duration=4,
+    strength=(8.0, 12.0),
+    faults=3,
+)
+ENGINE = {"warmup": 30, "threshold": 6.0}
+PROBE = {"name": "probe", "edges": [["db", "api"]], "targets": ["api"], "step": 10.0}
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    worker: WorkerProcess
+    reader: TopicReader
+
+
+def attributions_by_id(docs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The documents keyed by (incident id, revision); duplicates must be identical."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for doc in docs:
+        key = (doc["incident_id"], doc["revision"])
+        assert out.setdefault(key, doc) == doc, f"a duplicate of {key} differs"
+    return out
+
+
+def reference(settings: Settings, sim: Simulation, messages: list[tuple[bytes, bytes]]) -> Any:
+    """What one uninterrupted in-process pipeline makes of the same messages."""
+    assert settings.config is not None
+    pipeline = Pipeline(load_graphs(settings.config), clock=time.time)
+    docs = []
+    for offset, (_, value) in enumerate(messages):
+        for out in pipeline.process_one(value, offset=offset).outputs:
+            if out.kind == "attributions":
+                docs.append(json.loads(out.value))
+    return attributions_by_id(docs)
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    tmp = tmp_path_factory.mktemp("streaming-e2e")
+    uid = uuid.uuid4().hex[:10]
+    graphs = graphs_document(SIM, **ENGINE)
+    graphs["graphs"].append({**PROBE, "warmup": 30})
+    graphs_file = tmp / "graphs.yaml"
+    graphs_file.write_text(yaml.safe_dump(graphs), encoding="utf-8")
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        input_topic=f"e2e-{uid}.metrics",
+        attributions_topic=f"e2e-{uid}.attributions",
+        scores_topic=f"e2e-{uid}.scores",
+        deadletter_topic=f"e2e-{uid}.deadletter",
+        publish_scores=True,
+        app_id=f"e2e-{uid}",
+        config=str(graphs_file),
+        web_port=0,
+        data_dir=str(tmp / "data"),
+        checkpoint_interval=2.0,
+        partitions=4,
+    )
+    ensure_topics(settings)
+    topics = [settings.attributions_topic, settings.deadletter_topic, settings.scores_topic]
+    with TopicReader(settings, [*topics, settings.input_topic]) as reader:
+        worker = WorkerProcess(settings, tmp / "worker.log", worker_id="e2e-1").start()
+        try:
+            worker.ready()
+            yield Deployment(settings, worker, reader)
+        finally:
+            code = worker.stop()
+            assert code == 0, worker.log()[-3000:]
+    assert not (tmp / "data" / settings.app_id / "e2e-1").exists()  # removed on a clean stop
+
+
+def test_injected_faults_are_attributed_to_their_root_causes(deployment: Deployment) -> None:
+    settings, reader = deployment.settings, deployment.reader
+    sim = Simulation(SIM, now=time.time())
+    messages = [(key, v) for key, values in sim.snapshots(SIM.count or 0) for v in values]
+    expected = reference(settings, sim, messages)
+    producer = kafka_producer(settings)
+    for key, value in messages:
+        producer.send(settings.input_topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+    def all_there(r: TopicReader) -> bool:
+        return len(attributions_by_id(r.docs(settings.attributions_topic))) >= len(expected)
+
+    reader.wait_until(all_there, 90, what="every attribution of the reference run")
+    got = attributions_by_id(reader.docs(settings.attributions_topic))
+    assert got == expected  # the same documents as one uninterrupted in-process run
+    for record in reader.records(settings.attributions_topic):
+        assert record.key == record.doc["graph"].encode()  # keyed by graph
+    for fault in sim.truth():
+        hits = [
+            doc
+            for doc in got.values()
+            if doc["graph"] == fault["graph"]
+            and fault["window_start"] <= doc["window"]["start"] < fault["window_end"]
+            and doc["revision"] == 0
+        ]
+        assert hits, f"no attribution for {fault}"
+        assert hits[0]["root_causes"][0]["node"] in fault["nodes"], (fault, hits[0])
+
+    # node scores of every processed snapshot (the last window stays open), warm after warm-up
+    def shop0_scores(r: TopicReader) -> list[dict[str, Any]]:
+        return [d for d in r.docs(settings.scores_topic) if d["graph"] == "shop-0"]
+
+    n = SIM.count - 1  # type: ignore[operator]
+    reader.wait_until(lambda r: len(shop0_scores(r)) >= n, 60, what="scores")
+    scores = shop0_scores(reader)
+    assert [d["window"]["start"] for d in scores] == [sim.window(i) for i in range(n)]
+    assert not scores[0]["warm"]
+    assert all(d["warm"] for d in scores[40:])
+
+
+def test_bad_messages_land_in_the_deadletter_topic(deployment: Deployment) -> None:
+    settings, reader = deployment.settings, deployment.reader
+    now = time.time()
+    bad: list[tuple[bytes, str]] = [
+        (b'{"graph": "probe", "node": "db",', "malformed_json"),
+        (b"\xff\x00binary", "malformed_json"),
+        (b'"just a string"', "not_an_object"),
+        (json.dumps({"graph": "probe", "node": "db", "ts": now}).encode(), "missing_field"),
+        (b'{"graph": "probe", "node": "db", "ts": 1e9, "value": NaN}', "non_finite_value"),
+        (
+            json.dumps({"graph": "probe", "node": "db", "ts": 5, "value": 1}).encode(),
+            "bad_timestamp",
+        ),
+        (
+            json.dumps({"graph": "nope", "node": "db", "ts": now, "value": 1}).encode(),
+            "unknown_graph",
+        ),
+        (
+            json.dumps({"graph": "probe", "node": "x", "ts": now, "value": 1}).encode(),
+            "unknown_node",
+        ),
+    ]
+    base = now + 100  # ahead of any other probe data, within the allowed clock skew
+    timeline = [
+        (json.dumps({"graph": "probe", "ts": base, "values": {"db": 1, "api": 2}}).encode(), None),
+        (json.dumps({"graph": "probe", "ts": base + 10, "values": {"db": 1}}).encode(), None),
+        (
+            json.dumps({"graph": "probe", "node": "api", "ts": base, "value": 3}).encode(),
+            "late_event",
+        ),
+    ]
+    producer = kafka_producer(settings)
+    for value, _ in [*bad, *timeline]:
+        producer.send(settings.input_topic, key=b"probe", value=value)
+    producer.flush()
+    producer.close()
+    wanted = [reason for _, reason in [*bad, *timeline] if reason]
+
+    reader.wait_until(
+        lambda r: len(r.records(settings.deadletter_topic)) >= len(wanted), 60, what="dead letters"
+    )
+    letters = reader.records(settings.deadletter_topic)
+    assert [r.doc["reason"] for r in letters] == wanted
+    for record, (raw, _) in zip(letters, bad, strict=False):
+        doc = record.doc
+        assert record.key == b"probe"
+        assert doc["source"]["topic"] == settings.input_topic
+        payload = doc["payload"].encode() if doc["payload_encoding"] == "utf-8" else None
+        if payload is None:
+            payload = base64.b64decode(doc["payload"])
+        assert payload == raw
+    assert deployment.worker.running()  # bad input never stops the worker
+
+
+def test_a_csv_file_is_replayed_to_kafka(deployment: Deployment, tmp_path: Path) -> None:
+    settings, reader = deployment.settings, deployment.reader
+    csv = tmp_path / "probe.csv"
+    csv.write_text("db,api\n" + "".join(f"{i % 3},{i % 5}\n" for i in range(25)), encoding="utf-8")
+    before = len(reader.records(settings.input_topic))
+    sent = replay_to_kafka(csv, settings, graph="probe-replay", batch=False)
+    assert sent == 50
+    reader.wait_until(lambda r: len(r.records(settings.input_topic)) >= before + 50, 30)
+    replayed = [r.doc for r in reader.records(settings.input_topic)[before:]]
+    assert {d["graph"] for d in replayed} == {"probe-replay"}
+    times = sorted({d["ts"] for d in replayed})
+    assert len(times) == 25
+    assert times[-1] <= time.time()  # row numbers became recent unix times
