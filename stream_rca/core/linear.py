@@ -25,6 +25,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
+_ONE_GROUP_BUDGET = 1 << 14  # padded scatter-matrix entries below which one group is cheaper
+
 
 class _Group:
     """The statistics of all member nodes with ``k`` parents."""
@@ -90,11 +92,16 @@ class LinearBank:
         self.n_nodes = len(parent_index)
         self.forgetting = forgetting
         self.ridge = ridge
-        nodes = range(self.n_nodes) if members is None else members
+        nodes = list(range(self.n_nodes) if members is None else members)
+        widest = max((len(parent_index[j]) for j in nodes), default=0)
+        n_inner = sum(1 for j in nodes if len(parent_index[j]))
+        # Small graphs: one padded group for every node with parents (numpy's per-call overhead
+        # dominates there); large ones: in-degrees rounded up to powers of two.
+        one_group = n_inner * widest * widest <= _ONE_GROUP_BUDGET
         by_width: dict[int, list[int]] = {}
         for j in nodes:
             k = len(parent_index[j])
-            width = 0 if k == 0 else 1 << (k - 1).bit_length()
+            width = 0 if k == 0 else widest if one_group else 1 << (k - 1).bit_length()
             by_width.setdefault(width, []).append(j)
         self._groups: dict[int, _Group] = {}
         dummy = self.n_nodes  # position of the constant 0 appended to every snapshot
