@@ -1,0 +1,92 @@
+"""The benchmark code paths at tiny sizes: they run, and the report renders (no timing asserts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.accuracy import AccuracySettings, simulated_streams
+from benchmarks.common import Report, Table
+from benchmarks.petshop import marginalise
+from benchmarks.run import RunSettings, main, render, run
+from benchmarks.scale import ScaleSettings
+from benchmarks.speed import SpeedSettings, rank_correlation
+
+
+def tiny() -> RunSettings:
+    return RunSettings(
+        sections=("speed", "scale"),
+        speed=SpeedSettings(
+            include_example=False,
+            sim_sizes=(10,),
+            n_anomalies=1,
+            n_train=300,
+            repeat=2,
+            run_dowhy=False,
+        ),
+        scale=ScaleSettings(
+            sizes=(11, 40),
+            seconds_per_size=0.05,
+            max_rows=30,
+            block=8,
+            growth_nodes=40,
+            growth_players=(3, 14),
+            repeat=1,
+        ),
+    )
+
+
+def test_speed_and_scale_sections_render() -> None:
+    report, parts = run(tiny())
+    page = render(report, parts, {"command": "pytest", "date": "today"})
+    assert "Attribution time per anomaly" in page
+    assert "Per-snapshot learn-and-score step" in page
+    assert "State memory" in page
+    assert "Cost growth" in page
+    assert "| Targets" not in page  # a table title is a heading, not a row
+    assert any("node updates/s" in c.target for c in report.checks)
+    gap = next(t for t in parts["speed"].tables if "sampled" in t.title)
+    assert gap.rows[0][2] == "exact"  # 10 players: the exact reference is computed
+
+
+def test_simulated_stream_counts_add_up() -> None:
+    settings = AccuracySettings(
+        topologies=("shop",), seeds=(0,), n_train=150, n_faults=2, every=30, duration=3
+    )
+    table = simulated_streams(settings)
+    assert len(table.rows) == len(settings.kinds)
+    for row in table.rows:
+        faults, detected, missed = row[2], row[3], row[4]
+        assert faults == 2
+        assert detected + missed == faults  # type: ignore[operator]
+
+
+def test_marginalise_keeps_ancestry() -> None:
+    edges = [("a", "b"), ("b", "c"), ("x", "c"), ("c", "t")]
+    g = marginalise(edges, ["a", "b", "x", "c", "t"], {"b", "c"})
+    assert set(g.nodes) == {"a", "x", "t"}
+    assert set(g.ancestors("t")) == {"a", "x"}
+
+
+def test_rank_correlation() -> None:
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    assert rank_correlation(a, a) == pytest.approx(1.0)
+    assert rank_correlation(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(rank_correlation(a, np.ones(4)))
+
+
+def test_table_markdown_escapes_and_formats() -> None:
+    t = Table("T", ["a", "b"])
+    t.add("x|y", 0.123456)
+    t.add(12345, float("nan"))
+    text = t.markdown()
+    assert "x\\|y" in text
+    assert "0.123" in text
+    assert "12,345" in text
+    report = Report(tables=[t])
+    assert render(report, {"x": report}, {"command": "c", "date": "d"}).count("### T") == 1
+
+
+def test_cli_rejects_unknown_section() -> None:
+    with pytest.raises(SystemExit):
+        main(["--only", "nonsense", "--out", "-"])
