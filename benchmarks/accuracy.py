@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from benchmarks.common import Report, Table, ms, say, snapshot, train_engine
 from benchmarks.petshop import PetshopSettings, petshop
 from stream_rca.core.engine import Engine, EngineConfig
 from stream_rca.core.graph import CausalGraph
+from stream_rca.core.trigger import TriggerConfig
 from stream_rca.core.types import Attribution
 from stream_rca.sim import FaultKind, MicroserviceSystem, random_faults
 
@@ -41,6 +43,8 @@ class AccuracySettings:
     duration: int = 5
     slack: int = 2
     strength: tuple[float, float] = (3.0, 6.0)
+    thresholds: tuple[float, ...] = (9.0, 7.0)
+    """Trigger thresholds of the simulated streams (9 is the default), one run each."""
     petshop: PetshopSettings = field(default_factory=PetshopSettings)
 
 
@@ -103,12 +107,15 @@ class _StreamResult:
     delays: list[int] | None = None
 
 
-def _stream(topology: str, kind: FaultKind, seed: int, s: AccuracySettings) -> _StreamResult:
+def _stream(
+    topology: str, kind: FaultKind, seed: int, threshold: float, s: AccuracySettings
+) -> _StreamResult:
     sim = _system(topology, seed)
     graph = CausalGraph(sim.edges, sim.nodes, name=topology)
     target = "Website" if topology == "shop" else widest_sink(graph)
     cols = [sim.index(n) for n in graph.nodes]
-    engine = Engine(graph, EngineConfig(), targets=[target])
+    config = EngineConfig(trigger=TriggerConfig(threshold=threshold))
+    engine = Engine(graph, config, targets=[target])
     for t, row in enumerate(sim.sample(s.n_train)[:, cols]):
         engine.process_array(float(t), row)
     start = sim.step_index + s.every // 2
@@ -160,6 +167,7 @@ def simulated_streams(settings: AccuracySettings) -> Table:
         [
             "topology",
             "fault kind",
+            "threshold",
             "faults",
             "detected",
             "missed",
@@ -170,34 +178,36 @@ def simulated_streams(settings: AccuracySettings) -> Table:
             "per 1000 fault-free snapshots",
         ],
     )
-    for topology in settings.topologies:
-        for kind in settings.kinds:
-            say(f"[accuracy] simulator: {topology}, {kind}")
-            runs = [_stream(topology, kind, seed, settings) for seed in settings.seeds]
-            faults = sum(r.faults for r in runs)
-            det = sum(r.detected for r in runs)
-            delays: Sequence[int] = [d for r in runs for d in (r.delays or [])]
-            free = sum(r.fault_free for r in runs)
-            fa = sum(r.false_alarms for r in runs)
-            table.add(
-                topology,
-                kind,
-                faults,
-                det,
-                faults - det,
-                sum(r.top1 for r in runs) / det if det else float("nan"),
-                sum(r.top3 for r in runs) / det if det else float("nan"),
-                statistics.median(delays) if delays else "-",
-                fa,
-                1000.0 * fa / free if free else float("nan"),
-            )
+    for topology, kind, th in itertools.product(
+        settings.topologies, settings.kinds, settings.thresholds
+    ):
+        say(f"[accuracy] simulator: {topology}, {kind}, threshold {th:g}")
+        runs = [_stream(topology, kind, seed, th, settings) for seed in settings.seeds]
+        faults = sum(r.faults for r in runs)
+        det = sum(r.detected for r in runs)
+        delays: Sequence[int] = [d for r in runs for d in (r.delays or [])]
+        free = sum(r.fault_free for r in runs)
+        fa = sum(r.false_alarms for r in runs)
+        table.add(
+            topology,
+            kind,
+            th,
+            faults,
+            det,
+            faults - det,
+            sum(r.top1 for r in runs) / det if det else float("nan"),
+            sum(r.top3 for r in runs) / det if det else float("nan"),
+            statistics.median(delays) if delays else "-",
+            fa,
+            1000.0 * fa / free if free else float("nan"),
+        )
     s = settings
     table.notes.append(
         f"Seeds {list(s.seeds)}; per seed: {s.n_train} fault-free training snapshots, then "
         f"{s.n_faults} faults of {s.duration} snapshots every {s.every}, each at one ancestor "
         f"of the watched sink, calibrated to raise its mean by {s.strength[0]:g}-"
-        f"{s.strength[1]:g} of its standard deviations. Default `EngineConfig` and trigger "
-        f"(threshold {EngineConfig().trigger.threshold:g} nats). Detected: an attribution "
+        f"{s.strength[1]:g} of its standard deviations. Default `EngineConfig` but for the "
+        f"trigger threshold (default {TriggerConfig().threshold:g} nats). Detected: an attribution "
         f"while the fault is active or up to {s.slack} snapshots after; delay in snapshots "
         "from the fault's start. Top-k: the fault's node among the first k of that attribution."
     )

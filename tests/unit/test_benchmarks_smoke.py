@@ -54,9 +54,9 @@ def test_simulated_stream_counts_add_up() -> None:
         topologies=("shop",), seeds=(0,), n_train=150, n_faults=2, every=30, duration=3
     )
     table = simulated_streams(settings)
-    assert len(table.rows) == len(settings.kinds)
+    assert len(table.rows) == len(settings.kinds) * len(settings.thresholds)
     for row in table.rows:
-        faults, detected, missed = row[2], row[3], row[4]
+        faults, detected, missed = row[3], row[4], row[5]
         assert faults == 2
         assert detected + missed == faults  # type: ignore[operator]
 
