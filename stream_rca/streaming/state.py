@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import time
 from dataclasses import dataclass, field, fields
 
 from stream_rca.config import GraphSpec
@@ -115,7 +116,11 @@ class GraphState:
 def new_state(spec: GraphSpec) -> GraphState:
     """A fresh state for ``spec``: an untrained engine and an empty aligner."""
     engine = Engine(
-        spec.graph, spec.engine, targets=spec.targets, mechanisms=dict(spec.mechanisms) or None
+        spec.graph,
+        spec.engine,
+        targets=spec.targets,
+        mechanisms=dict(spec.mechanisms) or None,
+        timer=time.perf_counter,  # attribution latency, for the metrics
     )
     aligner = Aligner(spec.graph.nodes, spec.step, spec.allowed_lateness, graph=spec.name)
     return GraphState(spec.name, fingerprint(spec), engine, aligner)
@@ -169,4 +174,5 @@ def load_state(blob: bytes, spec: GraphSpec) -> GraphState:
             "changed its nodes, edges, targets, window or engine settings); starting afresh"
         )
     state.restored = True
+    state.engine.timer = time.perf_counter  # a checkpoint carries no clock
     return state
