@@ -30,6 +30,18 @@ test: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest -m "not integration"
 
+# DoWhy-GCM (the reference) lives in its own venv: it pins versions of its own.
+BENCH := .venv-bench/bin
+
+$(BENCH)/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	$(BENCH)/pip install -q --upgrade pip
+	$(BENCH)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH)/.installed
+	$(BENCH)/python -m benchmarks.run
+
 kafka-up: $(BIN)/.installed
 	bash deploy/kafka/kafka.sh start
 
