@@ -195,7 +195,7 @@ def _gap(case: AttributionCase, settings: SpeedSettings) -> list[object]:
     sampled_cfg = dataclasses.replace(base, exact_max_players=0)
     ref = train_engine(case.graph, ref_cfg, case.train, targets=[case.target])
     sampled = train_engine(case.graph, sampled_cfg, case.train, targets=[case.target])
-    worst_abs = worst_rel = 0.0
+    worst_abs = worst_rel = worst_err = 0.0
     same_top, rhos, t_ref, t_sam = 0, [], [], []
     for i, row in enumerate(case.anomalies):
         snap = snapshot(case.graph, row, float(case.train.shape[0] + i))
@@ -211,6 +211,7 @@ def _gap(case: AttributionCase, settings: SpeedSettings) -> list[object]:
         diff = float(np.max(np.abs(va - vb)))
         worst_abs = max(worst_abs, diff)
         worst_rel = max(worst_rel, diff / max(abs(a.target_score), 1e-12))
+        worst_err = max(worst_err, max(rc.stderr for rc in b.root_causes))
         same_top += a.root_causes[0].node == b.root_causes[0].node
         rhos.append(rank_correlation(va, vb))
     return [
@@ -220,6 +221,7 @@ def _gap(case: AttributionCase, settings: SpeedSettings) -> list[object]:
         f"{sampled_cfg.n_permutations} permutations",
         worst_abs,
         f"{100 * worst_rel:.1f} %",
+        worst_err,
         f"{same_top}/{case.anomalies.shape[0]}",
         float(np.nanmin(rhos)) if not all(math.isnan(r) for r in rhos) else math.nan,
         ms(statistics.median(t_ref)),
@@ -247,6 +249,7 @@ def attribution_speed(settings: SpeedSettings) -> Report:
             "sampled",
             "max abs diff (nats)",
             "max diff / target score",
+            "max reported stderr",
             "same top node",
             "min rank corr.",
             "time reference",
@@ -259,7 +262,10 @@ def attribution_speed(settings: SpeedSettings) -> Report:
     gap.notes.append(
         "Sampled: `exact_max_players=0` forces antithetic permutation sampling with the default "
         "64 orders; reference: all coalitions (exact) where that fits in memory, else 1024 "
-        "orders. Rank correlation: Spearman over all players' contributions."
+        "orders. Max reported stderr: the largest standard error the sampled attribution "
+        "gives for one of its contributions. Rank correlation: Spearman over all players' "
+        "contributions. Shapley values of single players can be far larger than the target's "
+        "score (positive and negative ones cancel), which is what makes sampling noisy."
     )
     report.tables.append(gap)
 
