@@ -9,6 +9,7 @@ See ``docs/streaming.md``.
 """
 
 from stream_rca.streaming.app import AGENT_NAME, TABLE_NAME, make_app, runtime_of
+from stream_rca.streaming.brokers import Broker, KafkaBroker, MemoryBroker
 from stream_rca.streaming.commands import register
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.producers import (
@@ -18,7 +19,7 @@ from stream_rca.streaming.producers import (
     simulate,
 )
 from stream_rca.streaming.records import SCORES_SCHEMA, Outcome, Output
-from stream_rca.streaming.runtime import MemoryPublisher, Publisher, Runtime
+from stream_rca.streaming.runtime import Runtime
 from stream_rca.streaming.simulator import (
     TRUTH_SCHEMA,
     Simulation,
@@ -34,13 +35,14 @@ __all__ = [
     "SCORES_SCHEMA",
     "TABLE_NAME",
     "TRUTH_SCHEMA",
+    "Broker",
     "CheckpointError",
     "GraphState",
-    "MemoryPublisher",
+    "KafkaBroker",
+    "MemoryBroker",
     "Outcome",
     "Output",
     "Pipeline",
-    "Publisher",
     "Runtime",
     "Simulation",
     "SimulationConfig",

@@ -10,17 +10,15 @@
   graph, so a graph lives on one input partition, and its checkpoint on the same changelog
   partition: the input topic and the changelog must have the same number of partitions
   (``settings.partitions``);
-- a timer checkpoints the graphs that changed every ``settings.checkpoint_interval`` seconds
-  (and as soon as ``max_pending`` messages wait for one); a rebalance and a shutdown
-  checkpoint them too.
+- a timer checkpoints the graphs that changed every ``settings.checkpoint_interval`` seconds;
+  a rebalance and a shutdown checkpoint them too.
 
-Offsets are committed only for messages whose effects are in a checkpoint: the agent holds a
-reference on every message (faust commits a message's offset once every reference is
-released) and releases them after the checkpoint is written and flushed. A checkpoint is
-written only after the results of the messages in it are flushed. After a crash, a worker
-resumes from the last checkpoint and the committed offsets, replays the rest, skips the
-messages a checkpoint already holds (:meth:`GraphState.applied`) and publishes the results
-of the others again: at least once, with the same incident ids.
+Input offsets are committed at checkpoints only, after the results and the checkpoint are
+flushed (:class:`~stream_rca.streaming.runtime.Runtime`), so a committed offset is always
+covered by a checkpoint. After a crash, a worker resumes from the last checkpoint and the
+committed offsets, replays the rest, skips the messages a checkpoint already holds
+(:meth:`~stream_rca.streaming.state.GraphState.applied`) and publishes the results of the
+others again: at least once, with the same incident ids.
 """
 
 from __future__ import annotations
@@ -40,9 +38,10 @@ from faust.types import StreamT
 from stream_rca.config import GraphSpec, Settings
 from stream_rca.errors import ConfigError
 from stream_rca.observability import PipelineMetrics
+from stream_rca.streaming.brokers import Broker, KafkaBroker
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.records import Outcome
-from stream_rca.streaming.runtime import KafkaPublisher, Publisher, Runtime
+from stream_rca.streaming.runtime import Runtime
 
 __all__ = [
     "AGENT_NAME",
@@ -108,11 +107,10 @@ def make_app(
     specs: Sequence[GraphSpec],
     *,
     metrics: PipelineMetrics | None = None,
-    publisher: Publisher | None = None,
+    broker: Broker | None = None,
     clock: Callable[[], float] = time.time,
     worker_id: str | None = None,
     session_timeout: float = 30.0,
-    max_pending: int = 50_000,
 ) -> faust.App:
     """Build the faust app of a stream-rca worker.
 
@@ -124,9 +122,10 @@ def make_app(
         The graphs to serve (:func:`stream_rca.config.load_graphs`).
     metrics
         Prometheus metrics to update, if any.
-    publisher
-        Where records go; default: the Kafka topics of ``settings``. Tests pass a
-        :class:`MemoryPublisher`.
+    broker
+        Where records and offsets go and missed input is read again; default: Kafka, with
+        the topics of ``settings``. Tests pass a
+        :class:`~stream_rca.streaming.brokers.MemoryBroker`.
     clock
         Wall clock (unix seconds) for the pipeline.
     worker_id
@@ -135,9 +134,6 @@ def make_app(
     session_timeout
         Seconds after which the group drops a silent worker and gives its partitions to
         the others (the failover time after a crash).
-    max_pending
-        Checkpoint early once this many messages wait for one (bounds the memory they hold).
-
     Returns
     -------
     faust.App
@@ -161,7 +157,6 @@ def make_app(
         web_host=settings.metrics_addr,
         web_port=max(settings.web_port, 1),
         topic_partitions=settings.partitions,
-        stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=session_timeout,
         broker_heartbeat_interval=min(3.0, session_timeout / 3),
@@ -173,6 +168,7 @@ def make_app(
         settings.input_topic,
         partitions=settings.partitions,
         allow_empty=True,
+        acks=False,  # offsets are committed at checkpoints, not by faust (see runtime.py)
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -196,14 +192,14 @@ def make_app(
         },
     )
     pipeline = Pipeline(specs, publish_scores=settings.publish_scores, metrics=metrics, clock=clock)
+    chosen: Broker = KafkaBroker(app, settings, topics, table) if broker is None else broker
+    kafka_broker = chosen if isinstance(chosen, KafkaBroker) else None
     runtime = Runtime(
         app,
         pipeline,
-        publisher if publisher is not None else KafkaPublisher(app, topics, table),
+        chosen,
         table=table,
         input_topic=settings.input_topic,
-        checkpoint_interval=settings.checkpoint_interval,
-        max_pending=max_pending,
     )
     pipeline.loader = runtime.load
     setattr(app, _RUNTIME_ATTR, runtime)
@@ -215,6 +211,7 @@ def make_app(
     app.agent(source, name=AGENT_NAME)(rca)
     app.timer(settings.checkpoint_interval, name="checkpoint")(_timer(runtime.checkpoint))
     app.timer(5.0, name="consumer-lag")(_timer_sync(runtime.update_lag))
+    app.timer(2.5, name="catch-up")(_timer(runtime.catch_up))
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         await runtime.on_revoked(set(args[0]) if args else set())
@@ -225,6 +222,8 @@ def make_app(
 
     async def on_shutdown(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         await runtime.checkpoint("shutdown")
+        if kafka_broker is not None:
+            kafka_broker.close()
 
     _connect(app.on_partitions_revoked, on_revoked)
     _connect(app.on_partitions_assigned, on_assigned)

@@ -24,6 +24,7 @@ Policies at this step:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -189,11 +190,13 @@ class Pipeline:
             log.info("graph %r: new state (warm-up of %d snapshots)", graph, spec.engine.warmup)
         else:
             log.info(
-                "graph %r: restored state from checkpoint (%d snapshots, warm=%s, offsets %s)",
+                "graph %r: restored state from checkpoint (%d snapshots, warm=%s, offsets %s, "
+                "digest %s)",
                 graph,
                 state.engine.n_snapshots,
                 state.engine.warm,
                 state.offsets,
+                hashlib.sha1(blob or b"").hexdigest()[:10],
             )
         self._live[graph] = _Live(state, partition)
         return state

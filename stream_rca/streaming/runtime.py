@@ -1,108 +1,74 @@
 """The moving parts of a worker around its pipeline: publishing, checkpoints, offsets.
 
-:class:`Runtime` processes each input event under a lock, publishes its records, and holds a
-reference on its Kafka message; :meth:`Runtime.checkpoint` flushes the results, writes the
-state of every changed graph to the changelog, flushes again, and only then releases the held
-messages, whose offsets faust may then commit. A checkpoint never sees half of a message.
+:class:`Runtime` processes each input event under a lock and publishes its records.
+:meth:`Runtime.checkpoint` flushes the results, writes the state of every changed graph to the
+changelog, flushes again, and only then commits the input offsets of the messages processed so
+far. So a committed offset is always covered by a checkpoint, and a checkpoint never sees half
+of a message.
+
+Two faust behaviours are worked around here:
+
+- faust does not commit the input topic itself (it is declared with ``acks=False``): its
+  commits follow acknowledgements, and it acknowledges messages that it skips during a
+  rebalance (fetched under an older group generation or while its flow control is paused),
+  which would let a commit pass messages that no checkpoint holds;
+- for the same reason a message can be skipped for good at a rebalance: the runtime knows the
+  next offset of every input partition it owns (from the committed offset when the partition is
+  assigned), and when a message arrives past it, it reads the missing messages again
+  (:meth:`~stream_rca.streaming.brokers.Broker.fetch`) and processes them first; and when a
+  partition stays quiet although the broker holds more of it (faust dropped its tail),
+  :meth:`Runtime.catch_up` reads the rest directly. Messages before the next offset
+  (delivered again) are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import faust
 from faust.types import TP, EventT
-from faust.types.tuples import Message
 
+from stream_rca.streaming.brokers import Broker
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.records import Outcome, Output
 
-__all__ = ["KafkaPublisher", "MemoryPublisher", "Publisher", "Runtime"]
+__all__ = ["Runtime"]
 
 log = logging.getLogger("stream_rca.streaming")
 
 
-class Publisher(Protocol):
-    """Where the agent's records go: Kafka topics in a worker, a list in tests."""
-
-    async def send(self, output: Output) -> None:
-        """Hand one record to the producer (it need not be delivered yet)."""
-
-    async def flush(self) -> None:
-        """Wait until every record sent so far is delivered."""
-
-
-class MemoryPublisher:
-    """A :class:`Publisher` that keeps the records in :attr:`outputs` (for tests)."""
-
-    def __init__(self) -> None:
-        self.outputs: list[Output] = []
-        self.flushes = 0
-
-    async def send(self, output: Output) -> None:
-        self.outputs.append(output)
-
-    async def flush(self) -> None:
-        self.flushes += 1
-
-    def of_kind(self, kind: str) -> list[Output]:
-        """The records of one kind, in order."""
-        return [o for o in self.outputs if o.kind == kind]
-
-
-class KafkaPublisher:
-    """A :class:`Publisher` to the worker's Kafka topics (checkpoints to the changelog)."""
-
-    def __init__(self, app: faust.App, topics: dict[str, Any], table: Any) -> None:
-        self.app = app
-        self.topics = topics
-        self.table = table
-
-    async def send(self, output: Output) -> None:
-        if output.kind == "checkpoint":
-            topic = self.table.changelog_topic
-            key: Any = output.key.decode() if output.key is not None else None
-            await topic.send(key=key, value=output.value, partition=output.partition, force=True)
-            return
-        await self.topics[output.kind].send(key=output.key, value=output.value, force=True)
-
-    async def flush(self) -> None:
-        await self.app.producer.flush()
-
-
 class Runtime:
-    """The worker's moving parts around its :class:`Pipeline`: publishing, checkpoints, acks.
+    """The worker's moving parts around its :class:`Pipeline`: publishing, checkpoints, offsets.
 
-    One per app (see :func:`runtime_of`). Every method that touches the pipeline holds
-    :attr:`lock`, so a checkpoint never sees half of a message's effects.
+    One per app (see :func:`~stream_rca.streaming.app.runtime_of`). Every method that touches
+    the pipeline holds :attr:`lock`, so a checkpoint never sees half of a message's effects.
     """
 
     def __init__(
         self,
         app: faust.App,
         pipeline: Pipeline,
-        publisher: Publisher,
+        broker: Broker,
         *,
         table: Any,
         input_topic: str,
-        checkpoint_interval: float,
-        max_pending: int,
     ) -> None:
         self.app = app
         self.pipeline = pipeline
-        self.publisher = publisher
+        self.broker = broker
         self.table = table
         self.input_topic = input_topic
-        self.checkpoint_interval = checkpoint_interval
-        self.max_pending = max_pending
         self.lock = asyncio.Lock()
-        self.pending: list[Message] = []
         self.positions: dict[int, int] = {}
+        """Input partition to the offset of the next message to process."""
+        self.uncommitted: set[int] = set()
+        self.arrived: dict[int, float] = {}
+        """Input partition to when (monotonic) its latest message arrived."""
         self.checkpoints = 0
-        self._last = time.monotonic()
 
     def load(self, graph: str) -> bytes | None:
         """The stored checkpoint of ``graph`` in the table, if any."""
@@ -110,34 +76,70 @@ class Runtime:
         return value if isinstance(value, bytes) else None
 
     async def handle(self, event: EventT[bytes]) -> Outcome:
-        """Process one input event and publish its records; hold its offset until a checkpoint."""
+        """Process one input event (and any skipped before it) and publish the records."""
         message = event.message
+        p, offset = message.partition, message.offset
         async with self.lock:
-            outcome = self.pipeline.process_one(
-                message.value,
-                partition=message.partition,
-                offset=message.offset,
-                topic=message.topic,
-                key=message.key,
-            )
-            for output in outcome.outputs:
-                await self.publisher.send(output)
-            message.incref()
-            self.pending.append(message)
-            self.positions[message.partition] = message.offset + 1
-        if len(self.pending) >= self.max_pending:
-            await self.checkpoint("max_pending")
+            self.arrived[p] = time.monotonic()
+            expected = self.positions.get(p)
+            if expected is not None and offset < expected:
+                return Outcome(replayed=True)  # delivered again: already processed
+            if expected is not None and offset > expected:
+                await self._fill(p, expected, offset, "were not delivered")
+            return await self._process(message.value, p, offset, message.topic, message.key)
+
+    async def catch_up(self, stall: float = 5.0) -> int:
+        """Read directly what faust did not deliver to a partition that went quiet.
+
+        For every owned input partition that received nothing for ``stall`` seconds, the
+        messages between the next offset to process and the end of the partition are read
+        again and processed. Returns how many were.
+        """
+        async with self.lock:
+            now = time.monotonic()
+            quiet = [p for p in self.positions if now - self.arrived.get(p, now) >= stall]
+            if not quiet:
+                return 0
+            ends = await self.broker.end_offsets(quiet)
+            done = 0
+            for p in quiet:
+                start, end = self.positions[p], ends.get(p)
+                if end is not None and end > start:
+                    why = f"were not delivered in {stall:.0f} s"
+                    done += await self._fill(p, start, end, why)
+                self.arrived[p] = time.monotonic()
+            return done
+
+    async def _fill(self, partition: int, start: int, stop: int, why: str) -> int:
+        missing = await self.broker.fetch(partition, start, stop)
+        log.warning(
+            "input partition %d: offsets %d..%d %s; read %d of them again",
+            partition,
+            start,
+            stop - 1,
+            why,
+            len(missing),
+        )
+        for offset, key, value in missing:
+            await self._process(value, partition, offset, self.input_topic, key)
+        return len(missing)
+
+    async def _process(
+        self, value: bytes | None, partition: int, offset: int, topic: str, key: bytes | None
+    ) -> Outcome:
+        outcome = self.pipeline.process_one(
+            value, partition=partition, offset=offset, topic=topic, key=key
+        )
+        for output in outcome.outputs:
+            await self.broker.send(output)
+        self.positions[partition] = offset + 1
+        self.uncommitted.add(partition)
         return outcome
 
-    def due(self) -> bool:
-        """True when the checkpoint interval has passed since the last checkpoint."""
-        return time.monotonic() - self._last >= self.checkpoint_interval
+    async def checkpoint(self, why: str = "timer", *, commit: bool = True) -> int:
+        """Write the state of every changed graph, then commit the offsets it covers.
 
-    async def checkpoint(self, why: str = "timer") -> int:
-        """Write the state of every changed graph, then release the messages it covers.
-
-        Order: results flushed, checkpoints sent and flushed, then the held messages released
-        (their offsets become committable).
+        Order: results flushed, checkpoints sent and flushed, offsets committed.
 
         Returns
         -------
@@ -145,31 +147,36 @@ class Runtime:
             The number of graphs checkpointed.
         """
         async with self.lock:
-            self._last = time.monotonic()
+            started = time.perf_counter()
             dirty = self.pipeline.dirty
-            held, self.pending = self.pending, []
-            if not dirty and not held:
-                return 0
+            offsets = {p: self.positions[p] for p in sorted(self.uncommitted)}
+            self.uncommitted.clear()
             blobs = [(g, self.pipeline.partition_of(g), self.pipeline.checkpoint(g)) for g in dirty]
             if blobs:
-                await self.publisher.flush()  # results of the checkpointed messages first
+                await self.broker.flush()  # the results of the checkpointed messages first
                 for graph, partition, blob in blobs:
-                    await self.publisher.send(
+                    await self.broker.send(
                         Output("checkpoint", graph.encode(), blob, partition=partition)
                     )
                     self._remember(graph, blob)
-                await self.publisher.flush()
+                await self.broker.flush()
                 self.checkpoints += 1
+            elif offsets:
+                await self.broker.flush()  # dead letters only: delivered before the commit
+            if offsets and commit:
+                await self.broker.commit(offsets)
+            elif offsets:
+                self.uncommitted.update(offsets)
+            if blobs:
                 log.info(
-                    "checkpoint (%s): %d graphs, %d messages released, %d bytes",
+                    "checkpoint (%s): %d graphs, %d bytes, offsets %s, %.0f ms; digests %s",
                     why,
                     len(blobs),
-                    len(held),
                     sum(len(b) for _, _, b in blobs),
+                    offsets,
+                    1000 * (time.perf_counter() - started),
+                    {g: hashlib.sha1(b).hexdigest()[:10] for g, _, b in blobs},
                 )
-            consumer = self.app.consumer
-            for message in held:
-                message.ack(consumer)
             return len(blobs)
 
     def _remember(self, graph: str, blob: bytes) -> None:
@@ -181,13 +188,24 @@ class Runtime:
     async def on_revoked(self, revoked: set[TP]) -> None:
         """Before a rebalance: checkpoint everything, so the next owner resumes from it."""
         if any(tp.topic == self.input_topic for tp in revoked):
-            await self.checkpoint("rebalance")
+            await self.checkpoint("rebalance", commit=False)
 
     async def on_assigned(self, assigned: set[TP]) -> None:
         """After a rebalance: forget the graphs of input partitions now owned elsewhere."""
         mine = {tp.partition for tp in assigned if tp.topic == self.input_topic}
         log.info("assigned input partitions: %s", sorted(mine))
         async with self.lock:
+            new = [p for p in mine if p not in self.positions]
+            try:
+                starts = await self.broker.start_offsets(new)
+            except Exception:  # the first message of the partition will set it
+                log.warning("could not read the start offsets of %s", new, exc_info=True)
+                starts = {}
+            for p, start in starts.items():
+                self.positions[p] = start
+                self.arrived[p] = time.monotonic()
+            if starts:
+                log.info("input partitions start at %s", starts)
             gone = [g for g in self.pipeline.graphs if self.pipeline.partition_of(g) not in mine]
             if gone:
                 log.info("graphs moved to another worker: %s", ", ".join(sorted(gone)))
@@ -195,6 +213,8 @@ class Runtime:
             for p in list(self.positions):
                 if p not in mine:
                     del self.positions[p]
+                    self.uncommitted.discard(p)
+                    self.arrived.pop(p, None)
                     if self.pipeline.metrics is not None:
                         self.pipeline.metrics.set_lag(self.input_topic, p, None)
 

@@ -1,4 +1,4 @@
-"""Helpers for the faust agent tests: an app with an in-memory publisher, fed through
+"""Helpers for the faust agent tests: an app with an in-memory broker, fed through
 ``agent.test_context()`` (no broker), and a small linear graph with data for it."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from stream_rca.core.engine import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.trigger import TriggerConfig
 from stream_rca.observability import PipelineMetrics
-from stream_rca.streaming import AGENT_NAME, MemoryPublisher, Outcome, make_app, runtime_of
+from stream_rca.streaming import AGENT_NAME, MemoryBroker, Outcome, make_app, runtime_of
 
 T0 = 1_700_000_000.0
 """Event time of the first window in these tests (a multiple of every step used)."""
@@ -71,14 +71,14 @@ class Harness:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
-        self.publisher = MemoryPublisher()
+        self.broker = MemoryBroker()
         self.metrics = PipelineMetrics(self.registry, version="test")
         settings = Settings(app_id="agent-test", web_port=0, publish_scores=self.publish_scores)
         self.app = make_app(
             settings,
             self.specs,
             metrics=self.metrics,
-            publisher=self.publisher,
+            broker=self.broker,
             clock=lambda: NOW,
             worker_id="test",
         )
@@ -112,7 +112,7 @@ class Harness:
         return self.registry.get_sample_value(name, labels)
 
     def docs(self, kind: str) -> list[dict[str, Any]]:
-        return [json.loads(o.value) for o in self.publisher.of_kind(kind)]
+        return [json.loads(o.value) for o in self.broker.of_kind(kind)]
 
 
 @pytest.fixture

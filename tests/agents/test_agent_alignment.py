@@ -126,6 +126,6 @@ def test_snapshots_run_the_engine_and_attribute_the_planted_root_cause(form: str
     assert doc["root_causes"][0]["node"] == "db"
     total = sum(rc["contribution"] for rc in doc["root_causes"])
     assert total == pytest.approx(doc["target_score"], rel=1e-6)
-    [out] = h.publisher.of_kind("attributions")
+    [out] = h.broker.of_kind("attributions")
     assert out.key == b"shop"
     assert h.sample("stream_rca_incidents_total", {"graph": "shop", "target": "web"}) == 1.0

@@ -26,7 +26,7 @@ def test_single_and_batch_forms_are_accepted() -> None:
         (),  # an empty batch is valid and carries nothing
     ]
     assert all(o.reason is None for o in outcomes)
-    assert h.publisher.outputs == []
+    assert h.broker.outputs == []
     assert h.sample("stream_rca_events_total", {"graph": "shop"}) == 3.0
 
 
@@ -67,7 +67,7 @@ def test_bad_event_goes_to_dead_letter_with_reason(raw: bytes | None, reason: st
 
     assert bad_outcome.reason == reason
     assert bad_outcome.statuses == ()
-    [letter] = h.publisher.of_kind("deadletter")
+    [letter] = h.broker.of_kind("deadletter")
     assert letter.key == b"shop"  # the input's key is kept
     doc = json.loads(letter.value)
     assert doc["schema"] == "stream-rca.dead-letter/v1"

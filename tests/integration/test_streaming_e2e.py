@@ -48,6 +48,7 @@ def attributions_by_id(docs: list[dict[str, Any]]) -> dict[tuple[str, int], dict
     """The documents keyed by (incident id, revision); duplicates must be identical."""
     out: dict[tuple[str, int], dict[str, Any]] = {}
     for doc in docs:
+        doc = {k: v for k, v in doc.items() if k != "attribution_seconds"}  # wall time
         key = (doc["incident_id"], doc["revision"])
         assert out.setdefault(key, doc) == doc, f"a duplicate of {key} differs"
     return out

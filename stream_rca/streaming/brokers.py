@@ -1,0 +1,212 @@
+"""What a worker's runtime needs from Kafka, behind one small interface.
+
+:class:`Broker` sends records (results, dead letters, checkpoints), flushes them, commits input
+offsets, says where each newly assigned input partition starts, and reads a range of input
+messages again (to fill a gap). :class:`KafkaBroker` does it with the faust app's producer and
+consumer plus a kafka-python client; :class:`MemoryBroker` keeps everything in lists, for tests
+through faust's ``test_context()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import faust
+from faust.types import TP
+
+from stream_rca.config import Settings
+from stream_rca.streaming.records import Output
+
+__all__ = ["Broker", "InputMessage", "KafkaBroker", "MemoryBroker"]
+
+log = logging.getLogger("stream_rca.streaming")
+
+InputMessage = tuple[int, bytes | None, bytes | None]
+"""``(offset, key, value)`` of one input message read again."""
+
+
+class Broker(Protocol):
+    """The runtime's view of Kafka."""
+
+    async def send(self, output: Output) -> None:
+        """Hand one record to the producer (it need not be delivered yet)."""
+
+    async def flush(self) -> None:
+        """Wait until every record sent so far is delivered."""
+
+    async def commit(self, offsets: Mapping[int, int]) -> None:
+        """Commit input offsets: partition to the offset of the next message to read."""
+
+    async def start_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Where consumption of newly assigned input partitions starts (committed or earliest)."""
+
+    async def fetch(self, partition: int, start: int, stop: int) -> list[InputMessage]:
+        """The input messages of ``partition`` with ``start <= offset < stop``, in order."""
+
+    async def end_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        """The offset the next message of each input partition will get."""
+
+
+class MemoryBroker:
+    """A :class:`Broker` that keeps records in :attr:`outputs` and commits in :attr:`commits`.
+
+    :attr:`log` holds every call in order (``("send", kind)``, ``("flush",)``,
+    ``("commit", offsets)``), to check what happens before what. :attr:`inputs` (partition to
+    offset to ``(key, value)``) serves :meth:`fetch`.
+    """
+
+    def __init__(self) -> None:
+        self.outputs: list[Output] = []
+        self.commits: list[dict[int, int]] = []
+        self.log: list[tuple[Any, ...]] = []
+        self.inputs: dict[int, dict[int, tuple[bytes | None, bytes | None]]] = {}
+
+    async def send(self, output: Output) -> None:
+        self.outputs.append(output)
+        self.log.append(("send", output.kind))
+
+    async def flush(self) -> None:
+        self.log.append(("flush",))
+
+    async def commit(self, offsets: Mapping[int, int]) -> None:
+        self.commits.append(dict(offsets))
+        self.log.append(("commit", dict(offsets)))
+
+    async def start_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        return {}
+
+    async def fetch(self, partition: int, start: int, stop: int) -> list[InputMessage]:
+        self.log.append(("fetch", partition, start, stop))
+        known = self.inputs.get(partition, {})
+        return [(o, *known[o]) for o in range(start, stop) if o in known]
+
+    async def end_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        return {p: max(self.inputs.get(p, {}), default=-1) + 1 for p in partitions}
+
+    def of_kind(self, kind: str) -> list[Output]:
+        """The records of one kind, in order."""
+        return [o for o in self.outputs if o.kind == kind]
+
+
+class KafkaBroker:
+    """A :class:`Broker` over the faust app's producer and consumer, and a kafka-python client.
+
+    Records go to the topics of ``settings`` (checkpoints to the table's changelog, at their
+    graph's partition); offsets are committed through the faust consumer. Start offsets and
+    re-reads use a kafka-python consumer outside the group, in a thread of their own.
+    """
+
+    def __init__(
+        self, app: faust.App, settings: Settings, topics: dict[str, Any], table: Any
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.topics = topics
+        self.table = table
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "stream-rca-reader")
+        self._consumer: Any = None
+
+    async def send(self, output: Output) -> None:
+        if output.kind == "checkpoint":
+            topic = self.table.changelog_topic
+            key: Any = output.key.decode() if output.key is not None else None
+            await topic.send(key=key, value=output.value, partition=output.partition, force=True)
+            return
+        await self.topics[output.kind].send(key=output.key, value=output.value, force=True)
+
+    async def flush(self) -> None:
+        await self.app.producer.flush()
+
+    async def commit(self, offsets: Mapping[int, int]) -> None:
+        tps = {TP(self.settings.input_topic, p): o for p, o in offsets.items()}
+        # faust commits explicit offsets only through this driver-level call (its public
+        # commit() commits acknowledged messages); it leaves out partitions not assigned.
+        consumer: Any = self.app.consumer
+        if not await consumer._commit(tps):
+            log.info("offsets not committed (rebalancing): %s", dict(offsets))
+
+    async def start_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        wanted = sorted(partitions)
+        if not wanted:
+            return {}
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._start_offsets, wanted)
+
+    async def fetch(self, partition: int, start: int, stop: int) -> list[InputMessage]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._fetch, partition, start, stop)
+
+    async def end_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        wanted = sorted(partitions)
+        if not wanted:
+            return {}
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._end_offsets, wanted)
+
+    def close(self) -> None:
+        """Close the kafka-python clients."""
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+        self._executor.shutdown(wait=False)
+
+    # -- kafka-python, in the reader thread ------------------------------------------------
+
+    def _reader(self) -> Any:
+        if self._consumer is None:
+            from stream_rca.streaming.producers import _kafka
+
+            # In the worker's group to read its committed offsets, but it never subscribes
+            # (so never joins the group) and never commits: partitions are assigned by hand.
+            self._consumer = _kafka().KafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+                group_id=self.settings.app_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",  # a range deleted by retention: read what is left
+                client_id="stream-rca-reader",
+                max_partition_fetch_bytes=2 * 1024 * 1024,
+                **self.settings.kafka_client_options(),
+            )
+        return self._consumer
+
+    def _start_offsets(self, partitions: list[int]) -> dict[int, int]:
+        from kafka import TopicPartition
+
+        consumer = self._reader()
+        tps = [TopicPartition(self.settings.input_topic, p) for p in partitions]
+        out: dict[int, int] = {}
+        for tp in tps:
+            committed = consumer.committed(tp)
+            if committed is not None and committed >= 0:
+                out[tp.partition] = int(committed)
+        missing = [tp for tp in tps if tp.partition not in out]
+        if missing:
+            for tp, offset in consumer.beginning_offsets(missing).items():
+                out[tp.partition] = int(offset)
+        return out
+
+    def _end_offsets(self, partitions: list[int]) -> dict[int, int]:
+        from kafka import TopicPartition
+
+        tps = [TopicPartition(self.settings.input_topic, p) for p in partitions]
+        ends = self._reader().end_offsets(tps)
+        return {tp.partition: int(offset) for tp, offset in ends.items()}
+
+    def _fetch(self, partition: int, start: int, stop: int) -> list[InputMessage]:
+        from kafka import TopicPartition
+
+        consumer = self._reader()
+        tp = TopicPartition(self.settings.input_topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        out: list[InputMessage] = []
+        deadline = time.monotonic() + 60.0
+        while consumer.position(tp) < stop and time.monotonic() < deadline:
+            for record in consumer.poll(timeout_ms=500).get(tp, []):
+                if start <= record.offset < stop:
+                    out.append((record.offset, record.key, record.value))
+        return out

@@ -1,0 +1,217 @@
+"""Two workers in one consumer group on a real broker: 4 partitions, 4 graphs, and a worker
+killed with SIGKILL mid-stream.
+
+Every graph's events are deterministic, so the attributions one uninterrupted in-process
+pipeline makes of them are the reference: whatever the workers do (rebalances, a crash, a
+restart), the attribution topic must hold exactly the reference documents, possibly some twice
+(at-least-once) but then identical, with the same incident ids.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stream_rca.config import Settings, load_graphs
+from stream_rca.streaming import Pipeline, Simulation, SimulationConfig, graphs_document
+from stream_rca.streaming.producers import ensure_topics, kafka_producer
+from stream_rca.streaming.simulator import RateLimiter
+from stream_rca.streaming.testing import TopicReader, WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+# Keys that kafka-python's murmur2 partitioner puts on partitions 0, 1, 2, 3 of 4.
+NAMES = ("tenant-0", "tenant-3", "tenant-2", "tenant-1")
+SIM = SimulationConfig(
+    graphs=4,
+    names=NAMES,
+    seed=7,
+    count=240,
+    first_fault=100,
+    fault_every=50,
+    fault_duration=4,
+    strength=(8.0, 12.0),
+    faults=3,
+)
+ENGINE = {"warmup": 30, "threshold": 6.0}
+
+
+@dataclass
+class Cluster:
+    settings: Settings
+    tmp: Path
+    reader: TopicReader
+    sim: Simulation
+    messages: list[tuple[bytes, bytes]]
+    reference: dict[tuple[str, int], dict[str, Any]]
+
+    def worker(self, name: str) -> WorkerProcess:
+        return WorkerProcess(self.settings, self.tmp / f"{name}.log", worker_id=name)
+
+    def attributions(self) -> dict[tuple[str, int], dict[str, Any]]:
+        return by_id(self.reader.docs(self.settings.attributions_topic))
+
+    def wait_for_reference(self, timeout: float, until: float | None = None) -> None:
+        """Wait for every reference attribution (of windows before ``until``)."""
+        wanted = {
+            k for k, d in self.reference.items() if until is None or d["window"]["start"] < until
+        }
+        self.reader.wait_until(
+            lambda r: wanted <= set(self.attributions()),
+            timeout,
+            what=f"{len(wanted)} attributions",
+        )
+
+    def publish(self, start: int, stop: int, rate: float = 0.0) -> None:
+        """Publish the messages of windows ``start .. stop-1`` of every graph, in order."""
+        per_window = len(self.messages) // (SIM.count or 1)
+        producer = kafka_producer(self.settings)
+        limiter = RateLimiter(rate)
+        for i, (key, value) in enumerate(self.messages[start * per_window : stop * per_window]):
+            limiter.wait(i // per_window)
+            producer.send(self.settings.input_topic, key=key, value=value)
+        producer.flush()
+        producer.close()
+
+
+def by_id(docs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Attribution documents by (incident id, revision); a duplicate must be identical."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for doc in docs:
+        doc = {k: v for k, v in doc.items() if k != "attribution_seconds"}  # wall time
+        key = (doc["incident_id"], doc["revision"])
+        assert out.setdefault(key, doc) == doc, f"a duplicate of {key} differs"
+    return out
+
+
+@pytest.fixture
+def cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Cluster]:
+    uid = uuid.uuid4().hex[:10]
+    graphs_file = tmp_path / "graphs.yaml"
+    graphs_file.write_text(yaml.safe_dump(graphs_document(SIM, **ENGINE)), encoding="utf-8")
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        input_topic=f"cl-{uid}.metrics",
+        attributions_topic=f"cl-{uid}.attributions",
+        scores_topic=f"cl-{uid}.scores",
+        deadletter_topic=f"cl-{uid}.deadletter",
+        publish_scores=True,
+        app_id=f"cl-{uid}",
+        config=str(graphs_file),
+        web_port=0,
+        data_dir=str(tmp_path / "data"),
+        checkpoint_interval=600.0,  # only rebalances and shutdowns checkpoint in these tests
+        partitions=4,
+    )
+    ensure_topics(settings)
+    sim = Simulation(SIM, now=time.time())
+    messages = [(k, v) for k, values in sim.snapshots(SIM.count or 0) for v in values]
+    pipeline = Pipeline(load_graphs(graphs_file), clock=time.time)
+    docs = [
+        json.loads(out.value)
+        for offset, (_, value) in enumerate(messages)
+        for out in pipeline.process_one(value, offset=offset).outputs
+        if out.kind == "attributions"
+    ]
+    topics = [settings.attributions_topic, settings.scores_topic]
+    with TopicReader(settings, topics) as reader:
+        yield Cluster(settings, tmp_path, reader, sim, messages, by_id(docs))
+
+
+def wait_split(a: WorkerProcess, b: WorkerProcess, timeout: float = 60.0) -> None:
+    """Wait until ``a`` and ``b`` hold disjoint, non-empty halves of the 4 input partitions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pa, pb = a.assigned() or [], b.assigned() or []
+        if pa and pb and sorted(pa + pb) == [0, 1, 2, 3]:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"partitions not split: {pa} and {pb}\n{b.log()[-2000:]}")
+        time.sleep(0.2)
+
+
+def test_two_workers_share_four_partitions_of_four_graphs(cluster: Cluster) -> None:
+    with cluster.worker("a") as a, cluster.worker("b") as b:
+        a.ready()
+        b.ready()
+        wait_split(a, b)
+        cluster.publish(0, SIM.count or 0)
+        cluster.wait_for_reference(90)
+        assert cluster.attributions() == cluster.reference
+        by_graph = {d["graph"] for d in cluster.attributions().values()}
+        assert by_graph == set(NAMES)  # every graph's attributions appear
+        pa, pb = a.assigned(), b.assigned()
+        assert pa is not None
+        assert pb is not None
+        for worker, mine in ((a, pa), (b, pb)):  # each worker ran the graphs of its partitions
+            started = {n for n in NAMES if f"graph {n!r}: new state" in worker.log()}
+            assert started == {NAMES[p] for p in mine}
+        assert a.stop() == 0
+        assert b.stop() == 0
+
+
+def test_a_worker_killed_mid_stream_loses_nothing(cluster: Cluster) -> None:
+    """A alone runs the warm-up and the first faults; B joins (A checkpoints at the
+    rebalance); A is killed with SIGKILL while events flow, after publishing attributions it
+    never checkpointed; B takes A's graphs over from the changelog; A restarts as A2 and takes
+    some back (B checkpoints at that rebalance). No incident is lost, no graph warms up again,
+    replayed incidents keep their ids."""
+    a = cluster.worker("a").start()
+    b = cluster.worker("b")
+    a2 = cluster.worker("a2")
+    try:
+        a.ready()
+        cluster.publish(0, 130)  # warm-up and fault 1 (windows 100..103)
+        cluster.wait_for_reference(60, until=cluster.sim.window(130))
+        b.start().ready()
+        wait_split(a, b)  # A checkpointed every graph when the group rebalanced
+        victims = a.assigned() or []
+        flow = threading.Thread(target=cluster.publish, args=(130, 200, 40.0))
+        flow.start()  # windows 130..199 at 10 per graph and second: about 7 s
+        fault2 = {
+            k
+            for k, d in cluster.reference.items()
+            if d["graph"] in {NAMES[p] for p in victims}
+            and cluster.sim.window(150) <= d["window"]["start"] < cluster.sim.window(154)
+        }
+        cluster.reader.wait_until(lambda r: fault2 <= set(cluster.attributions()), 60)
+        a.kill(signal.SIGKILL)  # mid-stream, with fault-2 attributions not checkpointed
+        b.wait_for(r"assigned input partitions: \[0, 1, 2, 3\]", 60)
+        flow.join(timeout=60)
+        a2.start().ready()
+        wait_split(a2, b)
+        cluster.publish(200, SIM.count or 0)  # fault 3 (windows 200..203) and the rest
+        cluster.wait_for_reference(90)
+
+        got = cluster.attributions()
+        assert got == cluster.reference  # nothing lost, nothing new, the same ids
+        raw = cluster.reader.docs(cluster.settings.attributions_topic)
+        duplicates = len(raw) - len(got)
+        assert duplicates >= len(fault2)  # A's unsaved work was done again, recognisably
+        # B restored A's graphs from the changelog instead of starting them afresh
+        b_log = b.log()
+        for p in victims:
+            assert f"graph {NAMES[p]!r}: restored state from checkpoint" in b_log
+            assert f"graph {NAMES[p]!r}: new state" not in b_log
+        assert "restored state from checkpoint" in a2.log()
+        assert "new state" not in a2.log()
+        # ... so no graph warmed up again: every snapshot past the warm-up was scored warm
+        scores = cluster.reader.docs(cluster.settings.scores_topic)
+        late = [d for d in scores if d["window"]["start"] >= cluster.sim.window(40)]
+        assert late
+        assert all(d["warm"] for d in late)
+        assert b.stop() == 0
+        assert a2.stop() == 0
+    finally:
+        for w in (a, b, a2):
+            w.kill()
