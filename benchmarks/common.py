@@ -176,6 +176,10 @@ def snapshot(graph: CausalGraph, row: FloatArray, ts: float) -> Snapshot:
     return Snapshot(ts, values, graph.name)
 
 
+_MEASURED = ("--", "stream_rca/core", "stream_rca/sim", "stream_rca/io", "benchmarks")
+"""What the benchmarks measure: a change there makes the report's commit id inexact."""
+
+
 def _git(*args: str) -> str:
     try:
         out = subprocess.run(
@@ -211,7 +215,7 @@ def machine_info(command: str) -> dict[str, str]:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "commit": _git("rev-parse", "--short", "HEAD")
-        + (" (uncommitted changes)" if _git("status", "--porcelain", "--", "stream_rca") else ""),
+        + (" (uncommitted changes)" if _git("status", "--porcelain", *_MEASURED) else ""),
         "cpu": f"{_cpu_model()}, nproc {usable}",
         "load average at start (1/5/15 min)": load,
         "python": platform.python_version(),
