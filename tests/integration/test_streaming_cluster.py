@@ -158,6 +158,21 @@ def test_two_workers_share_four_partitions_of_four_graphs(cluster: Cluster) -> N
             assert started == {NAMES[p] for p in mine}
         assert a.stop() == 0
         assert b.stop() == 0
+    # a clean stop checkpoints and commits everything: a restart would replay nothing
+    from stream_rca.streaming.producers import _kafka
+
+    kafka = _kafka()
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=cluster.settings.kafka_bootstrap, group_id=cluster.settings.app_id
+    )
+    try:
+        committed = [
+            consumer.committed(kafka.TopicPartition(cluster.settings.input_topic, p))
+            for p in range(4)
+        ]
+    finally:
+        consumer.close(autocommit=False)
+    assert committed == [SIM.count] * 4
 
 
 def test_a_worker_killed_mid_stream_loses_nothing(cluster: Cluster) -> None:
