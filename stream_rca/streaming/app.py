@@ -134,6 +134,7 @@ def make_app(
     session_timeout
         Seconds after which the group drops a silent worker and gives its partitions to
         the others (the failover time after a crash).
+
     Returns
     -------
     faust.App
