@@ -215,7 +215,7 @@ def machine_info(command: str) -> dict[str, str]:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "commit": _git("rev-parse", "--short", "HEAD")
-        + (" (uncommitted changes)" if _git("status", "--porcelain", *_MEASURED) else ""),
+        + (" (uncommitted changes)" if _git("status", "--porcelain", "-uno", *_MEASURED) else ""),
         "cpu": f"{_cpu_model()}, nproc {usable}",
         "load average at start (1/5/15 min)": load,
         "python": platform.python_version(),
