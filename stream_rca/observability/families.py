@@ -3,18 +3,112 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Literal, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.metrics import MetricWrapperBase
 
-__all__ = ["LATENCY_BUCKETS", "MetricFamilies"]
+__all__ = [
+    "CONSUMER_LAG",
+    "INCIDENT_OPEN",
+    "INCIDENT_START",
+    "LAST_SNAPSHOT",
+    "LATENCY_BUCKETS",
+    "LATEST_INCIDENT",
+    "NODE_SCORE",
+    "ROOT_CAUSE_CONTRIBUTION",
+    "ROOT_CAUSE_SHARE",
+    "STATE_FAMILIES",
+    "TARGET_SCORE",
+    "WARMUP_NODES",
+    "MetricFamilies",
+    "StateFamily",
+]
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     *(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
     *(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 """Histogram buckets in seconds, from 0.1 ms to 10 s (plus ``+Inf``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateFamily:
+    """A family of latest-state series, built afresh at every scrape.
+
+    :class:`~stream_rca.observability.latest.LatestState` builds these in its ``collect()``
+    from what it holds now, so a series that no longer applies simply is not emitted.
+    """
+
+    name: str
+    doc: str
+    labels: tuple[str, ...]
+    kind: Literal["gauge", "info"] = "gauge"
+    """``"info"`` families expose one ``<name>_info`` series of value 1 with extra labels."""
+
+
+_GT, _GTN = ("graph", "target"), ("graph", "target", "node")
+NODE_SCORE = StateFamily(
+    "stream_rca_node_score",
+    "Conditional IT outlier score (nats) of a node in the latest snapshot.",
+    ("graph", "node"),
+)
+TARGET_SCORE = StateFamily(
+    "stream_rca_target_score",
+    "Marginal IT outlier score (nats) of a watched target in the latest snapshot.",
+    _GT,
+)
+ROOT_CAUSE_CONTRIBUTION = StateFamily(
+    "stream_rca_root_cause_contribution",
+    "Shapley contribution (nats) of a node to the latest attributed anomaly of a target.",
+    _GTN,
+)
+ROOT_CAUSE_SHARE = StateFamily(
+    "stream_rca_root_cause_share",
+    "Share (0..1) of the latest attributed anomaly of a target explained by a node.",
+    _GTN,
+)
+INCIDENT_OPEN = StateFamily(
+    "stream_rca_incident_open", "1 while an incident is open on a target, else 0.", _GT
+)
+INCIDENT_START = StateFamily(
+    "stream_rca_incident_start_timestamp_seconds",
+    "Event time (unix seconds) at which the latest incident of a target opened.",
+    _GT,
+)
+LATEST_INCIDENT = StateFamily(
+    "stream_rca_latest_incident",
+    "Id of the latest incident of a target (one series per target).",
+    _GT,
+    kind="info",
+)
+WARMUP_NODES = StateFamily(
+    "stream_rca_warmup_nodes", "Nodes of a graph still in warm-up.", ("graph",)
+)
+LAST_SNAPSHOT = StateFamily(
+    "stream_rca_last_snapshot_timestamp_seconds",
+    "Event time (unix seconds, window start) of the latest processed snapshot.",
+    ("graph",),
+)
+CONSUMER_LAG = StateFamily(
+    "stream_rca_consumer_lag",
+    "Messages between the committed offset and the end of a partition.",
+    ("topic", "partition"),
+)
+STATE_FAMILIES: tuple[StateFamily, ...] = (
+    NODE_SCORE,
+    TARGET_SCORE,
+    ROOT_CAUSE_CONTRIBUTION,
+    ROOT_CAUSE_SHARE,
+    INCIDENT_OPEN,
+    INCIDENT_START,
+    LATEST_INCIDENT,
+    WARMUP_NODES,
+    LAST_SNAPSHOT,
+    CONSUMER_LAG,
+)
+"""The latest-state families, in the order a scrape lists them."""
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 _SUFFIXES = {
@@ -25,7 +119,7 @@ _SUFFIXES = {
 
 
 class MetricFamilies:
-    """Every metric of a stream-rca process, registered on ``registry``.
+    """The cumulative metrics of a stream-rca process (counters, histograms, build info).
 
     Parameters
     ----------
@@ -37,14 +131,14 @@ class MetricFamilies:
     Notes
     -----
     Only declarations live here; :class:`~stream_rca.observability.PipelineMetrics` decides
-    what to record. ``docs/observability.md`` describes every metric.
+    what to record. The latest-state gauges are not metric objects: they are the
+    :data:`STATE_FAMILIES`, built at every scrape by a custom collector
+    (:class:`~stream_rca.observability.latest.LatestState`). ``docs/observability.md``
+    describes every metric.
     """
 
     def __init__(self, registry: CollectorRegistry, version: str) -> None:
         self._collectors: list[MetricWrapperBase] = []
-
-        def gauge(name: str, doc: str, labels: Sequence[str]) -> Gauge:
-            return self._add(Gauge(name, doc, labels, registry=registry))
 
         def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
             return self._add(Counter(name, doc, labels, registry=registry))
@@ -54,43 +148,7 @@ class MetricFamilies:
                 Histogram(name, doc, ["graph"], buckets=LATENCY_BUCKETS, registry=registry)
             )
 
-        gt, gtn = ("graph", "target"), ("graph", "target", "node")
-        self.node_score = gauge(
-            "stream_rca_node_score",
-            "Conditional IT outlier score (nats) of a node in the latest snapshot.",
-            ("graph", "node"),
-        )
-        self.target_score = gauge(
-            "stream_rca_target_score",
-            "Marginal IT outlier score (nats) of a watched target in the latest snapshot.",
-            gt,
-        )
-        self.root_cause_contribution = gauge(
-            "stream_rca_root_cause_contribution",
-            "Shapley contribution (nats) of a node to the latest attributed anomaly of a target.",
-            gtn,
-        )
-        self.root_cause_share = gauge(
-            "stream_rca_root_cause_share",
-            "Share (0..1) of the latest attributed anomaly of a target explained by a node.",
-            gtn,
-        )
-        self.incident_open = gauge(
-            "stream_rca_incident_open", "1 while an incident is open on a target, else 0.", gt
-        )
-        self.incident_start = gauge(
-            "stream_rca_incident_start_timestamp_seconds",
-            "Event time (unix seconds) at which the latest incident of a target opened.",
-            gt,
-        )
-        self.latest_incident = self._add(
-            Info(
-                "stream_rca_latest_incident",
-                "Id of the latest incident of a target (one series per target).",
-                gt,
-                registry=registry,
-            )
-        )
+        gt = ("graph", "target")
         self.events = counter("stream_rca_events", "Metric events accepted.", ("graph",))
         self.snapshots = counter("stream_rca_snapshots", "Snapshots processed.", ("graph",))
         self.incidents = counter("stream_rca_incidents", "Incidents opened.", gt)
@@ -120,19 +178,6 @@ class MetricFamilies:
         self.attribution_seconds = histogram(
             "stream_rca_attribution_seconds", "Wall time of one Shapley attribution."
         )
-        self.warmup_nodes = gauge(
-            "stream_rca_warmup_nodes", "Nodes of a graph still in warm-up.", ("graph",)
-        )
-        self.last_snapshot = gauge(
-            "stream_rca_last_snapshot_timestamp_seconds",
-            "Event time (unix seconds, window start) of the latest processed snapshot.",
-            ("graph",),
-        )
-        self.consumer_lag = gauge(
-            "stream_rca_consumer_lag",
-            "Messages between the committed offset and the end of a partition.",
-            ("topic", "partition"),
-        )
         self.build_info = self._add(
             Info("stream_rca_build", "Version of stream-rca.", registry=registry)
         )
@@ -152,7 +197,7 @@ class MetricFamilies:
             ``stream_rca_snapshot_processing_seconds_bucket``; used to check that dashboards
             and alert rules query only metrics that exist.
         """
-        names: set[str] = set()
+        names = {f.name + ("_info" if f.kind == "info" else "") for f in STATE_FAMILIES}
         for collector in self._collectors:
             for family in collector.describe():
                 for suffix in _SUFFIXES.get(family.type, ("",)):

@@ -5,6 +5,9 @@ attributions, dead letters, consumer lag) into Prometheus series. It never touch
 registry: every instance registers its metrics on the :class:`~prometheus_client.CollectorRegistry`
 it is given, so tests use a fresh registry each and two pipelines in one process do not collide.
 
+Counters and histograms are ``prometheus_client`` metrics (:class:`MetricFamilies`); the gauges
+of the latest state are built at each scrape by :class:`LatestState`, a custom collector.
+
 Label values come only from graph and node names, dead-letter reason codes and Kafka topic names,
 all bounded by configuration. The one exception, the id of an incident, is kept bounded by
 exporting only the latest incident of each target.
@@ -12,16 +15,16 @@ exporting only the latest incident of each target.
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from stream_rca import __version__
-from stream_rca.core.types import Attribution, IncidentEvent, StepResult
+from stream_rca.core.types import Attribution, StepResult
 from stream_rca.io.deadletter import DEAD_LETTER_REASONS
 from stream_rca.observability.families import MetricFamilies
+from stream_rca.observability.latest import LatestState
 
 __all__ = ["PipelineMetrics"]
 
@@ -42,9 +45,10 @@ class PipelineMetrics:
     Notes
     -----
     Gauges describe the latest state: the node scores of the latest snapshot of each graph and
-    the root causes of the latest attribution of each target. Series of nodes that have no score
-    in the latest snapshot are removed, and so are the root causes of a previous incident when a
-    new one opens or is attributed, so that stale values never mix with current ones.
+    the root causes of the latest attribution of each target. They are built at each scrape from
+    that state (:class:`~stream_rca.observability.latest.LatestState`), so nodes that have no
+    score in the latest snapshot, or the root causes of a previous incident once a new one opens
+    or is attributed, have no series: stale values never mix with current ones.
 
     Examples
     --------
@@ -67,14 +71,11 @@ class PipelineMetrics:
         self._reasons = frozenset(dead_letter_reasons)
         self._lock = threading.Lock()
         self._graphs: set[str] = set()  # graphs whose counters exist
-        self._nodes: dict[str, set[str]] = {}  # graph -> nodes with a score gauge
-        self._targets: dict[str, set[str]] = {}  # graph -> targets seen
-        self._scored: dict[str, set[str]] = {}  # graph -> targets with a score gauge
-        self._causes: dict[tuple[str, str], set[str]] = {}  # (graph, target) -> nodes
-        self._incident: dict[tuple[str, str], str] = {}  # (graph, target) -> latest id
-        self._lags: set[tuple[str, str]] = set()
+        self._targets: set[tuple[str, str]] = set()  # (graph, target) whose counters exist
 
         self.families = MetricFamilies(registry, version)
+        self.latest = LatestState()
+        registry.register(self.latest)
         for reason in sorted(self._reasons):
             self.families.dead_letters.labels(reason)
 
@@ -103,8 +104,10 @@ class PipelineMetrics:
             for node in nodes:
                 self.families.missing_values.labels(graph, node)
                 self.families.invalid_values.labels(graph, node)
+            targets = tuple(targets)
             for target in targets:
                 self._touch_target(graph, target)
+            self.latest.add_targets(graph, targets)
 
     def _touch_graph(self, graph: str) -> None:
         if graph in self._graphs:
@@ -121,12 +124,10 @@ class PipelineMetrics:
             metric.labels(graph)
 
     def _touch_target(self, graph: str, target: str) -> None:
-        targets = self._targets.setdefault(graph, set())
-        if target not in targets:
-            targets.add(target)
+        if (graph, target) not in self._targets:
+            self._targets.add((graph, target))
             self.families.incidents.labels(graph, target)
             self.families.attributions.labels(graph, target)
-            self.families.incident_open.labels(graph, target).set(0)
 
     # -- the engine ----------------------------------------------------------------------------
 
@@ -166,65 +167,20 @@ class PipelineMetrics:
             self._touch_graph(graph)
             self.families.snapshots.labels(graph).inc()
             self.families.snapshot_seconds.labels(graph).observe(seconds)
-            self.families.warmup_nodes.labels(graph).set(len(result.warming))
-            self.families.last_snapshot.labels(graph).set(result.ts)
             for node in result.missing:
                 self.families.missing_values.labels(graph, node).inc()
             for node in result.invalid:
                 self.families.invalid_values.labels(graph, node).inc()
-            self._nodes[graph] = self._set_scores(
-                self.families.node_score, graph, result.scores, self._nodes.get(graph, set())
-            )
-            self._scored[graph] = self._set_scores(
-                self.families.target_score,
-                graph,
-                result.target_scores,
-                self._scored.get(graph, set()),
-            )
             for target in (*result.target_scores, *result.open_incidents):
                 self._touch_target(graph, target)
             for event in result.events:
-                self._incident_event(event)
-            for target, incident_id in result.open_incidents.items():
-                if self._incident.get((graph, target)) != incident_id:
-                    self._set_latest_incident(graph, target, incident_id)
-            for target in self._targets.get(graph, set()):
-                self.families.incident_open.labels(graph, target).set(
-                    1 if target in result.open_incidents else 0
-                )
+                self._touch_target(event.graph, event.target)
+                if event.kind == "opened":
+                    self.families.incidents.labels(event.graph, event.target).inc()
             for i, att in enumerate(result.attributions):
                 took = _seconds(att) if attribution_seconds is None else attribution_seconds[i]
-                self._attribution(att, took)
-
-    @staticmethod
-    def _set_scores(
-        gauge: Gauge, graph: str, scores: Mapping[str, float], old: set[str]
-    ) -> set[str]:
-        """Set one series per score (``inf`` included); remove the series of the rest."""
-        now = {name for name, value in scores.items() if not math.isnan(value)}
-        for name in old - now:
-            gauge.remove(graph, name)
-        for name in now:
-            gauge.labels(graph, name).set(scores[name])
-        return now
-
-    def _incident_event(self, event: IncidentEvent) -> None:
-        key = (event.graph, event.target)
-        self._touch_target(*key)
-        if event.kind == "opened":
-            self.families.incidents.labels(*key).inc()
-            self.families.incident_start.labels(*key).set(event.ts)
-            self._clear_causes(key)
-            self._set_latest_incident(event.graph, event.target, event.incident_id)
-
-    def _set_latest_incident(self, graph: str, target: str, incident_id: str) -> None:
-        self._incident[(graph, target)] = incident_id
-        self.families.latest_incident.labels(graph, target).info({"incident_id": incident_id})
-
-    def _clear_causes(self, key: tuple[str, str]) -> None:
-        for node in self._causes.pop(key, set()):
-            self.families.root_cause_contribution.remove(*key, node)
-            self.families.root_cause_share.remove(*key, node)
+                self._count_attribution(att, took)
+            self.latest.observe_step(result)
 
     def observe_attribution(self, att: Attribution, seconds: float | None = None) -> None:
         """Record one attribution that did not come inside a :class:`StepResult`.
@@ -240,23 +196,14 @@ class PipelineMetrics:
         """
         with self._lock:
             self._touch_graph(att.graph)
-            self._attribution(att, _seconds(att) if seconds is None else seconds)
+            self._count_attribution(att, _seconds(att) if seconds is None else seconds)
+            self.latest.observe_attribution(att)
 
-    def _attribution(self, att: Attribution, seconds: float | None) -> None:
-        key = (att.graph, att.target)
-        self._touch_target(*key)
-        self.families.attributions.labels(*key).inc()
+    def _count_attribution(self, att: Attribution, seconds: float | None) -> None:
+        self._touch_target(att.graph, att.target)
+        self.families.attributions.labels(att.graph, att.target).inc()
         if seconds is not None:
             self.families.attribution_seconds.labels(att.graph).observe(seconds)
-        self._clear_causes(key)
-        nodes: set[str] = set()
-        for rc in att.root_causes:
-            self.families.root_cause_contribution.labels(*key, rc.node).set(rc.contribution)
-            self.families.root_cause_share.labels(*key, rc.node).set(rc.share)
-            nodes.add(rc.node)
-        self._causes[key] = nodes
-        if self._incident.get(key) != att.incident_id:
-            self._set_latest_incident(att.graph, att.target, att.incident_id)
 
     # -- the input side ------------------------------------------------------------------------
 
@@ -284,35 +231,15 @@ class PipelineMetrics:
 
     def set_lag(self, topic: str, partition: int, lag: float | None) -> None:
         """Set the consumer lag of a partition; ``None`` removes it (partition revoked)."""
-        key = (topic, str(partition))
-        with self._lock:
-            if lag is None:
-                if key in self._lags:
-                    self._lags.discard(key)
-                    self.families.consumer_lag.remove(*key)
-                return
-            self._lags.add(key)
-            self.families.consumer_lag.labels(*key).set(lag)
+        self.latest.set_lag(topic, partition, lag)
 
     def forget_graph(self, graph: str) -> None:
         """Remove the state gauges of a graph this process no longer owns (after a rebalance).
 
-        Counters and histograms stay: they are cumulative and ``rate()`` copes with them.
+        Counters and histograms stay: they are cumulative and ``rate()`` copes with them. A
+        graph this process never had is fine (nothing to forget).
         """
-        with self._lock:
-            for node in self._nodes.pop(graph, set()):
-                self.families.node_score.remove(graph, node)
-            for target in self._scored.pop(graph, set()):
-                self.families.target_score.remove(graph, target)
-            for target in self._targets.pop(graph, set()):
-                key = (graph, target)
-                self._clear_causes(key)
-                self.families.incident_open.remove(*key)
-                self.families.incident_start.remove(*key)
-                if self._incident.pop(key, None) is not None:
-                    self.families.latest_incident.remove(*key)
-            self.families.warmup_nodes.remove(graph)
-            self.families.last_snapshot.remove(graph)
+        self.latest.forget(graph)
 
 
 def _seconds(att: Attribution) -> float | None:

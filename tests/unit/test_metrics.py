@@ -339,6 +339,53 @@ def test_forget_graph_removes_state_gauges(
     metrics.forget_graph("never-seen")
 
 
+def test_forget_graph_of_series_that_never_existed(
+    registry: CollectorRegistry, metrics: PipelineMetrics
+) -> None:
+    """No incident ever opened, no score, no lag: forgetting (twice) removes what there is."""
+    metrics.register_graph("shop", nodes=["api"], targets=["Website"])
+    metrics.forget_graph("shop")
+    metrics.forget_graph("shop")
+    metrics.forget_graph("never-seen")
+    assert value(registry, "stream_rca_incident_open", graph="shop", target="Website") is None
+    assert value(registry, "stream_rca_incidents_total", graph="shop", target="Website") == 0.0
+    # the graph comes back (a later rebalance): its state series come back with it
+    metrics.observe_step(step(scores={"api": 1.0}, target_scores={"Website": 2.0}), 0.0)
+    assert value(registry, "stream_rca_incident_open", graph="shop", target="Website") == 0.0
+    assert value(registry, "stream_rca_node_score", graph="shop", node="api") == 1.0
+
+
+def test_state_families_keep_their_names_types_and_labels(registry: CollectorRegistry) -> None:
+    """Dashboards and alert rules query these: a scrape lists each with its type and labels."""
+    metrics = PipelineMetrics(registry)
+    metrics.observe_step(
+        step(
+            scores={"api": 1.0},
+            target_scores={"Website": 9.0},
+            warming=("db",),
+            events=(opened("i1"),),
+            attributions=(attribution("i1", {"db": 1.0}),),
+            open_incidents={"Website": "i1"},
+        ),
+        0.0,
+    )
+    metrics.set_lag("rca.metrics", 0, 3)
+    found = {
+        f.name: (f.type, {tuple(sorted(s.labels)) for s in f.samples}) for f in registry.collect()
+    }
+    gt, gtn = ("graph", "target"), ("graph", "node", "target")
+    assert found["stream_rca_node_score"] == ("gauge", {("graph", "node")})
+    assert found["stream_rca_target_score"] == ("gauge", {gt})
+    assert found["stream_rca_root_cause_contribution"] == ("gauge", {gtn})
+    assert found["stream_rca_root_cause_share"] == ("gauge", {gtn})
+    assert found["stream_rca_incident_open"] == ("gauge", {gt})
+    assert found["stream_rca_incident_start_timestamp_seconds"] == ("gauge", {gt})
+    assert found["stream_rca_latest_incident"] == ("info", {("graph", "incident_id", "target")})
+    assert found["stream_rca_warmup_nodes"] == ("gauge", {("graph",)})
+    assert found["stream_rca_last_snapshot_timestamp_seconds"] == ("gauge", {("graph",)})
+    assert found["stream_rca_consumer_lag"] == ("gauge", {("partition", "topic")})
+
+
 def test_series_names(metrics: PipelineMetrics) -> None:
     names = metrics.series_names()
     for name in (
