@@ -19,6 +19,12 @@ True
 
 from stream_rca.sim.faults import FAULT_KINDS, Fault, FaultKind, FaultSchedule
 from stream_rca.sim.intrinsic import FAMILIES, Family
+from stream_rca.sim.multicause import (
+    MULTICAUSE_NOISES,
+    MulticauseCase,
+    MulticauseFault,
+    multicause_case,
+)
 from stream_rca.sim.propagation import Aggregate, PropagationPlan
 from stream_rca.sim.schedule import calibrate_magnitude, random_faults
 from stream_rca.sim.system import MicroserviceSystem
@@ -27,6 +33,7 @@ from stream_rca.sim.topology import SHOP_EDGES, SHOP_MAX_NODES, random_service_d
 __all__ = [
     "FAMILIES",
     "FAULT_KINDS",
+    "MULTICAUSE_NOISES",
     "SHOP_EDGES",
     "SHOP_MAX_NODES",
     "Aggregate",
@@ -35,8 +42,11 @@ __all__ = [
     "FaultKind",
     "FaultSchedule",
     "MicroserviceSystem",
+    "MulticauseCase",
+    "MulticauseFault",
     "PropagationPlan",
     "calibrate_magnitude",
+    "multicause_case",
     "random_faults",
     "random_service_dag",
 ]
