@@ -19,12 +19,22 @@ import numpy as np
 import numpy.typing as npt
 from river import base
 
+from stream_rca.core.checkpoint import (
+    StateError,
+    StateTree,
+    get_array,
+    get_bool,
+    get_float,
+    get_list,
+)
+
 __all__ = ["LinearBank", "OnlineLinearRegression"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
+_STATS = ("w", "mx", "my", "sxx", "sxy", "syy", "coef")  # a group's checkpointed statistics
 _ONE_GROUP_BUDGET = 1 << 14  # padded scatter-matrix entries below which one group is cheaper
 
 
@@ -285,6 +295,74 @@ class LinearBank:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+    def to_state(self) -> StateTree:
+        """The bank as a state tree: its structure and each group's statistics.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> bank = LinearBank([np.array([], dtype=np.intp), np.array([0])])
+        >>> bank.learn(np.array([1.0, 2.0]))
+        >>> twin = LinearBank.from_state(bank.to_state())
+        >>> bool(np.array_equal(twin.mean(), bank.mean()))
+        True
+        """
+        lengths = [0] * self.n_nodes
+        flat: list[int] = []
+        for grp in self._groups.values():
+            for row, j in enumerate(grp.members):
+                lengths[int(j)] = int(grp.k[row])
+        for j in range(self.n_nodes):
+            if lengths[j]:
+                grp, row = self._locate(j)
+                flat.extend(int(p) for p in grp.parents[row, : lengths[j]])
+        return {
+            "n_nodes": self.n_nodes,
+            "forgetting": self.forgetting,
+            "ridge": self.ridge,
+            "members": self.members.astype(np.int64),
+            "parent_counts": np.array(lengths, dtype=np.int64),
+            "parents": np.array(flat, dtype=np.int64),
+            "stale": self._stale,
+            "groups": [
+                {name: getattr(grp, name) for name in _STATS}
+                for _, grp in sorted(self._groups.items())
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: StateTree) -> LinearBank:
+        """Rebuild a bank from :meth:`to_state`; :class:`StateError` for a bad tree."""
+        counts = get_array(state, "parent_counts", np.int64, (None,))
+        n = counts.size
+        members = get_array(state, "members", np.int64, (None,))
+        parents = get_array(state, "parents", np.int64, (int(counts.sum()),))
+        if (counts < 0).any() or ((parents < 0) | (parents >= n)).any():
+            raise StateError("parents: positions out of range")
+        if ((members < 0) | (members >= n)).any() or np.unique(members).size != members.size:
+            raise StateError("members: positions out of range or repeated")
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        parent_index = [parents[a:e].astype(np.intp) for a, e in zip(starts, ends, strict=True)]
+        try:
+            bank = cls(
+                parent_index,
+                [int(j) for j in members],
+                forgetting=get_float(state, "forgetting"),
+                ridge=get_float(state, "ridge"),
+            )
+        except ValueError as exc:
+            raise StateError(str(exc)) from None
+        groups = get_list(state, "groups")
+        if len(groups) != len(bank._groups):
+            raise StateError(f"groups: expected {len(bank._groups)}, got {len(groups)}")
+        for (_, grp), stats in zip(sorted(bank._groups.items()), groups, strict=True):
+            for name in _STATS:
+                want = getattr(grp, name)
+                setattr(grp, name, get_array(stats, name, np.float64, want.shape))
+        bank._stale = get_bool(state, "stale")
+        return bank
 
 
 class OnlineLinearRegression(base.Regressor):

@@ -15,7 +15,17 @@ replay of the same data gives the same ids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from stream_rca.core.checkpoint import (
+    StateError,
+    StateTree,
+    get_float,
+    get_int,
+    get_str,
+    get_tree,
+)
 
 __all__ = ["Trigger", "TriggerConfig", "TriggerDecision", "incident_id"]
 
@@ -132,3 +142,50 @@ class Trigger:
         self.incident, self._above, self._first_above = None, 0, None
         self._cooldown = cfg.cooldown
         return TriggerDecision("closed", closed, False, self.revision)
+
+    def to_state(self) -> StateTree:
+        """The trigger as a state tree (see :mod:`stream_rca.core.checkpoint`).
+
+        Examples
+        --------
+        >>> t = Trigger("shop", "Website")
+        >>> _ = t.update_one(0.0, 20.0)
+        >>> Trigger.from_state(t.to_state()).incident
+        'shop:Website:0'
+        """
+        return {
+            "graph": self.graph,
+            "target": self.target,
+            "config": asdict(self.config),
+            "incident": self.incident,
+            "revision": self.revision,
+            "above": self._above,
+            "first_above": self._first_above,
+            "below": self._below,
+            "cooldown": self._cooldown,
+            "attributed_score": self._attributed_score,
+        }
+
+    @classmethod
+    def from_state(cls, state: StateTree) -> Trigger:
+        """Rebuild a trigger from :meth:`to_state`; :class:`StateError` for a bad tree."""
+        raw = get_tree(state, "config")
+        try:
+            config = TriggerConfig(**raw)
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"config: {exc}") from None
+        trig = cls(get_str(state, "graph"), get_str(state, "target"), config)
+        trig.incident = _optional_str(state, "incident")
+        trig.revision = get_int(state, "revision", low=0)
+        trig._above = get_int(state, "above", low=0)
+        trig._first_above = (
+            None if state.get("first_above") is None else get_float(state, "first_above")
+        )
+        trig._below = get_int(state, "below", low=0)
+        trig._cooldown = get_int(state, "cooldown", low=0)
+        trig._attributed_score = get_float(state, "attributed_score", finite=False)
+        return trig
+
+
+def _optional_str(state: dict[str, Any], name: str) -> str | None:
+    return None if state.get(name) is None else get_str(state, name)
