@@ -5,124 +5,107 @@ from __future__ import annotations
 from grafana.dashgen.panels import (
     GRAPH_VAR,
     GT,
-    SCORE_STEPS,
+    SCORE_THRESHOLDS,
     TARGET_VAR,
     Board,
     G,
     Json,
     bargauge,
     dashboard,
+    levels,
     panel,
+    queries,
+    solid,
     stat,
-    target,
-    thresholds,
     timeline,
     timeseries,
 )
 
 __all__ = ["incidents"]
 
+OPEN_MAPPING = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "OK", "color": "green", "index": 0},
+            "1": {"text": "INCIDENT", "color": "red", "index": 1},
+        },
+    }
+]
+"""``stream_rca_incident_open`` shown as OK (green) or INCIDENT (red)."""
+
+
+def _root_causes(what: str, description: str, metric: str, **kw: object) -> Json:
+    """A bar gauge ranking the nodes of the latest attribution of the target by ``metric``."""
+    return bargauge(
+        f"Root causes: {what}",
+        f"Latest attribution of the target: {description}",
+        queries((f"sort_desc(max by (node) ({metric}{{{GT}}}))", "{{node}}"), instant=True),
+        **kw,
+    )
+
 
 def incidents() -> Json:
     """Incidents: is the target anomalous, what caused it, ranked."""
     b = Board()
-    open_mapping = [
-        {
-            "type": "value",
-            "options": {
-                "0": {"text": "OK", "color": "green", "index": 0},
-                "1": {"text": "INCIDENT", "color": "red", "index": 1},
-            },
-        }
-    ]
-    b.add(
+    b.row(
+        4,
         stat(
             "Incident open",
             "Whether an incident is open on the selected target now.",
-            [target(f"max(stream_rca_incident_open{{{GT}}})", "open")],
-            defaults={"mappings": open_mapping, **thresholds([{"color": "green", "value": None}])},
+            queries((f"max(stream_rca_incident_open{{{GT}}})", "open")),
+            defaults={"mappings": OPEN_MAPPING, **solid("green")},
         ),
-        6,
-        4,
-    )
-    b.add(
         stat(
             "Target score now",
             "Marginal IT outlier score of the target in the latest snapshot, in nats "
             "(5: a one-in-150 value, 10: one in 22,000).",
-            [target(f"max(stream_rca_target_score{{{GT}}})", "score")],
-            defaults={"decimals": 1, **thresholds(SCORE_STEPS)},
+            queries((f"max(stream_rca_target_score{{{GT}}})", "score")),
+            defaults={"decimals": 1, **SCORE_THRESHOLDS},
         ),
-        6,
-        4,
-    )
-    b.add(
         stat(
             "Top root cause",
             "The node that explains most of the latest attributed anomaly of the target.",
-            [
-                target(
+            queries(
+                (
                     f"max by (node) (graph_target:stream_rca_root_cause_share:top1{{{GT}}})",
                     "{{node}}",
                 )
-            ],
+            ),
             text_mode="name",
-            defaults=thresholds([{"color": "purple", "value": None}]),
+            defaults=solid("purple"),
         ),
-        6,
-        4,
-    )
-    b.add(
         stat(
             "Incidents in range",
             "Incidents opened on the target in the dashboard's time range.",
-            [target(f"sum(increase(stream_rca_incidents_total{{{GT}}}[$__range]))", "incidents")],
-            defaults={"decimals": 0, **thresholds([{"color": "blue", "value": None}])},
+            queries((f"sum(increase(stream_rca_incidents_total{{{GT}}}[$__range]))", "incidents")),
+            defaults={"decimals": 0, **solid("blue")},
         ),
-        6,
-        4,
     )
-    b.add(
-        bargauge(
-            "Root causes: share of the anomaly",
-            "Latest attribution of the target: the share of its anomaly each node explains "
+    b.row(
+        10,
+        _root_causes(
+            "share of the anomaly",
+            "the share of its anomaly each node explains "
             "(Shapley values over the target and its ancestors), largest first.",
-            [
-                target(
-                    f"sort_desc(max by (node) (stream_rca_root_cause_share{{{GT}}}))",
-                    "{{node}}",
-                    instant=True,
-                )
-            ],
+            "stream_rca_root_cause_share",
             unit="percentunit",
-            defaults={"min": 0, "max": 1, **thresholds([{"color": "red", "value": None}])},
+            defaults={"min": 0, "max": 1, **solid("red")},
         ),
-        12,
-        10,
-    )
-    b.add(
-        bargauge(
-            "Root causes: contribution (nats)",
-            "Latest attribution of the target: each node's Shapley contribution, in nats; "
+        _root_causes(
+            "contribution (nats)",
+            "each node's Shapley contribution, in nats; "
             "they add up to the target's score. Negative: the node made the value less unusual.",
-            [
-                target(
-                    f"sort_desc(max by (node) (stream_rca_root_cause_contribution{{{GT}}}))",
-                    "{{node}}",
-                    instant=True,
-                )
-            ],
-            defaults={"decimals": 2, **thresholds([{"color": "orange", "value": None}])},
+            "stream_rca_root_cause_contribution",
+            defaults={"decimals": 2, **solid("orange")},
         ),
-        12,
-        10,
     )
     b.add(
         timeseries(
             "Target score",
             "Marginal IT outlier score of the target over time (nats).",
-            [target(f"max by (target) (stream_rca_target_score{{{GT}}})", "{{target}}")],
-            defaults=thresholds(SCORE_STEPS),
+            queries((f"max by (target) (stream_rca_target_score{{{GT}}})", "{{target}}")),
+            defaults=SCORE_THRESHOLDS,
         ),
         16,
         8,
@@ -132,35 +115,22 @@ def incidents() -> Json:
             "state-timeline",
             "Incident open, per target",
             "When incidents were open on each watched target of the graph.",
-            [target(f"max by (target) (stream_rca_incident_open{{{G}}})", "{{target}}")],
-            defaults={
-                "mappings": open_mapping,
-                **thresholds([{"color": "green", "value": None}, {"color": "red", "value": 1}]),
-            },
+            queries((f"max by (target) (stream_rca_incident_open{{{G}}})", "{{target}}")),
+            defaults={"mappings": OPEN_MAPPING, **levels("green", (1, "red"))},
         ),
         8,
         8,
     )
-    latest = [
-        target(
-            f"max by (target, incident_id) (stream_rca_latest_incident_info{{{G}}})",
-            ref="A",
-            table=True,
-        ),
-        target(f"max by (target) (stream_rca_incident_open{{{G}}})", ref="B", table=True),
-        target(
-            f"max by (target) (stream_rca_incident_start_timestamp_seconds{{{G}}}) * 1000",
-            ref="C",
-            table=True,
-        ),
-        target(
-            f"max by (target, node) (graph_target:stream_rca_root_cause_share:top1{{{G}}})",
-            ref="D",
-            table=True,
-        ),
-        target(f"max by (target) (stream_rca_target_score{{{G}}})", ref="E", table=True),
-    ]
-    b.add(
+    latest = queries(
+        (f"max by (target, incident_id) (stream_rca_latest_incident_info{{{G}}})", ""),
+        (f"max by (target) (stream_rca_incident_open{{{G}}})", ""),
+        (f"max by (target) (stream_rca_incident_start_timestamp_seconds{{{G}}}) * 1000", ""),
+        (f"max by (target, node) (graph_target:stream_rca_root_cause_share:top1{{{G}}})", ""),
+        (f"max by (target) (stream_rca_target_score{{{G}}})", ""),
+        table=True,
+    )
+    b.row(
+        8,
         panel(
             "table",
             "Latest incidents",
@@ -195,21 +165,17 @@ def incidents() -> Json:
                 },
             ],
             overrides=[
-                _override("Opened at", "dateTimeAsIso"),
-                _override("Share", "percentunit"),
-                {
-                    "matcher": {"id": "byName", "options": "Open"},
-                    "properties": [
-                        {"id": "mappings", "value": open_mapping},
-                        {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-                        {"id": "color", "value": {"mode": "thresholds"}},
-                    ],
-                },
+                _override("Opened at", ("unit", "dateTimeAsIso")),
+                _override("Share", ("unit", "percentunit")),
+                _override(
+                    "Open",
+                    ("mappings", OPEN_MAPPING),
+                    ("custom.cellOptions", {"type": "color-background"}),
+                    ("color", {"mode": "thresholds"}),
+                ),
             ],
             options={"showHeader": True, "sortBy": [{"displayName": "Opened at", "desc": True}]},
         ),
-        24,
-        8,
     )
     return dashboard(
         "stream-rca-incidents",
@@ -220,8 +186,9 @@ def incidents() -> Json:
     )
 
 
-def _override(name: str, unit: str) -> Json:
+def _override(name: str, *properties: tuple[str, object]) -> Json:
+    """Field properties ``(id, value)`` of the table column called ``name``."""
     return {
         "matcher": {"id": "byName", "options": name},
-        "properties": [{"id": "unit", "value": unit}],
+        "properties": [{"id": key, "value": value} for key, value in properties],
     }

@@ -5,95 +5,83 @@ from __future__ import annotations
 from grafana.dashgen.panels import (
     GRAPH_VAR,
     NODE_VAR,
-    RATE,
-    SCORE_STEPS,
+    SCORE_THRESHOLDS,
     Board,
     G,
     Json,
     bargauge,
     dashboard,
-    target,
-    thresholds,
+    queries,
+    rate,
     timeline,
     timeseries,
 )
 
 __all__ = ["nodes"]
 
+GN = f'{G}, node=~"$node"'
+
+
+def _node_scores() -> list[Json]:
+    return queries((f"max by (node) (stream_rca_node_score{{{GN}}})", "{{node}}"))
+
 
 def nodes() -> Json:
     """Per-node anomaly view: every node's conditional score."""
     b = Board()
-    GN = f'{G}, node=~"$node"'
-    scores = f"max by (node) (stream_rca_node_score{{{GN}}})"
-    b.add(
+    b.row(
+        9,
         timeseries(
             "Node scores",
             "Conditional IT outlier score of each node (nats): how unusual its value is given "
             "its parents' values. High on a node and low on its parents points at the node.",
-            [target(scores, "{{node}}")],
-            defaults=thresholds(SCORE_STEPS),
+            _node_scores(),
+            defaults=SCORE_THRESHOLDS,
         ),
-        24,
-        9,
     )
-    b.add(
+    b.row(
+        10,
         timeline(
             "status-history",
             "Node scores heatmap",
             "One row per node, coloured by its conditional score: green < 3, yellow < 5, "
             "orange < 10, red >= 10 nats.",
-            [target(scores, "{{node}}")],
-            defaults={"decimals": 1, **thresholds(SCORE_STEPS)},
+            _node_scores(),
+            defaults={"decimals": 1, **SCORE_THRESHOLDS},
         ),
-        24,
-        10,
     )
-    b.add(
+    b.row(
+        9,
         bargauge(
             "Worst nodes now",
             "The ten nodes of the graph with the highest conditional score in the latest snapshot.",
-            [
-                target(
-                    f"sort_desc(topk(10, max by (node) (stream_rca_node_score{{{G}}})))",
-                    "{{node}}",
-                    instant=True,
-                )
-            ],
-            defaults={"decimals": 1, "min": 0, **thresholds(SCORE_STEPS)},
+            queries(
+                (f"sort_desc(topk(10, max by (node) (stream_rca_node_score{{{G}}})))", "{{node}}"),
+                instant=True,
+            ),
+            defaults={"decimals": 1, "min": 0, **SCORE_THRESHOLDS},
         ),
-        8,
-        9,
-    )
-    b.add(
         timeseries(
             "Worst node score, every graph",
             "The highest conditional score of any node, per graph (a fleet overview).",
-            [target("graph:stream_rca_node_score:max", "{{graph}}")],
-            defaults=thresholds(SCORE_STEPS),
+            queries(("graph:stream_rca_node_score:max", "{{graph}}")),
+            defaults=SCORE_THRESHOLDS,
         ),
-        8,
-        9,
-    )
-    b.add(
         timeseries(
             "Missing and invalid values",
             "Snapshots per second in which a node had no value, or a non-finite one.",
-            [
-                target(
-                    f"sum by (node) (rate(stream_rca_missing_values_total{{{GN}}}{RATE}))",
+            queries(
+                (
+                    rate("stream_rca_missing_values_total", by="node", selector=GN),
                     "missing {{node}}",
                 ),
-                target(
-                    f"sum by (node) (rate(stream_rca_invalid_values_total{{{GN}}}{RATE}))",
+                (
+                    rate("stream_rca_invalid_values_total", by="node", selector=GN),
                     "invalid {{node}}",
-                    ref="B",
                 ),
-            ],
+            ),
             unit="ops",
         ),
-        8,
-        9,
     )
     return dashboard(
         "stream-rca-nodes",

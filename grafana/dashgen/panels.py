@@ -15,13 +15,19 @@ __all__ = [
     "RATE",
     "SCHEMA_VERSION",
     "SCORE_STEPS",
+    "SCORE_THRESHOLDS",
     "TARGET_VAR",
     "Board",
     "G",
     "Json",
     "bargauge",
     "dashboard",
+    "levels",
     "panel",
+    "quantiles",
+    "queries",
+    "rate",
+    "solid",
     "stat",
     "target",
     "thresholds",
@@ -68,6 +74,13 @@ class Board:
         self.x += w
         self.row_h = max(self.row_h, h)
 
+    def row(self, h: int, *panels: Json) -> None:
+        """Place ``panels`` side by side, ``h`` rows high, sharing the 24 columns equally."""
+        if not panels or 24 % len(panels):
+            raise ValueError(f"a row holds 1, 2, 3, 4, 6, 8, 12 or 24 panels, not {len(panels)}")
+        for p in panels:
+            self.add(p, 24 // len(panels), h)
+
 
 def target(
     expr: str, legend: str = "", *, ref: str = "A", instant: bool = False, table: bool = False
@@ -102,6 +115,30 @@ def target(
     return t
 
 
+def queries(*pairs: tuple[str, str], instant: bool = False, table: bool = False) -> list[Json]:
+    """The queries of a panel from ``(expr, legend)`` pairs, lettered ``A``, ``B``, ``C``..."""
+    return [
+        target(expr, legend, ref=chr(ord("A") + i), instant=instant, table=table)
+        for i, (expr, legend) in enumerate(pairs)
+    ]
+
+
+def rate(metric: str, *, by: str = "", selector: str = G) -> str:
+    """``sum [by (...)] (rate(metric{selector}[$__rate_interval]))``; no selector: all graphs."""
+    labels = f"{{{selector}}}" if selector else ""
+    group = f" by ({by}) " if by else ""
+    return f"sum{group}(rate({metric}{labels}{RATE}))"
+
+
+def quantiles(metric: str, selector: str = G) -> list[Json]:
+    """p50, p95 and p99 of a histogram over every series that matches ``selector``."""
+    buckets = f"sum by (le) (rate({metric}_bucket{{{selector}}}{RATE}))"
+    return [
+        target(f"histogram_quantile({q}, {buckets})", f"p{round(q * 100)}", ref=ref)
+        for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
+    ]
+
+
 def panel(
     kind: str,
     title: str,
@@ -134,6 +171,21 @@ def panel(
 def thresholds(steps: list[Json]) -> Json:
     """Field defaults colouring values by absolute threshold ``steps``."""
     return {"thresholds": {"mode": "absolute", "steps": steps}, "color": {"mode": "thresholds"}}
+
+
+SCORE_THRESHOLDS: Json = thresholds(SCORE_STEPS)
+"""Field defaults colouring a score (nats) by :data:`SCORE_STEPS`."""
+
+
+def levels(base: str, *steps: tuple[float, str]) -> Json:
+    """:func:`thresholds`: ``base`` colour below the first step, then ``(from value, colour)``."""
+    first: Json = {"color": base, "value": None}
+    return thresholds([first, *({"color": c, "value": v} for v, c in steps)])
+
+
+def solid(color: str) -> Json:
+    """:func:`thresholds` of one colour for every value."""
+    return levels(color)
 
 
 def stat(title: str, description: str, targets: list[Json], **kw: Any) -> Json:
