@@ -1,35 +1,71 @@
-"""Workers in subprocesses and topic readers, for integration tests, benchmarks and demos.
-
-- :class:`WorkerProcess` runs ``python -m stream_rca.streaming worker`` with its settings in
-  ``STREAM_RCA_*`` variables, logs to a file, and can wait for a log line, stop (SIGTERM) or
-  kill (SIGKILL) it;
-- :class:`TopicReader` consumes topics from the beginning in a background thread and keeps
-  every record (JSON documents decoded), so a test can wait for what it expects.
-"""
+"""A stream-rca worker in a subprocess, and the bounded wait every part of the harness uses."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from stream_rca.config import ENV_PREFIX, Settings
 
-__all__ = ["Record", "TopicReader", "WorkerProcess", "settings_env"]
+__all__ = ["WorkerProcess", "settings_env", "wait_until"]
 
 _ASSIGNED = re.compile(r"assigned input partitions: \[([0-9, ]*)\]")
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    alive: Callable[[], bool] | None = None,
+    detail: Callable[[], str] | None = None,
+    interval: float = 0.1,
+) -> None:
+    """Poll ``condition()`` every ``interval`` seconds until it holds.
+
+    Parameters
+    ----------
+    condition
+        What to wait for.
+    timeout
+        Give up after this many seconds (a bound, not an expectation).
+    what
+        Says what was awaited, in the error.
+    alive
+        Give up early as soon as this returns False (e.g. the process exited).
+    detail
+        Appended to the error (e.g. the end of a log).
+
+    Raises
+    ------
+    TimeoutError
+        If ``condition`` does not hold in time, or ``alive`` turns False first.
+
+    Examples
+    --------
+    >>> wait_until(lambda: True, 1.0, "nothing")
+    >>> wait_until(lambda: False, 0.0, "the impossible")
+    Traceback (most recent call last):
+    ...
+    TimeoutError: the impossible: not within 0s
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        stopped = alive is not None and not alive()
+        if stopped or time.monotonic() > deadline:
+            state = "exited" if stopped else f"not within {timeout:.0f}s"
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise TimeoutError(f"{what}: {state}{extra}")
+        time.sleep(interval)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -122,16 +158,18 @@ class WorkerProcess:
         TimeoutError
             With the end of the log, if it does not happen in time or the process exits.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.log()
-            if len(re.findall(pattern, text)) >= count:
-                return text
-            if not self.running() or time.monotonic() > deadline:
-                tail = "\n".join(text.splitlines()[-40:])
-                state = "exited" if not self.running() else f"no match in {timeout:.0f}s"
-                raise TimeoutError(f"worker {self.worker_id}: {pattern!r}: {state}\n{tail}")
-            time.sleep(0.1)
+        wait_until(
+            lambda: len(re.findall(pattern, self.log())) >= count,
+            timeout,
+            f"worker {self.worker_id}: {pattern!r}",
+            alive=self.running,
+            detail=lambda: self.tail(40),
+        )
+        return self.log()
+
+    def tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the log."""
+        return "\n".join(self.log().splitlines()[-lines:])
 
     def ready(self, timeout: float = 60.0) -> WorkerProcess:
         """Wait until the worker has partitions assigned and is ready."""
@@ -175,108 +213,3 @@ class WorkerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed record; ``doc`` is its value decoded as JSON (``None`` if it is not)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    doc: Any
-    received: float
-    """``time.monotonic()`` when the reader got it."""
-
-
-class TopicReader:
-    """Read topics from their beginning in a background thread and keep every record.
-
-    Parameters
-    ----------
-    settings
-        Broker and security options.
-    topics
-        Topics to read (they need not exist yet).
-    """
-
-    def __init__(self, settings: Settings, topics: Iterable[str]) -> None:
-        from stream_rca.streaming.producers import _kafka
-
-        kafka = _kafka()
-        self.topics = list(topics)
-        self._consumer = kafka.KafkaConsumer(
-            *self.topics,
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
-            client_id="stream-rca-reader",
-            metadata_max_age_ms=1000,
-            **settings.kafka_client_options(),
-        )
-        self._records: list[Record] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="topic-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            batches = self._consumer.poll(timeout_ms=100)
-            now = time.monotonic()
-            got = []
-            for records in batches.values():
-                for r in records:
-                    try:
-                        doc = json.loads(r.value) if r.value is not None else None
-                    except ValueError:
-                        doc = None
-                    got.append(Record(r.topic, r.partition, r.offset, r.key, r.value, doc, now))
-            if got:
-                with self._lock:
-                    self._records.extend(got)
-
-    def records(self, topic: str | None = None) -> list[Record]:
-        """Records read so far (of one topic, or all), in arrival order."""
-        with self._lock:
-            return [r for r in self._records if topic is None or r.topic == topic]
-
-    def docs(self, topic: str) -> list[Any]:
-        """The decoded documents of one topic."""
-        return [r.doc for r in self.records(topic)]
-
-    def wait_until(
-        self, predicate: Callable[[TopicReader], bool], timeout: float, *, what: str = ""
-    ) -> None:
-        """Poll ``predicate(self)`` until it holds.
-
-        Raises
-        ------
-        TimeoutError
-            If it does not within ``timeout`` seconds.
-        """
-        deadline = time.monotonic() + timeout
-        while not predicate(self):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not within {timeout:.0f}s: {what or predicate}")
-            time.sleep(0.1)
-
-    def close(self) -> None:
-        """Stop the thread and close the consumer."""
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._consumer.close()
-
-    def __enter__(self) -> TopicReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
