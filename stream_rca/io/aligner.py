@@ -1,9 +1,28 @@
 """Align samples that arrive one at a time, out of order, into per-window snapshots.
 
-Time is cut into windows ``[k * step, (k + 1) * step)``. The watermark is the largest event
-time seen. A window is emitted, as a :class:`~stream_rca.core.types.Snapshot` with
-``ts = k * step`` and ``end = (k + 1) * step``, once ``end + allowed_lateness <= watermark``;
-snapshots always come out in window order.
+Time is cut into windows ``[k * step, (k + 1) * step)``. A window is emitted, as a
+:class:`~stream_rca.core.types.Snapshot` with ``ts = k * step`` and ``end = (k + 1) * step``,
+once ``end + allowed_lateness <= watermark``; snapshots always come out in window order.
+
+**The watermark** follows the event times, but one clock from the future cannot drag it
+along (an event 290 s ahead would otherwise make the next 290 s of every node late):
+
+- a sample at most ``max_ahead`` seconds (default ``5 * step``) past the watermark moves it to
+  the sample's time at once (the first sample of a graph sets it);
+- a sample further ahead is *held apart*: it is stored in its window as usual, but the
+  watermark moves to it only once other evidence confirms the jump, namely when held samples
+  from at least two different messages and two different nodes (one, for a graph of one node)
+  have reached a time. The watermark then becomes the latest such time. A batch message counts
+  as one message with all its nodes; a message delivered twice counts once;
+- a held sample that the watermark passes is forgotten (its window is emitted as usual);
+  at most 256 held messages are remembered (the earliest are forgotten first).
+
+So one event from the future (a single sample or a single batch) never moves the watermark; nor
+does a burst from one node whose clock is skewed, however long; a genuine jump of the whole
+graph (a restart after an outage, a replay) is followed after its second message. What it
+costs: after a gap longer than ``max_ahead`` the watermark waits for a second message, and a
+clock ahead by less than ``max_ahead`` still moves the watermark (by less than ``max_ahead``;
+choose ``allowed_lateness`` for such skews).
 
 Policies:
 
@@ -50,6 +69,10 @@ from stream_rca.errors import ConfigError
 from stream_rca.io.events import Sample
 
 __all__ = ["AlignResult", "AlignStatus", "Aligner"]
+
+_MAX_HELD = 256
+_Held = tuple[float, int, str, str]
+"""A message held apart: its time, how many nodes it has, and the first two of them, sorted."""
 
 
 class AlignStatus(enum.Enum):
@@ -123,11 +146,15 @@ class Aligner:
         Name of the graph; samples of other graphs are rejected.
     max_open_windows
         Most windows held at once; opening one more force-emits the oldest.
+    max_ahead
+        Seconds past the watermark beyond which a sample is held apart until confirmed (see
+        the module docstring); default ``5 * step``.
 
     Raises
     ------
     ConfigError
-        For a non-positive step, a negative lateness, no nodes or repeated nodes.
+        For a non-positive step, a negative lateness or ``max_ahead``, no nodes or repeated
+        nodes.
 
     Examples
     --------
@@ -152,6 +179,7 @@ class Aligner:
         graph: str = "default",
         *,
         max_open_windows: int = 1024,
+        max_ahead: float | None = None,
     ) -> None:
         if not (math.isfinite(step) and step > 0):
             raise ConfigError(f"the window step must be a positive number of seconds, not {step}")
@@ -159,6 +187,9 @@ class Aligner:
             raise ConfigError(
                 f"allowed_lateness must be a number of seconds >= 0, not {allowed_lateness}"
             )
+        ahead = 5.0 * step if max_ahead is None else max_ahead
+        if not (math.isfinite(ahead) and ahead >= 0):
+            raise ConfigError(f"max_ahead must be a number of seconds >= 0, not {max_ahead}")
         if max_open_windows < 1:
             raise ConfigError(f"max_open_windows must be at least 1, not {max_open_windows}")
         if not nodes:
@@ -171,19 +202,29 @@ class Aligner:
         self.allowed_lateness = float(allowed_lateness)
         self.graph = graph
         self.max_open_windows = max_open_windows
+        self.max_ahead = float(ahead)
         self._known = frozenset(self.nodes)
         self._windows: dict[int, dict[str, float]] = {}
         self._heap: list[int] = []  # indices of the open windows
         self._floor: int | None = None  # windows below this index are closed
         self._watermark: float | None = None
+        self._ahead: set[_Held] = set()  # messages held apart, far ahead of the watermark
         self._counts = dict.fromkeys(AlignStatus, 0)
         self.forced = 0
         """Number of windows force-emitted because ``max_open_windows`` was reached."""
 
     @property
     def watermark(self) -> float | None:
-        """The largest event time seen (of samples not rejected); ``None`` before the first."""
+        """The event time windows are closed against; ``None`` before the first sample.
+
+        The largest time of the samples used, except those held apart (module docstring).
+        """
         return self._watermark
+
+    @property
+    def held(self) -> int:
+        """Messages held apart now: far ahead of the watermark and not yet confirmed."""
+        return len(self._ahead)
 
     @property
     def counts(self) -> dict[AlignStatus, int]:
@@ -207,7 +248,7 @@ class Aligner:
         return k * self.step, (k + 1) * self.step
 
     def add_one(self, sample: Sample) -> AlignResult:
-        """Add one sample; return its status and the snapshots it completed.
+        """Add one sample (one message); return its status and the snapshots it completed.
 
         Parameters
         ----------
@@ -221,17 +262,38 @@ class Aligner:
             the windows now complete (``end + allowed_lateness <= watermark``) or force-emitted,
             in window order.
         """
-        status = self._place(sample)
-        self._counts[status] += 1
-        if status.reason is not None:
-            return AlignResult(status)
-        if self._watermark is None or sample.ts > self._watermark:
-            self._watermark = sample.ts
-        out = self._evict()
-        horizon = self._watermark - self.allowed_lateness
-        while self._heap and self._end(self._heap[0]) <= horizon:
-            out.append(self._emit(heapq.heappop(self._heap)))
-        return AlignResult(status, tuple(out))
+        return self.add_many((sample,))[0]
+
+    def add_many(self, samples: Sequence[Sample]) -> list[AlignResult]:
+        """Add the samples of one message (a batch event), in order; one result each.
+
+        The same as :meth:`add_one` on each sample, except that samples held apart count as
+        one message when the watermark rule looks for confirmation.
+        """
+        results: list[AlignResult] = []
+        held: dict[float, list[str]] = {}
+        for sample in samples:
+            status = self._place(sample)
+            self._counts[status] += 1
+            if status.reason is not None:
+                results.append(AlignResult(status))
+                continue
+            wm = self._watermark
+            if wm is None or sample.ts <= wm + self.max_ahead:
+                if wm is None or sample.ts > wm:
+                    self._watermark = sample.ts
+            else:
+                held.setdefault(sample.ts, []).append(sample.node)
+            results.append(AlignResult(status, tuple(self._advance())))
+        if held:
+            for ts, nodes in held.items():
+                self._hold(ts, nodes)
+            jump = self._confirmed()
+            if jump is not None:
+                self._watermark = jump
+                last = results[-1]
+                results[-1] = AlignResult(last.status, last.snapshots + tuple(self._advance()))
+        return results
 
     def flush(self) -> list[Snapshot]:
         """Emit every open window, in window order (the end of a stream).
@@ -247,7 +309,7 @@ class Aligner:
         return (
             f"Aligner(nodes={list(self.nodes)!r}, step={self.step!r}, "
             f"allowed_lateness={self.allowed_lateness!r}, graph={self.graph!r}, "
-            f"max_open_windows={self.max_open_windows!r})"
+            f"max_open_windows={self.max_open_windows!r}, max_ahead={self.max_ahead!r})"
         )
 
     # -- state as data ---------------------------------------------------------------------
@@ -355,6 +417,37 @@ class Aligner:
         if old is None:
             return AlignStatus.ACCEPTED
         return AlignStatus.DUPLICATE if old == sample.value else AlignStatus.REVISED
+
+    def _advance(self) -> list[Snapshot]:
+        """Snapshots due under the current watermark (and forced ones); forget passed holds."""
+        out = self._evict()
+        wm = self._watermark
+        if wm is None:
+            return out
+        if self._ahead:
+            self._ahead = {h for h in self._ahead if h[0] > wm}
+        horizon = wm - self.allowed_lateness
+        while self._heap and self._end(self._heap[0]) <= horizon:
+            out.append(self._emit(heapq.heappop(self._heap)))
+        return out
+
+    def _hold(self, ts: float, nodes: list[str]) -> None:
+        names = sorted(set(nodes))
+        self._ahead.add((ts, len(names), names[0], names[1] if len(names) > 1 else ""))
+        while len(self._ahead) > _MAX_HELD:
+            self._ahead.remove(min(self._ahead))
+
+    def _confirmed(self) -> float | None:
+        """The latest time held messages from two messages and two nodes have reached."""
+        need = min(2, len(self.nodes))
+        seen: set[str] = set()
+        for n, (ts, _, first, second) in enumerate(sorted(self._ahead, reverse=True), 1):
+            seen.add(first)
+            if second:
+                seen.add(second)
+            if n >= 2 and len(seen) >= need:
+                return ts
+        return None
 
     def _evict(self) -> list[Snapshot]:
         out: list[Snapshot] = []

@@ -24,6 +24,10 @@ def snap(start: float, values: dict[str, float], step: float = 10.0) -> Snapshot
     return Snapshot(ts=T0 + start, values=values, graph="g", end=T0 + start + step)
 
 
+def snaps(results: list[AlignResult]) -> list[Snapshot]:
+    return [x for r in results for x in r.snapshots]
+
+
 def run(aligner: Aligner, samples: list[Sample]) -> list[Snapshot]:
     out: list[Snapshot] = []
     for sample in samples:
@@ -259,3 +263,99 @@ def test_snapshots_come_in_window_order_and_nothing_is_lost(
     used = sum(len(x.values) for x in out)
     assert used == aligner.counts[AlignStatus.ACCEPTED]
     assert used + aligner.counts[AlignStatus.LATE] == len(samples)
+
+
+# -- the watermark against clocks from the future -----------------------------------------
+
+
+def test_one_event_from_the_future_does_not_move_the_watermark() -> None:
+    al = Aligner(NODES, step=10.0, graph="g")  # max_ahead 50 s
+    assert al.add_one(s("db", 0, 1.0)).snapshots == ()
+    assert al.add_one(s("api", 290, 9.0)) == AlignResult(AlignStatus.ACCEPTED)  # held apart
+    assert (al.watermark, al.held) == (T0, 1)
+    assert al.add_one(s("api", 3, 2.0)).status is AlignStatus.ACCEPTED  # not late
+    out = [x for dt in (10, 20, 30) for x in al.add_one(s("web", dt, dt)).snapshots]
+    assert out == [snap(0, {"db": 1.0, "api": 2.0}), snap(10, {"web": 10.0}), snap(20, {"web": 20})]
+    assert al.watermark == T0 + 30
+    assert al.counts[AlignStatus.LATE] == 0
+    for dt in range(40, 290, 10):  # the watermark passes it: forgotten, its window emitted
+        assert al.add_one(s("db", dt, 1.0)).status is AlignStatus.ACCEPTED
+    assert (al.watermark, al.held) == (T0 + 280, 1)
+    assert al.add_one(s("db", 291, 1.0)).snapshots == (snap(280, {"db": 1.0}),)
+    assert al.held == 0
+    assert al.add_one(s("db", 300, 1.0)).snapshots == (snap(290, {"db": 1.0, "api": 9.0}),)
+
+
+def test_one_batch_event_from_the_future_does_not_move_the_watermark() -> None:
+    al = Aligner(NODES, step=10.0, graph="g")
+    al.add_many([s(n, 0, 1.0) for n in NODES])
+    results = al.add_many([s(n, 290, 2.0) for n in NODES])  # every node, but one message
+    assert [r.status for r in results] == [AlignStatus.ACCEPTED] * 3
+    assert al.add_many([s(n, 290, 2.0) for n in NODES])[0].status is AlignStatus.DUPLICATE
+    assert (al.watermark, al.held) == (T0, 1)  # delivered twice, one message
+    assert snaps(al.add_many([s(n, 10, 3.0) for n in NODES])) == [
+        snap(0, {"db": 1.0, "api": 1.0, "web": 1.0})
+    ]
+
+
+def test_a_burst_from_one_skewed_node_never_moves_the_watermark() -> None:
+    al = Aligner(NODES, step=10.0, graph="g")
+    emitted: list[Snapshot] = []
+    for k in range(60):  # db's clock is 290 s ahead of api's and web's
+        t = 10.0 * k
+        for sample in (s("api", t + 1, 1.0), s("web", t + 2, 2.0), s("db", t + 290, 3.0)):
+            result = al.add_one(sample)
+            assert result.status is not AlignStatus.LATE
+            emitted.extend(result.snapshots)
+        assert al.watermark == T0 + t + 2
+    assert al.counts[AlignStatus.LATE] == 0
+    assert al.held == 29  # db's messages between 592 and 880: ahead of 592 by more than 50
+    assert [x.ts - T0 for x in emitted] == [10.0 * k for k in range(59)]
+    assert emitted[0].values == {"api": 1.0, "web": 2.0}
+    assert emitted[30].values == {"db": 3.0, "api": 1.0, "web": 2.0}  # db's skewed samples
+
+
+def test_a_genuine_jump_of_every_node_is_followed_at_its_second_message() -> None:
+    al = Aligner(NODES, step=10.0, graph="g")
+    for sample in (s("db", 0, 1.0), s("api", 1, 1.0), s("web", 2, 1.0)):
+        al.add_one(sample)
+    assert al.add_one(s("db", 600, 2.0)).snapshots == ()  # held: could be one bad clock
+    assert al.watermark == T0 + 2
+    jump = al.add_one(s("api", 601, 2.0))  # a second node confirms it
+    assert jump == AlignResult(
+        AlignStatus.ACCEPTED, (snap(0, {"db": 1.0, "api": 1.0, "web": 1.0}),)
+    )
+    assert (al.watermark, al.held) == (T0 + 600, 1)  # the latest time two messages reached
+    assert al.add_one(s("web", 5, 1.0)).status is AlignStatus.LATE  # the past is closed
+    assert al.add_one(s("web", 602, 2.0)).snapshots == ()
+    assert (al.watermark, al.held) == (T0 + 602, 0)
+    assert al.add_one(s("db", 610, 3.0)).snapshots == (
+        snap(600, {"db": 2.0, "api": 2.0, "web": 2.0}),
+    )
+
+
+def test_a_genuine_jump_in_batch_form_and_in_a_one_node_graph() -> None:
+    al = Aligner(NODES, step=10.0, graph="g")
+    al.add_many([s(n, 0, 1.0) for n in NODES])
+    assert snaps(al.add_many([s(n, 600, 2.0) for n in NODES])) == []
+    confirmed = snaps(al.add_many([s(n, 610, 3.0) for n in NODES]))
+    assert confirmed == [snap(0, {"db": 1.0, "api": 1.0, "web": 1.0})]
+    assert al.watermark == T0 + 600  # the latest time two messages reached
+    assert snaps(al.add_many([s(n, 620, 4.0) for n in NODES])) == [
+        snap(600, {"db": 2.0, "api": 2.0, "web": 2.0}),
+        snap(610, {"db": 3.0, "api": 3.0, "web": 3.0}),
+    ]
+    one = Aligner(["db"], step=10.0, graph="g")
+    one.add_one(s("db", 0, 1.0))
+    assert one.add_one(s("db", 600, 2.0)).snapshots == ()
+    assert one.add_one(s("db", 610, 3.0)).snapshots == (snap(0, {"db": 1.0}),)
+    assert one.watermark == T0 + 600
+
+
+def test_max_ahead_is_configurable() -> None:
+    al = Aligner(NODES, step=10.0, graph="g", max_ahead=1000.0)
+    al.add_one(s("db", 0, 1.0))
+    assert al.add_one(s("db", 290, 2.0)).snapshots == (snap(0, {"db": 1.0}),)  # the old rule
+    assert Aligner(NODES, step=10.0).max_ahead == 50.0
+    with pytest.raises(ConfigError, match="max_ahead"):
+        Aligner(NODES, step=10.0, max_ahead=-1.0)

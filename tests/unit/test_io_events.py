@@ -275,6 +275,8 @@ def test_reason_codes_are_stable() -> None:
         "unknown_graph",
         "unknown_node",
         "late_event",
+        "processing_error",
+        "graph_quarantined",
     )
 
 
