@@ -4,11 +4,13 @@ A case is a random DAG of ``n_nodes`` metrics with linear mechanisms
 ``x_j = b_j + sum_i w_ij x_i + sigma_j e_j`` (weights of both signs, unit-variance noises that
 are Gaussian, Student-t or centred lognormal), ``n_normal`` normal points, and one or more
 faults. Each fault has ``1 + Poisson(1)`` root causes chosen among the target and its
-ancestors; each cause's own noise is shifted by several of its noise standard deviations, up or
-down (or, for a ``"mechanism"`` fault, its incoming weights are also redrawn), for ``duration``
-points. The causes push the target either way; a fault is kept only if their joint expected
-effect moves the target by at least ``min_target_z`` of its normal standard deviations, so
-every fault is one an alarm would see. The target is the sink with the most ancestors.
+ancestors; each cause's own noise is shifted, up or down (for a ``"mechanism"`` fault its
+incoming weights are also redrawn), for ``duration`` points. As in CIRCA, the shifts start at
+exponential draws (in each cause's noise sd) and are doubled together until the causes' joint
+expected effect moves the target by more than ``min_target_z`` of its normal standard
+deviations, so every fault is one an alarm would see, while one cause of a fault can be much
+weaker than another, or push the target the other way. The target is the sink with the most
+ancestors.
 
 Node labels are a random permutation of the topological order, so that no ranker can profit
 from breaking ties by index. Everything is drawn from one seeded :class:`numpy.random.Generator`.
@@ -63,8 +65,7 @@ class MulticauseFault:
     kinds
         Per cause, ``"shift"`` or ``"mechanism"``.
     magnitudes
-        Per cause, the signed shift of its noise, in its own noise standard deviations
-        (drawn from ``magnitude``, times the boost that made the target move).
+        Per cause, the signed shift of its noise, in its own noise standard deviations.
     window
         ``(pre + duration + post, n)`` values: ``pre`` normal rows, the fault, ``post`` normal
         rows.
@@ -183,15 +184,15 @@ def multicause_case(
     n_normal: int = 1440,
     n_faults: int = 1,
     noise: MulticauseNoise = "mixed",
-    weight_range: tuple[float, float] = (0.3, 1.0),
-    noise_sd_range: tuple[float, float] = (0.5, 1.5),
-    magnitude: tuple[float, float] = (3.0, 8.0),
+    weight_range: tuple[float, float] = (0.5, 2.0),
+    noise_sd_range: tuple[float, float] | None = None,
+    base_magnitude: float = 1.0,
     mechanism_share: float = 0.0,
     pre: int = 10,
     duration: int = 5,
     post: int = 0,
     min_target_z: float = 3.0,
-    max_boost: float = 10.0,
+    max_doublings: int = 40,
     missing: float = 0.0,
 ) -> MulticauseCase:
     """Simulate one system with multi-cause faults (see the module docstring).
@@ -213,22 +214,22 @@ def multicause_case(
     weight_range
         ``|w|`` is uniform on this range; the sign is random.
     noise_sd_range
-        ``sigma_j`` is uniform on this range.
-    magnitude
-        A cause's shift in its own noise sd is uniform on this range, with a random sign.
+        ``sigma_j`` is uniform on this range; ``None`` (default): a standard exponential draw
+        (at least 0.01), as in CIRCA, so that noise scales differ widely between nodes.
+    base_magnitude
+        Each cause's shift starts at ``base_magnitude`` times a standard exponential draw, in
+        its own noise sd, with a random sign; then all the fault's shifts are doubled together
+        until the expected effect on the target exceeds ``min_target_z`` of its normal sd
+        (CIRCA's rule). Relative sizes are kept, so a fault can have a large and a small cause.
     mechanism_share
         Probability that a cause with parents gets a mechanism change (new incoming weights)
         on top of its shift.
     pre, duration, post
         Normal rows before the fault, fault rows, normal rows after it, in each window.
     min_target_z
-        Minimum joint expected effect of the causes on the target, in its normal sd; the
-        signs and sizes (every 20 tries also the causes, never their number) are redrawn
-        until it is met (up to 200 tries).
-    max_boost
-        A draw whose effect falls short has all its magnitudes scaled up, by at most this
-        factor, before it is judged, aiming at a uniform draw in
-        ``[min_target_z, 2 min_target_z]`` (so a fault at a weakly connected cause is seen).
+        The target's expected shift (noise-free), in its normal sd, that a fault must exceed.
+    max_doublings
+        Limit of the doublings (reached only if the causes barely reach the target).
     missing
         Share of values replaced by NaN, everywhere (both periods), at random.
 
@@ -252,7 +253,10 @@ def multicause_case(
         families = tuple(str(f) for f in rng.choice(_FAMILIES, n_nodes))
     else:
         families = (noise,) * n_nodes
-    sd = rng.uniform(*noise_sd_range, n_nodes)
+    if noise_sd_range is None:
+        sd = np.maximum(rng.standard_exponential(n_nodes), 0.01)
+    else:
+        sd = rng.uniform(*noise_sd_range, n_nodes)
     intercepts = rng.normal(0.0, 1.0, n_nodes)
     normal = _propagate(intercepts + _draw_noise(rng, n_normal, families, sd), weights)
     target = _choose_target(rng, graph)
@@ -269,29 +273,27 @@ def multicause_case(
     faults = []
     for _ in range(n_faults):
         k = min(1 + int(rng.poisson(1.0)), len(candidates), n_nodes - 1)
-        for attempt in range(200):
-            if attempt % 20 == 0:
-                causes = sorted(int(c) for c in rng.choice(candidates, k, replace=False))
-            mags = rng.uniform(*magnitude, len(causes)) * rng.choice([-1.0, 1.0], len(causes))
+        effect = 0.0
+        while effect == 0.0:  # redraw only if the causes cancel exactly (never in practice)
+            causes = sorted(int(c) for c in rng.choice(candidates, k, replace=False))
+            signs = rng.choice([-1.0, 1.0], k)
+            mags = base_magnitude * rng.standard_exponential(k) * signs
             kinds: list[MulticauseKind] = []
             fault_w = weights.copy()
             for c in causes:
                 parents = list(graph.predecessors(c))
                 if parents and rng.random() < mechanism_share:
                     kinds.append("mechanism")
-                    w = rng.uniform(*weight_range, len(parents)) * rng.choice(
-                        [-1.0, 1.0], len(parents)
-                    )
-                    fault_w[parents, c] = w
+                    new = rng.uniform(*weight_range, len(parents))
+                    fault_w[parents, c] = new * rng.choice([-1.0, 1.0], len(parents))
                 else:
                     kinds.append("shift")
             effect = _effect(causes, mags, fault_w)
-            if 0 < abs(effect) < min_target_z:
-                aim = rng.uniform(min_target_z, 2 * min_target_z)
-                mags = mags * min(aim / abs(effect), max_boost)
-                effect = _effect(causes, mags, fault_w)
-            if abs(effect) >= min_target_z * (1 - 1e-9):
+        for _ in range(max_doublings):
+            if abs(effect) > min_target_z:
                 break
+            mags = 2.0 * mags
+            effect = _effect(causes, mags, fault_w)
         shift = np.zeros(n_nodes)
         shift[causes] = mags * sd[causes]
         rows = pre + duration + post

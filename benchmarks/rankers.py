@@ -1,0 +1,341 @@
+"""Reference root-cause rankers, written from their papers, behind one interface.
+
+Every ranker is a function
+``rank(normal, window, fault_row, graph, target) -> list[int]``:
+
+- ``normal``: ``(T, n)`` values of the normal period (NaN = missing);
+- ``window``: ``(W, n)`` values around the fault, ``window[fault_row]`` is the row to explain;
+- ``graph``: the causal DAG over ``0..n-1`` (``cause -> effect``), or ``None``;
+- ``target``: the node whose anomaly is explained.
+
+It returns every candidate node, best first: the target and its ancestors when a graph is
+given, every column otherwise. Missing values are filled forward, then with the normal
+period's median; a constant series gets a tiny scale (so any change of it is a large
+anomaly, and no score is infinite); scores are two-sided (a drop counts as much as a rise).
+Ties are broken by node index.
+
+Methods
+-------
+n-sigma
+    ``|x - mean| / std`` of the normal period at the fault row.
+BARO (Pham et al., FSE 2024)
+    Its robust scorer: ``|x - median| / IQR`` of the normal period (BARO's change-point step
+    picks the normal/anomalous split; here it is given).
+anomaly traversal (Hardt et al. 2024, the PetShop paper)
+    Nodes whose median-deviation score ``|x - median| / MAD`` exceeds 5 are anomalous. From the
+    target, walk to anomalous parents, recursively; the root causes are the reached anomalous
+    nodes none of whose parents is anomalous, ranked by their score, then the other reached
+    nodes, then the rest, each by score.
+ranked correlation (Hardt et al. 2024)
+    Candidates (the target's ancestors with a graph) ranked by ``|Pearson correlation|`` of
+    their series with the target's over the end of the normal period and the window;
+    anomalous candidates (as in the traversal) first, as the paper's default filters on them.
+personalised PageRank (MicroCause / CloudRanger style)
+    A random walk on the candidates' subgraph from effect to cause: a step to a parent is
+    weighted by the parent's ``|correlation|`` with the target, a step back to a child by
+    ``0.2`` times the child's, a self-loop by how much more the node correlates than its best
+    parent; restarts at the target with probability 0.15. Ranked by visit probability (the
+    target's restart mass taken off).
+RHT (CIRCA, Li et al., KDD 2022)
+    Regression-based hypothesis test: each node is regressed (ordinary least squares with an
+    intercept) on its parents over the normal period; its score is
+    ``|residual - mean residual| / residual sd`` at the fault row.
+CIRCA (RHT with descendant adjustment)
+    A node whose RHT score reaches the threshold (3) gets the largest score of its children
+    added, where a child below the threshold passes on its own children's scores (CIRCA's
+    ``DAScorer``): a root cause's effects are anomalous too, a bystander's are not. Ties go to
+    the upstream node (earlier topological generation), then to the higher RHT score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import networkx as nx
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "GRAPH_FREE",
+    "RANKERS",
+    "Ranker",
+    "anomaly_traversal",
+    "baro",
+    "baro_scores",
+    "candidates",
+    "circa",
+    "fill",
+    "mad_scores",
+    "n_sigma",
+    "pagerank",
+    "ranked_correlation",
+    "rht",
+    "rht_scores",
+]
+
+FloatArray = npt.NDArray[np.float64]
+Ranker = Callable[[FloatArray, FloatArray, int, nx.DiGraph | None, int], list[int]]
+
+TRAVERSAL_THRESHOLD = 5.0
+"""The PetShop code's default: a median-deviation score above 5 is anomalous."""
+CIRCA_THRESHOLD = 3.0
+NORMAL_TAIL = 10
+"""Normal rows before the window that the correlation methods also use."""
+
+
+def fill(normal: FloatArray, window: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Both arrays with missing values filled forward (over normal then window), then with
+    the normal period's median (0 for a node without any normal value)."""
+    both = np.vstack([normal, window]).astype(np.float64)
+    rows = np.arange(both.shape[0])[:, None]
+    seen = np.where(np.isnan(both), 0, rows)
+    last = np.maximum.accumulate(seen, axis=0)
+    out = both[last, np.arange(both.shape[1])]
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(normal, axis=0) if normal.size else np.zeros(both.shape[1])
+    med = np.where(np.isnan(med), 0.0, med)
+    out = np.where(np.isnan(out), med, out)
+    t = normal.shape[0]
+    return out[:t], out[t:]
+
+
+def _scale(scale: FloatArray, centre: FloatArray) -> FloatArray:
+    """``scale`` where it is positive, else a tiny multiple of the centre's size."""
+    floor = 1e-6 * np.maximum(1.0, np.abs(centre))
+    return np.where(np.isfinite(scale) & (scale > floor), scale, floor)
+
+
+def candidates(graph: nx.DiGraph | None, target: int, n: int) -> list[int]:
+    """The target and its ancestors (sorted), or every node without a graph."""
+    if graph is None:
+        return list(range(n))
+    return sorted({*nx.ancestors(graph, target), target})
+
+
+def _order(scores: FloatArray, nodes: Iterable[int]) -> list[int]:
+    """``nodes`` by score, highest first; NaN last; ties by index."""
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    return sorted(nodes, key=lambda j: (-s[j], j))
+
+
+def _need(graph: nx.DiGraph | None, name: str) -> nx.DiGraph:
+    if graph is None:
+        raise ValueError(f"{name} needs a causal graph")
+    return graph
+
+
+def n_sigma(
+    normal: FloatArray, window: FloatArray, fault_row: int, graph: nx.DiGraph | None, target: int
+) -> list[int]:
+    """Rank by ``|x - mean| / std`` of the normal period at the fault row."""
+    nf, wf = fill(normal, window)
+    mean = nf.mean(axis=0)
+    z = np.abs(wf[fault_row] - mean) / _scale(nf.std(axis=0), mean)
+    return _order(z, candidates(graph, target, nf.shape[1]))
+
+
+def baro_scores(normal: FloatArray, row: FloatArray) -> FloatArray:
+    """BARO's robust score of one (filled) row: ``|x - median| / IQR``."""
+    q1, med, q3 = np.percentile(normal, [25, 50, 75], axis=0)
+    return np.asarray(np.abs(row - med) / _scale(q3 - q1, med), dtype=np.float64)
+
+
+def baro(
+    normal: FloatArray, window: FloatArray, fault_row: int, graph: nx.DiGraph | None, target: int
+) -> list[int]:
+    """Rank by BARO's robust score ``|x - median| / IQR`` at the fault row."""
+    nf, wf = fill(normal, window)
+    return _order(baro_scores(nf, wf[fault_row]), candidates(graph, target, nf.shape[1]))
+
+
+def mad_scores(normal: FloatArray, row: FloatArray) -> FloatArray:
+    """``|x - median| / MAD`` (unscaled MAD; the std where the MAD is 0) of a filled row."""
+    med = np.median(normal, axis=0)
+    mad = np.median(np.abs(normal - med), axis=0)
+    scale = np.where(mad > 0, mad, normal.std(axis=0))
+    return np.asarray(np.abs(row - med) / _scale(scale, med), dtype=np.float64)
+
+
+def anomaly_traversal(
+    normal: FloatArray,
+    window: FloatArray,
+    fault_row: int,
+    graph: nx.DiGraph | None,
+    target: int,
+    *,
+    threshold: float = TRAVERSAL_THRESHOLD,
+) -> list[int]:
+    """Anomalous nodes without anomalous parents, reached from the target through
+    anomalous parents (see the module docstring)."""
+    g = _need(graph, "anomaly traversal")
+    nf, wf = fill(normal, window)
+    score = mad_scores(nf, wf[fault_row])
+    anomalous = score > threshold
+    cands = candidates(g, target, nf.shape[1])
+    if not anomalous[target]:
+        return _order(score, cands)
+    reached, stack = {target}, [target]
+    while stack:
+        v = stack.pop()
+        for p in g.predecessors(v):
+            if anomalous[p] and p not in reached:
+                reached.add(p)
+                stack.append(p)
+    roots = [v for v in reached if not any(anomalous[p] for p in g.predecessors(v))]
+    first = _order(score, roots)
+    second = _order(score, reached - set(roots))
+    rest = _order(score, set(cands) - reached)
+    return first + second + rest
+
+
+def _abs_corr(data: FloatArray, target: int) -> FloatArray:
+    """``|Pearson correlation|`` of every column with the target's (0 for a constant one)."""
+    centred = data - data.mean(axis=0)
+    norms = np.sqrt((centred**2).sum(axis=0))
+    with np.errstate(all="ignore"):
+        r = centred.T @ centred[:, target] / (norms * norms[target])
+    return np.asarray(np.where(np.isfinite(r), np.abs(r), 0.0), dtype=np.float64)
+
+
+def _corr_data(nf: FloatArray, wf: FloatArray, tail: int) -> FloatArray:
+    return np.vstack([nf[-tail:] if tail else nf[:0], wf])
+
+
+def ranked_correlation(
+    normal: FloatArray,
+    window: FloatArray,
+    fault_row: int,
+    graph: nx.DiGraph | None,
+    target: int,
+    *,
+    threshold: float = TRAVERSAL_THRESHOLD,
+    normal_tail: int = NORMAL_TAIL,
+) -> list[int]:
+    """Rank by ``|correlation|`` with the target; anomalous candidates first, the target
+    after them (its correlation with itself says nothing)."""
+    nf, wf = fill(normal, window)
+    corr = _abs_corr(_corr_data(nf, wf, normal_tail), target)
+    anomalous = mad_scores(nf, wf[fault_row]) > threshold
+    others = [j for j in candidates(graph, target, nf.shape[1]) if j != target]
+    hot = _order(corr, [j for j in others if anomalous[j]])
+    cold = _order(corr, [j for j in others if not anomalous[j]])
+    return [*hot, target, *cold]
+
+
+def pagerank(
+    normal: FloatArray,
+    window: FloatArray,
+    fault_row: int,
+    graph: nx.DiGraph | None,
+    target: int,
+    *,
+    alpha: float = 0.85,
+    backward: float = 0.2,
+    normal_tail: int = NORMAL_TAIL,
+    iterations: int = 200,
+) -> list[int]:
+    """Personalised PageRank from the target toward causes (see the module docstring)."""
+    g = _need(graph, "pagerank")
+    nf, wf = fill(normal, window)
+    corr = _abs_corr(_corr_data(nf, wf, normal_tail), target)
+    cands = candidates(g, target, nf.shape[1])
+    pos = {v: i for i, v in enumerate(cands)}
+    m = len(cands)
+    P = np.zeros((m, m))
+    for v in cands:
+        i = pos[v]
+        parents = [p for p in g.predecessors(v) if p in pos]
+        for p in parents:
+            P[i, pos[p]] += corr[p]
+        for c in g.successors(v):
+            if c in pos:
+                P[i, pos[c]] += backward * corr[c]
+        best = max((corr[p] for p in parents), default=0.0)
+        P[i, i] += max(0.0, corr[v] - best)
+    sums = P.sum(axis=1)
+    t = pos[target]
+    P[sums == 0, t] = 1.0  # a dead end goes back to the target
+    P /= P.sum(axis=1, keepdims=True)
+    restart = np.zeros(m)
+    restart[t] = 1.0
+    pi = restart.copy()
+    for _ in range(iterations):
+        new = (1 - alpha) * restart + alpha * (pi @ P)
+        if np.abs(new - pi).sum() < 1e-12:
+            pi = new
+            break
+        pi = new
+    pi[t] -= 1 - alpha
+    scores = np.full(nf.shape[1], np.nan)
+    scores[cands] = pi
+    return _order(scores, cands)
+
+
+def rht_scores(normal: FloatArray, row: FloatArray, graph: nx.DiGraph) -> FloatArray:
+    """CIRCA's regression-based hypothesis test of one (filled) row, for every node."""
+    t, n = normal.shape
+    z = np.zeros(n)
+    ones = np.ones((t, 1))
+    for j in range(n):
+        parents = sorted(graph.predecessors(j))
+        X = np.hstack([ones, normal[:, parents]])
+        beta, *_ = np.linalg.lstsq(X, normal[:, j], rcond=None)
+        resid = normal[:, j] - X @ beta
+        r = row[j] - float(np.concatenate([[1.0], row[parents]]) @ beta)
+        mu = resid.mean()
+        z[j] = abs(r - mu) / float(_scale(np.array([resid.std(ddof=1)]), np.array([mu]))[0])
+    return z
+
+
+def rht(
+    normal: FloatArray, window: FloatArray, fault_row: int, graph: nx.DiGraph | None, target: int
+) -> list[int]:
+    """Rank by CIRCA's regression-based hypothesis test alone."""
+    g = _need(graph, "RHT")
+    nf, wf = fill(normal, window)
+    return _order(rht_scores(nf, wf[fault_row], g), candidates(g, target, nf.shape[1]))
+
+
+def circa(
+    normal: FloatArray,
+    window: FloatArray,
+    fault_row: int,
+    graph: nx.DiGraph | None,
+    target: int,
+    *,
+    threshold: float = CIRCA_THRESHOLD,
+) -> list[int]:
+    """CIRCA: RHT scores with descendant adjustment (see the module docstring)."""
+    g = _need(graph, "CIRCA")
+    nf, wf = fill(normal, window)
+    z = rht_scores(nf, wf[fault_row], g)
+    generation = {v: k for k, gen in enumerate(nx.topological_generations(g)) for v in gen}
+    passed: dict[int, dict[int, float]] = {}
+    for v in reversed(list(nx.topological_sort(g))):
+        got: dict[int, float] = {}
+        for c in g.successors(v):
+            got[c] = float(z[c])
+            if z[c] < threshold:
+                got.update(passed[c])
+        passed[v] = got
+    adjusted = z.copy()
+    for v in g.nodes:
+        if z[v] >= threshold and passed[v]:
+            adjusted[v] += max(passed[v].values())
+    cands = candidates(g, target, nf.shape[1])
+    return sorted(cands, key=lambda j: (-adjusted[j], generation[j], -z[j], j))
+
+
+RANKERS: dict[str, Ranker] = {
+    "n-sigma": n_sigma,
+    "BARO": baro,
+    "anomaly traversal": anomaly_traversal,
+    "ranked correlation": ranked_correlation,
+    "PageRank": pagerank,
+    "RHT": rht,
+    "CIRCA (RHT + DA)": circa,
+}
+"""Every reference ranker by display name."""
+
+GRAPH_FREE = ("n-sigma", "BARO", "ranked correlation")
+"""Rankers that also work without a graph."""
