@@ -341,6 +341,8 @@ class Aligner:
             "allowed_lateness": self.allowed_lateness,
             "graph": self.graph,
             "max_open_windows": self.max_open_windows,
+            "max_ahead": self.max_ahead,
+            "held": [list(h) for h in sorted(self._ahead)],
             "windows": np.array(keys, dtype=np.int64),
             "values": values,
             "present": present,
@@ -363,9 +365,20 @@ class Aligner:
                 get_float(state, "allowed_lateness"),
                 get_str(state, "graph"),
                 max_open_windows=get_int(state, "max_open_windows", low=1),
+                max_ahead=None if state.get("max_ahead") is None else get_float(state, "max_ahead"),
             )
         except ConfigError as exc:
             raise StateError(str(exc)) from None
+        for held in state.get("held") or []:
+            if not (
+                isinstance(held, list)
+                and len(held) == 4
+                and isinstance(held[0], int | float)
+                and isinstance(held[1], int)
+                and all(isinstance(n, str) for n in held[2:])
+            ):
+                raise StateError("held: expected [time, nodes, first, second] entries")
+            al._ahead.add((float(held[0]), held[1], held[2], held[3]))
         keys = get_array(state, "windows", np.int64, (None,))
         shape = (keys.size, len(nodes))
         values = get_array(state, "values", np.float64, shape)

@@ -359,3 +359,14 @@ def test_max_ahead_is_configurable() -> None:
     assert Aligner(NODES, step=10.0).max_ahead == 50.0
     with pytest.raises(ConfigError, match="max_ahead"):
         Aligner(NODES, step=10.0, max_ahead=-1.0)
+
+
+def test_state_round_trip_keeps_the_held_messages() -> None:
+    al = Aligner(NODES, step=10.0, graph="g", max_ahead=30.0)
+    al.add_one(s("db", 0, 1.0))
+    al.add_one(s("db", 290, 2.0))  # held
+    clone = Aligner.from_state(al.to_state())
+    assert (clone.held, clone.max_ahead, clone.watermark) == (1, 30.0, T0)
+    rest = [s("api", 291, 3.0), s("web", 5, 1.0)]  # a second node confirms the jump
+    assert [clone.add_one(x) for x in rest] == [al.add_one(x) for x in rest]
+    assert clone.watermark == al.watermark == T0 + 290
