@@ -156,6 +156,22 @@ class MetricFamilies:
         self.dead_letters = counter(
             "stream_rca_dead_letters", "Input events sent to the dead-letter topic.", ("reason",)
         )
+        self.records = counter(
+            "stream_rca_records",
+            "Input records by outcome: processed, dead_lettered or replayed (already in a "
+            "checkpoint).",
+            ("outcome",),
+        )
+        self.quarantines = counter(
+            "stream_rca_graph_quarantines",
+            "Graphs quarantined after repeated processing errors (their records dead-lettered).",
+            ("graph",),
+        )
+        self.unacknowledged = counter(
+            "stream_rca_unacknowledged_records",
+            "Records the broker refused or did not acknowledge (retried; offsets held back).",
+            ("kind",),
+        )
         self.late_events = counter(
             "stream_rca_late_events", "Events that arrived after their window closed.", ("graph",)
         )

@@ -78,6 +78,8 @@ class PipelineMetrics:
         registry.register(self.latest)
         for reason in sorted(self._reasons):
             self.families.dead_letters.labels(reason)
+        for outcome in ("processed", "dead_lettered", "replayed"):
+            self.families.records.labels(outcome)
 
     def series_names(self) -> frozenset[str]:
         """Names of every series these metrics can expose (see ``MetricFamilies.series_names``)."""
@@ -104,6 +106,7 @@ class PipelineMetrics:
             for node in nodes:
                 self.families.missing_values.labels(graph, node)
                 self.families.invalid_values.labels(graph, node)
+            self.families.quarantines.labels(graph)
             targets = tuple(targets)
             for target in targets:
                 self._touch_target(graph, target)
@@ -216,6 +219,19 @@ class PipelineMetrics:
     def dead_letter(self, reason: str) -> None:
         """Count one dead-lettered event; an unknown reason code counts as ``"other"``."""
         self.families.dead_letters.labels(reason if reason in self._reasons else "other").inc()
+
+    def record(self, outcome: str, n: int = 1) -> None:
+        """Count ``n`` input records that ended ``"processed"``, ``"dead_lettered"`` or
+        ``"replayed"``."""
+        self.families.records.labels(outcome).inc(n)
+
+    def quarantine(self, graph: str) -> None:
+        """Count one quarantine of ``graph`` (its records dead-lettered, nothing run)."""
+        self.families.quarantines.labels(graph).inc()
+
+    def unacknowledged(self, kind: str, n: int = 1) -> None:
+        """Count ``n`` records of ``kind`` (attributions, deadletter...) the broker refused."""
+        self.families.unacknowledged.labels(kind).inc(n)
 
     def late(self, graph: str, n: int = 1) -> None:
         """Count ``n`` events of ``graph`` that arrived after their window was emitted."""
