@@ -29,21 +29,24 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
-
 from stream_rca.config import Settings
-from stream_rca.streaming.producers import ensure_topics, kafka_producer
+from stream_rca.streaming.producers import kafka_producer
 from stream_rca.streaming.simulator import (
     RateLimiter,
     Simulation,
     SimulationConfig,
     graphs_document,
 )
-from stream_rca.streaming.testing import TopicReader, WorkerProcess
+from stream_rca.streaming.testing import (
+    TopicReader,
+    WorkerProcess,
+    isolated_settings,
+    publish,
+    simulated_messages,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
@@ -78,25 +81,9 @@ def local_broker(state: Path) -> Iterator[str]:
 
 
 def settings_for(bootstrap: str, tmp: Path, sim: SimulationConfig, warmup: int) -> Settings:
-    uid = uuid.uuid4().hex[:8]
-    graphs_file = tmp / f"graphs-{uid}.yaml"
-    graphs_file.write_text(yaml.safe_dump(graphs_document(sim, warmup=warmup)), encoding="utf-8")
-    settings = Settings(
-        kafka_bootstrap=bootstrap,
-        input_topic=f"bench-{uid}.metrics",
-        attributions_topic=f"bench-{uid}.attributions",
-        scores_topic=f"bench-{uid}.scores",
-        deadletter_topic=f"bench-{uid}.deadletter",
-        publish_scores=True,
-        app_id=f"bench-{uid}",
-        config=str(graphs_file),
-        web_port=0,
-        data_dir=str(tmp / "data"),
-        checkpoint_interval=30.0,
-        partitions=4,
-    )
-    ensure_topics(settings)
-    return settings
+    """Fresh topics and consumer group for one phase."""
+    graphs = graphs_document(sim, warmup=warmup)
+    return isolated_settings(bootstrap, tmp, graphs, prefix="bench", checkpoint_interval=30.0)
 
 
 def throughput(
@@ -117,28 +104,21 @@ def throughput(
     )
     settings = settings_for(bootstrap, tmp, sim_config, args.warmup)
     sim = Simulation(sim_config, now=time.time())
-    producer = kafka_producer(settings, linger_ms=20)
-    messages = 0
-    for key, values in sim.snapshots(n):
-        for value in values:
-            producer.send(settings.input_topic, key=key, value=value)
-            messages += 1
-    producer.flush()
-    producer.close()
+    messages = publish(settings, simulated_messages(sim, n), linger_ms=20)
     expected_scores = args.graphs * (n - 1)  # each graph's last window stays open
     form = "batch" if batch else "single"
-    with TopicReader(settings, [settings.scores_topic, settings.attributions_topic]) as reader:
-        worker = WorkerProcess(settings, tmp / f"worker-{form}.log", worker_id=f"bench-{form}")
-        worker.start()
-        try:
-            worker.ready(120)
-            reader.wait_until(
-                lambda r: len(r.records(settings.scores_topic)) >= expected_scores,
-                args.timeout,
-                what=f"{expected_scores} score documents",
-            )
-        finally:
-            worker.stop()
+    log = tmp / f"worker-{form}.log"
+    with (
+        TopicReader(settings, [settings.scores_topic, settings.attributions_topic]) as reader,
+        WorkerProcess(settings, log, worker_id=f"bench-{form}") as worker,
+    ):
+        worker.ready(120)
+        reader.wait_until(
+            lambda r: len(r.records(settings.scores_topic)) >= expected_scores,
+            args.timeout,
+            what=f"{expected_scores} score documents",
+        )
+        worker.stop()
         scores = reader.records(settings.scores_topic)
         seconds = scores[-1].received - scores[0].received
         attributions = len(reader.records(settings.attributions_topic))
@@ -172,36 +152,35 @@ def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, fl
     sim = Simulation(sim_config, now=time.time())
     fault_windows = {doc["start_step"] for doc in sim.truth()}
     sent: dict[tuple[str, float], float] = {}
-    with TopicReader(settings, [settings.attributions_topic]) as reader:
-        worker = WorkerProcess(settings, tmp / "worker-latency.log", worker_id="bench-latency")
-        worker.start()
-        try:
-            worker.ready(120)
-            producer = kafka_producer(settings, linger_ms=0)
-            limiter = RateLimiter(args.rate)
-            while sim.index < count:
-                pair = 2 if sim.index in fault_windows else 1  # anomalous window + the next
-                for _ in range(pair):
-                    window, anomalous = sim.window(sim.index), sim.index in fault_windows
-                    for key, values in sim.snapshots(1):
-                        for value in values:
-                            producer.send(settings.input_topic, key=key, value=value)
-                        if anomalous:
-                            sent[(key.decode(), window)] = time.monotonic()
-                producer.flush()
-                limiter.wait(sim.index)
-            producer.close()
-            wanted = len(sent)
-            reader.wait_until(
-                lambda r: (
-                    sum(1 for d in r.docs(settings.attributions_topic) if d["revision"] == 0)
-                    >= wanted
-                ),
-                args.timeout,
-                what=f"{wanted} attributions",
-            )
-        finally:
-            worker.stop()
+    log = tmp / "worker-latency.log"
+    with (
+        TopicReader(settings, [settings.attributions_topic]) as reader,
+        WorkerProcess(settings, log, worker_id="bench-latency") as worker,
+    ):
+        worker.ready(120)
+        producer = kafka_producer(settings, linger_ms=0)
+        limiter = RateLimiter(args.rate)
+        while sim.index < count:
+            pair = 2 if sim.index in fault_windows else 1  # anomalous window + the next
+            for _ in range(pair):
+                window, anomalous = sim.window(sim.index), sim.index in fault_windows
+                for key, values in sim.snapshots(1):
+                    for value in values:
+                        producer.send(settings.input_topic, key=key, value=value)
+                    if anomalous:
+                        sent[(key.decode(), window)] = time.monotonic()
+            producer.flush()
+            limiter.wait(sim.index)
+        producer.close()
+        wanted = len(sent)
+        reader.wait_until(
+            lambda r: (
+                sum(1 for d in r.docs(settings.attributions_topic) if d["revision"] == 0) >= wanted
+            ),
+            args.timeout,
+            what=f"{wanted} attributions",
+        )
+        worker.stop()
         delays = []
         for record in reader.records(settings.attributions_topic):
             doc = record.doc

@@ -9,41 +9,38 @@ restart), the attribution topic must hold exactly the reference documents, possi
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from stream_rca.config import Settings, load_graphs
-from stream_rca.streaming import Pipeline, Simulation, SimulationConfig, graphs_document
-from stream_rca.streaming.producers import ensure_topics, kafka_producer
-from stream_rca.streaming.simulator import RateLimiter
-from stream_rca.streaming.testing import TopicReader, WorkerProcess
+from stream_rca.config import Settings
+from stream_rca.streaming import Simulation
+from stream_rca.streaming.testing import (
+    AttributionKey,
+    Message,
+    TopicReader,
+    WorkerProcess,
+    committed_offsets,
+    isolated_settings,
+    publish,
+    reference_attributions,
+    simulated_messages,
+    three_faults,
+    three_faults_graphs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 # Keys that kafka-python's murmur2 partitioner puts on partitions 0, 1, 2, 3 of 4.
 NAMES = ("tenant-0", "tenant-3", "tenant-2", "tenant-1")
-SIM = SimulationConfig(
-    graphs=4,
-    names=NAMES,
-    seed=7,
-    count=240,
-    first_fault=100,
-    fault_every=50,
-    fault_duration=4,
-    strength=(8.0, 12.0),
-    faults=3,
-)
-ENGINE = {"warmup": 30, "threshold": 6.0}
+SIM = three_faults(graphs=4, names=NAMES, seed=7, count=240)
 
 
 @dataclass
@@ -52,14 +49,14 @@ class Cluster:
     tmp: Path
     reader: TopicReader
     sim: Simulation
-    messages: list[tuple[bytes, bytes]]
-    reference: dict[tuple[str, int], dict[str, Any]]
+    messages: list[Message]
+    reference: dict[AttributionKey, dict[str, Any]]
 
     def worker(self, name: str) -> WorkerProcess:
         return WorkerProcess(self.settings, self.tmp / f"{name}.log", worker_id=name)
 
-    def attributions(self) -> dict[tuple[str, int], dict[str, Any]]:
-        return by_id(self.reader.docs(self.settings.attributions_topic))
+    def attributions(self) -> dict[AttributionKey, dict[str, Any]]:
+        return self.reader.attributions(self.settings.attributions_topic)
 
     def wait_for_reference(self, timeout: float, until: float | None = None) -> None:
         """Wait for every reference attribution (of windows before ``until``)."""
@@ -75,69 +72,42 @@ class Cluster:
     def publish(self, start: int, stop: int, rate: float = 0.0) -> None:
         """Publish the messages of windows ``start .. stop-1`` of every graph, in order."""
         per_window = len(self.messages) // (SIM.count or 1)
-        producer = kafka_producer(self.settings)
-        limiter = RateLimiter(rate)
-        for i, (key, value) in enumerate(self.messages[start * per_window : stop * per_window]):
-            limiter.wait(i // per_window)
-            producer.send(self.settings.input_topic, key=key, value=value)
-        producer.flush()
-        producer.close()
-
-
-def by_id(docs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Attribution documents by (incident id, revision); a duplicate must be identical."""
-    out: dict[tuple[str, int], dict[str, Any]] = {}
-    for doc in docs:
-        doc = {k: v for k, v in doc.items() if k != "attribution_seconds"}  # wall time
-        key = (doc["incident_id"], doc["revision"])
-        assert out.setdefault(key, doc) == doc, f"a duplicate of {key} differs"
-    return out
+        window = self.messages[start * per_window : stop * per_window]
+        publish(self.settings, window, rate=rate, per_step=per_window)
 
 
 @pytest.fixture
 def cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Cluster]:
-    uid = uuid.uuid4().hex[:10]
-    graphs_file = tmp_path / "graphs.yaml"
-    graphs_file.write_text(yaml.safe_dump(graphs_document(SIM, **ENGINE)), encoding="utf-8")
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        input_topic=f"cl-{uid}.metrics",
-        attributions_topic=f"cl-{uid}.attributions",
-        scores_topic=f"cl-{uid}.scores",
-        deadletter_topic=f"cl-{uid}.deadletter",
-        publish_scores=True,
-        app_id=f"cl-{uid}",
-        config=str(graphs_file),
-        web_port=0,
-        data_dir=str(tmp_path / "data"),
+    settings = isolated_settings(
+        kafka_bootstrap,
+        tmp_path,
+        three_faults_graphs(SIM),
+        prefix="cl",
         checkpoint_interval=600.0,  # only rebalances and shutdowns checkpoint in these tests
-        partitions=4,
     )
-    ensure_topics(settings)
+    assert settings.config is not None
     sim = Simulation(SIM, now=time.time())
-    messages = [(k, v) for k, values in sim.snapshots(SIM.count or 0) for v in values]
-    pipeline = Pipeline(load_graphs(graphs_file), clock=time.time)
-    docs = [
-        json.loads(out.value)
-        for offset, (_, value) in enumerate(messages)
-        for out in pipeline.process_one(value, offset=offset).outputs
-        if out.kind == "attributions"
-    ]
+    messages = simulated_messages(sim, SIM.count or 0)
+    reference = reference_attributions(settings.config, messages)
     topics = [settings.attributions_topic, settings.scores_topic]
     with TopicReader(settings, topics) as reader:
-        yield Cluster(settings, tmp_path, reader, sim, messages, by_id(docs))
+        yield Cluster(settings, tmp_path, reader, sim, messages, reference)
 
 
 def wait_split(a: WorkerProcess, b: WorkerProcess, timeout: float = 60.0) -> None:
     """Wait until ``a`` and ``b`` hold disjoint, non-empty halves of the 4 input partitions."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def split() -> bool:
         pa, pb = a.assigned() or [], b.assigned() or []
-        if pa and pb and sorted(pa + pb) == [0, 1, 2, 3]:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"partitions not split: {pa} and {pb}\n{b.log()[-2000:]}")
-        time.sleep(0.2)
+        return bool(pa and pb) and sorted(pa + pb) == [0, 1, 2, 3]
+
+    wait_until(
+        split,
+        timeout,
+        "the 4 partitions split between two workers",
+        detail=lambda: f"{a.assigned()} and {b.assigned()}\n{b.tail()}",
+        interval=0.2,
+    )
 
 
 def test_two_workers_share_four_partitions_of_four_graphs(cluster: Cluster) -> None:
@@ -159,20 +129,7 @@ def test_two_workers_share_four_partitions_of_four_graphs(cluster: Cluster) -> N
         assert a.stop() == 0
         assert b.stop() == 0
     # a clean stop checkpoints and commits everything: a restart would replay nothing
-    from stream_rca.streaming.producers import _kafka
-
-    kafka = _kafka()
-    consumer = kafka.KafkaConsumer(
-        bootstrap_servers=cluster.settings.kafka_bootstrap, group_id=cluster.settings.app_id
-    )
-    try:
-        committed = [
-            consumer.committed(kafka.TopicPartition(cluster.settings.input_topic, p))
-            for p in range(4)
-        ]
-    finally:
-        consumer.close(autocommit=False)
-    assert committed == [SIM.count] * 4
+    assert committed_offsets(cluster.settings, 4) == [SIM.count] * 4
 
 
 def test_a_worker_killed_mid_stream_loses_nothing(cluster: Cluster) -> None:

@@ -6,34 +6,31 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from stream_rca.config import Settings, load_graphs
-from stream_rca.streaming import Pipeline, Simulation, SimulationConfig, graphs_document
-from stream_rca.streaming.producers import ensure_topics, kafka_producer, replay_to_kafka
-from stream_rca.streaming.testing import TopicReader, WorkerProcess
+from stream_rca.config import Settings
+from stream_rca.streaming import Simulation
+from stream_rca.streaming.producers import replay_to_kafka
+from stream_rca.streaming.testing import (
+    TopicReader,
+    WorkerProcess,
+    isolated_settings,
+    publish,
+    reference_attributions,
+    simulated_messages,
+    three_faults,
+    three_faults_graphs,
+)
 
 pytestmark = pytest.mark.integration
 
-# Seeded so that every fault is big and well identified (checked offline by `reference`).
-SIM = SimulationConfig(
-    graphs=2,
-    seed=3,
-    count=280,
-    first_fault=100,
-    fault_every=50,
-    fault_duration=4,
-    strength=(8.0, 12.0),
-    faults=3,
-)
-ENGINE = {"warmup": 30, "threshold": 6.0}
+# Seeded so that every fault is big and well identified (checked offline by the reference run).
+SIM = three_faults(graphs=2, seed=3, count=280)
 PROBE = {"name": "probe", "edges": [["db", "api"]], "targets": ["api"], "step": 10.0}
 
 
@@ -44,53 +41,16 @@ class Deployment:
     reader: TopicReader
 
 
-def attributions_by_id(docs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
-    """The documents keyed by (incident id, revision); duplicates must be identical."""
-    out: dict[tuple[str, int], dict[str, Any]] = {}
-    for doc in docs:
-        doc = {k: v for k, v in doc.items() if k != "attribution_seconds"}  # wall time
-        key = (doc["incident_id"], doc["revision"])
-        assert out.setdefault(key, doc) == doc, f"a duplicate of {key} differs"
-    return out
-
-
-def reference(settings: Settings, sim: Simulation, messages: list[tuple[bytes, bytes]]) -> Any:
-    """What one uninterrupted in-process pipeline makes of the same messages."""
-    assert settings.config is not None
-    pipeline = Pipeline(load_graphs(settings.config), clock=time.time)
-    docs = []
-    for offset, (_, value) in enumerate(messages):
-        for out in pipeline.process_one(value, offset=offset).outputs:
-            if out.kind == "attributions":
-                docs.append(json.loads(out.value))
-    return attributions_by_id(docs)
-
-
 @pytest.fixture(scope="module")
 def deployment(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     tmp = tmp_path_factory.mktemp("streaming-e2e")
-    uid = uuid.uuid4().hex[:10]
-    graphs = graphs_document(SIM, **ENGINE)
+    graphs = three_faults_graphs(SIM)
     graphs["graphs"].append({**PROBE, "warmup": 30})
-    graphs_file = tmp / "graphs.yaml"
-    graphs_file.write_text(yaml.safe_dump(graphs), encoding="utf-8")
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        input_topic=f"e2e-{uid}.metrics",
-        attributions_topic=f"e2e-{uid}.attributions",
-        scores_topic=f"e2e-{uid}.scores",
-        deadletter_topic=f"e2e-{uid}.deadletter",
-        publish_scores=True,
-        app_id=f"e2e-{uid}",
-        config=str(graphs_file),
-        web_port=0,
-        data_dir=str(tmp / "data"),
-        checkpoint_interval=2.0,
-        partitions=4,
+    settings = isolated_settings(
+        kafka_bootstrap, tmp, graphs, prefix="e2e", checkpoint_interval=2.0
     )
-    ensure_topics(settings)
     topics = [settings.attributions_topic, settings.deadletter_topic, settings.scores_topic]
     with TopicReader(settings, [*topics, settings.input_topic]) as reader:
         worker = WorkerProcess(settings, tmp / "worker.log", worker_id="e2e-1").start()
@@ -106,19 +66,16 @@ def deployment(
 def test_injected_faults_are_attributed_to_their_root_causes(deployment: Deployment) -> None:
     settings, reader = deployment.settings, deployment.reader
     sim = Simulation(SIM, now=time.time())
-    messages = [(key, v) for key, values in sim.snapshots(SIM.count or 0) for v in values]
-    expected = reference(settings, sim, messages)
-    producer = kafka_producer(settings)
-    for key, value in messages:
-        producer.send(settings.input_topic, key=key, value=value)
-    producer.flush()
-    producer.close()
+    messages = simulated_messages(sim, SIM.count or 0)
+    assert settings.config is not None
+    expected = reference_attributions(settings.config, messages)
+    publish(settings, messages)
 
     def all_there(r: TopicReader) -> bool:
-        return len(attributions_by_id(r.docs(settings.attributions_topic))) >= len(expected)
+        return len(r.attributions(settings.attributions_topic)) >= len(expected)
 
     reader.wait_until(all_there, 90, what="every attribution of the reference run")
-    got = attributions_by_id(reader.docs(settings.attributions_topic))
+    got = reader.attributions(settings.attributions_topic)
     assert got == expected  # the same documents as one uninterrupted in-process run
     for record in reader.records(settings.attributions_topic):
         assert record.key == record.doc["graph"].encode()  # keyed by graph
@@ -176,11 +133,7 @@ def test_bad_messages_land_in_the_deadletter_topic(deployment: Deployment) -> No
             "late_event",
         ),
     ]
-    producer = kafka_producer(settings)
-    for value, _ in [*bad, *timeline]:
-        producer.send(settings.input_topic, key=b"probe", value=value)
-    producer.flush()
-    producer.close()
+    publish(settings, [(b"probe", value) for value, _ in [*bad, *timeline]])
     wanted = [reason for _, reason in [*bad, *timeline] if reason]
 
     reader.wait_until(

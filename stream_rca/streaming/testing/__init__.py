@@ -13,11 +13,13 @@ One harness for everything that drives a real worker through a real broker:
   every record (JSON documents decoded), so a test can wait for what it expects;
 - :func:`attributions_by_id` and :func:`reference_attributions` compare what the workers
   published with one uninterrupted in-process run of the same messages;
+- :func:`three_faults` is the simulated scenario the integration tests share;
 - :func:`wait_until` is the one bounded wait they all use (a bound against hanging forever,
   never a timing assertion).
 """
 
 from stream_rca.streaming.testing.processes import WorkerProcess, settings_env, wait_until
+from stream_rca.streaming.testing.scenarios import three_faults, three_faults_graphs
 from stream_rca.streaming.testing.topics import (
     AttributionKey,
     Message,
@@ -44,5 +46,7 @@ __all__ = [
     "reference_attributions",
     "settings_env",
     "simulated_messages",
+    "three_faults",
+    "three_faults_graphs",
     "wait_until",
 ]
