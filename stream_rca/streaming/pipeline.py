@@ -18,8 +18,16 @@ Policies at this step:
   duplicate, not dead-lettered (at-least-once delivery makes them);
 - a message at or below the offset a graph's state was checkpointed at is already in that state
   and is skipped (:attr:`Outcome.replayed`): replays after a restart are idempotent;
-- an unexpected error while processing a message is logged with its traceback and the message
-  is skipped; the worker keeps going.
+- an exception while processing a valid message goes to the error policy
+  (:mod:`stream_rca.streaming.errors`; by default a ``QuarantinePolicy``): the message is
+  dead-lettered with reason ``"processing_error"`` (the exception's type and text in the
+  message), and a graph that keeps failing is quarantined: its state is dropped and its later
+  messages are dead-lettered with reason ``"graph_quarantined"``, while the other graphs go
+  on. Outputs made before the error (say, the attribution of an earlier snapshot of the same
+  message) are kept.
+
+So every message ends processed or dead-lettered with a reason: :attr:`Outcome.reason` says
+which, and the ``stream_rca_records_total`` counter counts each outcome.
 """
 
 from __future__ import annotations
@@ -34,9 +42,17 @@ from stream_rca.config import GraphSpec
 from stream_rca.core.types import Snapshot, StepResult
 from stream_rca.errors import DecodeError
 from stream_rca.io.aligner import AlignStatus
-from stream_rca.io.deadletter import dead_letter_record
+from stream_rca.io.deadletter import DEAD_LETTER_MAX_BYTES, dead_letter_record
 from stream_rca.io.events import DEFAULT_MAX_SKEW, Sample, decode_event
 from stream_rca.observability import PipelineMetrics
+from stream_rca.streaming.errors import (
+    ErrorContext,
+    ErrorPolicy,
+    ProcessingError,
+    QuarantinePolicy,
+    Verdict,
+    describe_error,
+)
 from stream_rca.streaming.records import (
     Outcome,
     Output,
@@ -51,14 +67,14 @@ from stream_rca.streaming.state import (
     new_state,
 )
 
-__all__ = ["MAX_DEAD_LETTER_PAYLOAD", "Pipeline"]
+__all__ = ["MAX_DEAD_LETTER_KEY", "Pipeline"]
 
 log = logging.getLogger("stream_rca.streaming")
 
 Loader = Callable[[str], bytes | None]
 
-MAX_DEAD_LETTER_PAYLOAD = 512 * 1024
-"""Bytes of the original message kept in a dead letter (the rest is cut, ``truncated``)."""
+MAX_DEAD_LETTER_KEY = 4096
+"""A dead letter is keyed as its message was, unless that key is longer than this (no key)."""
 
 
 @dataclass(slots=True)
@@ -87,6 +103,12 @@ class Pipeline:
         meets the graph; without one, every graph starts afresh.
     max_skew
         Seconds an event's timestamp may lie ahead of ``clock()``.
+    error_policy
+        Decides what becomes of a message whose processing raised; default
+        :class:`~stream_rca.streaming.errors.QuarantinePolicy`.
+    max_dead_letter_bytes
+        The most bytes a dead letter (value plus key) may have: the dead-letter topic's
+        ``max.message.bytes`` less the record batch overhead.
 
     Examples
     --------
@@ -109,6 +131,8 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         loader: Loader | None = None,
         max_skew: float = DEFAULT_MAX_SKEW,
+        error_policy: ErrorPolicy | None = None,
+        max_dead_letter_bytes: int = DEAD_LETTER_MAX_BYTES,
     ) -> None:
         self.specs: dict[str, GraphSpec] = {s.name: s for s in specs}
         self.known: dict[str, frozenset[str]] = {s.name: frozenset(s.graph.nodes) for s in specs}
@@ -117,8 +141,12 @@ class Pipeline:
         self.clock = clock
         self.loader = loader
         self.max_skew = max_skew
+        self.error_policy: ErrorPolicy = error_policy or QuarantinePolicy()
+        self.max_dead_letter_bytes = max_dead_letter_bytes
         self._live: dict[str, _Live] = {}
         self._dirty: set[str] = set()
+        self._failures: dict[str, int] = {}  # graph -> processing errors in a row
+        self._quarantined: dict[str, str] = {}  # graph -> the error that quarantined it
         if metrics is not None:
             for s in specs:
                 metrics.register_graph(s.name, s.graph.nodes, s.targets)
@@ -134,6 +162,17 @@ class Pipeline:
     def dirty(self) -> tuple[str, ...]:
         """Graphs whose state changed since their last checkpoint."""
         return tuple(g for g in self._live if g in self._dirty)
+
+    @property
+    def quarantined(self) -> dict[str, str]:
+        """Quarantined graphs, each with the error that quarantined it (a copy)."""
+        return dict(self._quarantined)
+
+    def release(self, graph: str) -> None:
+        """Lift a graph's quarantine: its next message is run again, from its checkpoint."""
+        if self._quarantined.pop(graph, None) is not None:
+            log.info("graph %r released from quarantine", graph)
+        self._failures.pop(graph, None)
 
     def state(self, graph: str) -> GraphState | None:
         """The live state of ``graph``, if this pipeline holds it."""
@@ -161,6 +200,7 @@ class Pipeline:
         for g in graphs:
             self._live.pop(g, None)
             self._dirty.discard(g)
+            self.release(g)
             if self.metrics is not None:
                 self.metrics.forget_graph(g)
 
@@ -227,7 +267,13 @@ class Pipeline:
         -------
         Outcome
             What happened, with the records to publish.
+
+        Raises
+        ------
+        ProcessingError
+            Only when the error policy says to stop (never with the default policy).
         """
+        msg = _Message(raw, topic, partition, offset, key)
         try:
             samples = decode_event(
                 raw,  # type: ignore[arg-type]  # None is reported as a tombstone
@@ -236,40 +282,62 @@ class Pipeline:
                 max_skew=self.max_skew,
             )
         except DecodeError as exc:
-            return self._reject(raw, exc.reason, exc.message, topic, partition, offset, key)
+            out = self._dead_letter(msg, exc.reason, exc.message)
+            outcome = Outcome(reason=exc.reason, outputs=(out,))
+        else:
+            outcome = self._route(samples, msg)
+        if self.metrics is not None:
+            self.metrics.record(_kind(outcome))
+        return outcome
+
+    def _route(self, samples: list[Sample], msg: _Message) -> Outcome:
         if not samples:  # an empty batch: valid, nothing to do
             return Outcome()
         graph = samples[0].graph
+        why = self._quarantined.get(graph)
+        if why is not None:
+            text = f"graph {graph!r} is quarantined after repeated processing errors ({why})"
+            out = self._dead_letter(msg, "graph_quarantined", text)
+            return Outcome(graph=graph, reason="graph_quarantined", outputs=(out,))
+        outputs: list[Output] = []
         try:
-            return self._fold(graph, samples, raw, partition, offset, topic, key)
+            return self._fold(graph, samples, msg, outputs)
         except Exception as exc:
-            log.exception(
-                "graph %r: error processing %s[%s]@%s; message skipped",
-                graph,
-                topic,
-                partition,
-                offset,
-            )
-            return Outcome(graph=graph, error=f"{type(exc).__name__}: {exc}")
+            return self._failed(exc, graph, msg, outputs)
+
+    def _failed(self, exc: Exception, graph: str, msg: _Message, outputs: list[Output]) -> Outcome:
+        """Ask the error policy about ``exc``; dead-letter the message, maybe quarantine."""
+        n = self._failures[graph] = self._failures.get(graph, 0) + 1
+        context = ErrorContext(graph, msg.topic, msg.partition, msg.offset, n)
+        log.debug("graph %r: processing error", graph, exc_info=exc)
+        verdict = self.error_policy.on_processing_error(exc, context, log)
+        what = describe_error(exc)
+        if verdict is Verdict.RAISE:
+            raise ProcessingError(f"graph {graph!r}: processing {msg} failed: {what}") from exc
+        text = f"graph {graph!r}: processing failed ({n} in a row): {what}"
+        outputs.append(self._dead_letter(msg, "processing_error", text))
+        if verdict is Verdict.QUARANTINE:
+            self._quarantined[graph] = what
+            self._live.pop(graph, None)  # its state may be half-updated: never checkpoint it
+            self._dirty.discard(graph)
+            if self.metrics is not None:
+                self.metrics.quarantine(graph)
+        elif (live := self._live.get(graph)) is not None:
+            if msg.offset is not None:  # its outcome is final: a replay must not run it again
+                live.state.offsets[msg.partition] = msg.offset
+            self._dirty.add(graph)
+        return Outcome(graph=graph, reason="processing_error", outputs=tuple(outputs), error=what)
 
     def _fold(
-        self,
-        graph: str,
-        samples: list[Sample],
-        raw: bytes | str | None,
-        partition: int,
-        offset: int | None,
-        topic: str | None,
-        key: bytes | None,
+        self, graph: str, samples: list[Sample], msg: _Message, outputs: list[Output]
     ) -> Outcome:
-        state = self._acquire(graph, partition)
-        if offset is not None and state.applied(partition, offset):
+        state = self._acquire(graph, msg.partition)
+        if msg.offset is not None and state.applied(msg.partition, msg.offset):
             return Outcome(graph=graph, replayed=True)
         aligner, metrics = state.aligner, self.metrics
         statuses: list[AlignStatus] = []
         snapshots: list[Snapshot] = []
-        for sample in samples:
-            res = aligner.add_one(sample)
+        for res in aligner.add_many(samples):
             statuses.append(res.status)
             snapshots.extend(res.snapshots)
         used = sum(1 for s in statuses if s.used)
@@ -283,7 +351,6 @@ class Pipeline:
                 metrics.late(graph, late)
             if dupes:
                 metrics.duplicate(graph, dupes)
-        outputs: list[Output] = []
         results: list[StepResult] = []
         gkey = graph.encode()
         for snap in snapshots:
@@ -298,18 +365,18 @@ class Pipeline:
             if self.publish_scores:
                 doc = scores_document(result, snap, state.engine.n_snapshots)
                 outputs.append(Output("scores", gkey, json_bytes(doc)))
+        if snapshots:
+            self._failures.pop(graph, None)  # the engine ran: no longer failing in a row
         if late:
             start, end = aligner.window_of(samples[0].ts)
-            message = (
+            text = (
                 f"{late} of {len(samples)} samples fall in window [{start}, {end}) of graph "
                 f"{graph!r}, already emitted (watermark {aligner.watermark}, allowed lateness "
                 f"{aligner.allowed_lateness} s)"
             )
-            outputs.append(
-                self._dead_letter(raw, "late_event", message, topic, partition, offset, key)
-            )
-        if offset is not None:
-            state.offsets[partition] = offset
+            outputs.append(self._dead_letter(msg, "late_event", text))
+        if msg.offset is not None:
+            state.offsets[msg.partition] = msg.offset
         self._dirty.add(graph)
         return Outcome(
             graph=graph,
@@ -319,39 +386,39 @@ class Pipeline:
             outputs=tuple(outputs),
         )
 
-    def _dead_letter(
-        self,
-        raw: bytes | str | None,
-        reason: str,
-        message: str,
-        topic: str | None,
-        partition: int,
-        offset: int | None,
-        key: bytes | None,
-    ) -> Output:
+    def _dead_letter(self, msg: _Message, reason: str, text: str) -> Output:
         if self.metrics is not None:
             self.metrics.dead_letter(reason)
+        key = msg.key if msg.key is None or len(msg.key) <= MAX_DEAD_LETTER_KEY else None
         record = dead_letter_record(
-            raw,
+            msg.raw,
             reason,
-            message,
+            text,
             now=self.clock(),
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            max_payload=MAX_DEAD_LETTER_PAYLOAD,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            max_bytes=self.max_dead_letter_bytes - (0 if key is None else len(key)),
         )
         return Output("deadletter", key, record)
 
-    def _reject(
-        self,
-        raw: bytes | str | None,
-        reason: str,
-        message: str,
-        topic: str | None,
-        partition: int,
-        offset: int | None,
-        key: bytes | None,
-    ) -> Outcome:
-        out = self._dead_letter(raw, reason, message, topic, partition, offset, key)
-        return Outcome(reason=reason, outputs=(out,))
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """One input message and where it came from."""
+
+    raw: bytes | str | None
+    topic: str | None
+    partition: int
+    offset: int | None
+    key: bytes | None
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+def _kind(outcome: Outcome) -> str:
+    """The ``outcome`` label of a message's :class:`Outcome`."""
+    if outcome.replayed:
+        return "replayed"
+    return "processed" if outcome.reason is None else "dead_lettered"
