@@ -10,8 +10,9 @@ Every ranker is a function
 
 It returns every candidate node, best first: the target and its ancestors when a graph is
 given, every column otherwise. Missing values are filled forward, then with the normal
-period's median; a constant series gets a tiny scale (so any change of it is a large
-anomaly, and no score is infinite); scores are two-sided (a drop counts as much as a rise).
+period's median; a node with fewer than 10 normal values is not scored; a series that was
+constant in the normal period gets 1% of its level as its scale (so a change of it is
+anomalous, never infinitely); scores are two-sided (a drop counts as much as a rise).
 Ties are broken by node index.
 
 Methods
@@ -81,28 +82,42 @@ TRAVERSAL_THRESHOLD = 5.0
 CIRCA_THRESHOLD = 3.0
 NORMAL_TAIL = 10
 """Normal rows before the window that the correlation methods also use."""
+MIN_POINTS = 10
+"""A node with fewer normal values than this is not scored (as in the PetShop code)."""
+CONSTANT_SCALE = 0.01
+"""The scale of a series that was constant in the normal period, relative to its level: a
+change of 1% of it counts as one standard deviation (never an infinite score)."""
 
 
-def fill(normal: FloatArray, window: FloatArray) -> tuple[FloatArray, FloatArray]:
+def fill(
+    normal: FloatArray, window: FloatArray, *, min_points: int = MIN_POINTS
+) -> tuple[FloatArray, FloatArray]:
     """Both arrays with missing values filled forward (over normal then window), then with
-    the normal period's median (0 for a node without any normal value)."""
+    the normal period's median.
+
+    A node with fewer than ``min_points`` values in the normal period has no baseline to be
+    judged against: it becomes 0 everywhere (so it never looks anomalous).
+    """
     both = np.vstack([normal, window]).astype(np.float64)
     rows = np.arange(both.shape[0])[:, None]
     seen = np.where(np.isnan(both), 0, rows)
     last = np.maximum.accumulate(seen, axis=0)
     out = both[last, np.arange(both.shape[1])]
-    with np.errstate(all="ignore"):
-        med = np.nanmedian(normal, axis=0) if normal.size else np.zeros(both.shape[1])
-    med = np.where(np.isnan(med), 0.0, med)
+    med = np.zeros(both.shape[1])
+    known = (~np.isnan(normal)).sum(axis=0) >= max(min_points, 1)
+    if known.any():
+        med[known] = np.nanmedian(normal[:, known], axis=0)
     out = np.where(np.isnan(out), med, out)
+    out[:, ~known] = 0.0
     t = normal.shape[0]
     return out[:t], out[t:]
 
 
 def _scale(scale: FloatArray, centre: FloatArray) -> FloatArray:
-    """``scale`` where it is positive, else a tiny multiple of the centre's size."""
-    floor = 1e-6 * np.maximum(1.0, np.abs(centre))
-    return np.where(np.isfinite(scale) & (scale > floor), scale, floor)
+    """``scale`` where it is positive; for a constant series, ``CONSTANT_SCALE`` of the
+    centre's size (at least ``CONSTANT_SCALE``)."""
+    size = np.maximum(1.0, np.abs(centre))
+    return np.where(np.isfinite(scale) & (scale > 1e-9 * size), scale, CONSTANT_SCALE * size)
 
 
 def candidates(graph: nx.DiGraph | None, target: int, n: int) -> list[int]:
@@ -164,9 +179,14 @@ def anomaly_traversal(
     target: int,
     *,
     threshold: float = TRAVERSAL_THRESHOLD,
+    path_sum: bool = False,
 ) -> list[int]:
     """Anomalous nodes without anomalous parents, reached from the target through
-    anomalous parents (see the module docstring)."""
+    anomalous parents (see the module docstring).
+
+    ``path_sum`` ranks the root causes as the PetShop code does, by the largest sum of scores
+    along an anomalous path to the target, instead of by their own score.
+    """
     g = _need(graph, "anomaly traversal")
     nf, wf = fill(normal, window)
     score = mad_scores(nf, wf[fault_row])
@@ -182,7 +202,14 @@ def anomaly_traversal(
                 reached.add(p)
                 stack.append(p)
     roots = [v for v in reached if not any(anomalous[p] for p in g.predecessors(v))]
-    first = _order(score, roots)
+    key = score
+    if path_sum:
+        key = np.full_like(score, np.nan)
+        sub = g.subgraph(reached)
+        for v in reversed(list(nx.topological_sort(sub))):
+            down = [key[c] for c in sub.successors(v)]
+            key[v] = score[v] + (max(down) if down else 0.0)
+    first = _order(key, roots)
     second = _order(score, reached - set(roots))
     rest = _order(score, set(cands) - reached)
     return first + second + rest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from benchmarks.multicause import (
     multicause,
     quick_settings,
 )
+from benchmarks.petshop_peers import PeersSettings, petshop_peers
 from benchmarks.rankers import GRAPH_FREE, RANKERS, candidates, fill
 from stream_rca.sim import multicause_case
 
@@ -114,9 +117,19 @@ def test_missing_values_and_constant_series_are_handled(name: str) -> None:
 def test_fill_forward_then_median() -> None:
     normal = np.array([[np.nan, 1.0], [2.0, np.nan], [4.0, 3.0]])
     window = np.array([[np.nan, np.nan]])
-    nf, wf = fill(normal, window)
+    nf, wf = fill(normal, window, min_points=2)
     np.testing.assert_array_equal(nf, [[3.0, 1.0], [2.0, 1.0], [4.0, 3.0]])
     np.testing.assert_array_equal(wf, [[4.0, 3.0]])
+
+
+def test_a_node_without_a_normal_baseline_is_never_anomalous() -> None:
+    normal, window, row, graph, target = chain_case(0)
+    normal[5:, 0] = np.nan  # the true cause has 5 normal values: too few to judge it
+    nf, wf = fill(normal, window)
+    assert (nf[:, 0] == 0).all()
+    assert (wf[:, 0] == 0).all()
+    for name in RANKERS:
+        assert RANKERS[name](normal, window, row, graph, target)[0] != 0
 
 
 def test_candidates_are_the_target_and_its_ancestors() -> None:
@@ -149,3 +162,22 @@ def test_multicause_cases_are_repeatable() -> None:
     settings = MulticauseSettings(cases=2, n_nodes=12, n_normal=150, rankers=("n-sigma",))
     a, b = multicause(settings), multicause(settings)
     assert [r[:5] for r in a.tables[0].rows] == [r[:5] for r in b.tables[0].rows]
+
+
+def test_petshop_peers_rank_every_issue(shared_data: Path) -> None:
+    report = petshop_peers(
+        PeersSettings(
+            scenarios=("low_traffic",),
+            rankers=("n-sigma", "CIRCA (RHT + DA)"),
+            graph_free=("BARO",),
+        )
+    )
+    summary, specificity, detail = report.tables
+    assert [row[:2] for row in summary.rows] == [
+        ("n-sigma", "causal"),
+        ("CIRCA (RHT + DA)", "causal"),
+        ("BARO", "none"),
+    ]
+    assert len(detail.rows) == 8  # the low-traffic train issues
+    for row in specificity.rows:
+        assert 0.0 <= float(row[4]) <= 1.0  # type: ignore[arg-type]
