@@ -2,7 +2,17 @@
 
 Subcommands: ``demo`` (embedded, no broker), ``replay`` (CSV files through the engine, or to
 Kafka), ``check-graph``, and the streaming ones (``worker``, ``simulate``). Every option that
-is a setting also reads a ``STREAM_RCA_*`` variable, named in its help.
+is a setting is generated from the :class:`~stream_rca.config.Settings` table and also reads
+its ``STREAM_RCA_*`` variable, named in its help; variables are read only by the command that
+needs them.
+
+Errors are one line on stderr, never a traceback. Exit status: 0 done, 1 a failure while
+running (e.g. no broker answers), 2 a bad argument, setting, variable or input file.
+
+A graph's name (it is in every incident id, which seeds the attribution's Monte Carlo draws)
+comes from the ``name`` field of a JSON/YAML graph file, else from the file's stem
+(``graph.csv`` of PetShop is ``graph``), never from its folder, so the same files give the same
+answers wherever they are; ``--name`` chooses another. ``replay`` and ``check-graph`` print it.
 """
 
 from __future__ import annotations
@@ -12,16 +22,18 @@ import contextlib
 import json
 import sys
 import time
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from stream_rca import __version__
-from stream_rca.core.engine import Engine, EngineConfig
+from stream_rca.cli_settings import add_settings, report, settings_from_args
+from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.trigger import TriggerConfig
 from stream_rca.core.types import Attribution, Snapshot, StepResult
-from stream_rca.errors import StreamRCAError
+from stream_rca.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
 
@@ -29,8 +41,16 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _TRAIN_BLOCK = 64  # snapshots learned at once from a training file (see Engine.process_many)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``stream-rca`` parser; reading it reads no environment variable."""
+    parser = _Parser(
         prog="stream-rca",
         description="Streaming root-cause analysis of anomalies in causal graphs of services.",
     )
@@ -41,25 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
     demo.add_argument("--faults", type=int, default=8, help="faults to inject (default 8)")
     demo.add_argument("--output", metavar="FILE.jsonl", help="write attribution documents here")
-    demo.add_argument(
-        "--metrics-port",
-        type=int,
-        default=_env_int("METRICS_PORT"),
-        help="serve Prometheus metrics on this port, 127.0.0.1 [STREAM_RCA_METRICS_PORT]",
-    )
     demo.add_argument("--quiet", action="store_true", help="print the summary only")
+    add_settings(demo, "demo")
     demo.set_defaults(handler=_demo)
 
     replay = sub.add_parser("replay", help="learn from a CSV of normal operation, then explain")
     replay.add_argument(
         "--graph", required=True, help="graph file (JSON, YAML, edge list, or a PetShop graph.csv)"
     )
+    replay.add_argument("--name", help=_NAME_HELP)
     replay.add_argument("--train", required=True, help="CSV of normal operation to learn from")
     replay.add_argument("--data", help="CSV to stream after training (incidents are reported)")
     replay.add_argument(
         "--target", action="append", help="watched node (repeatable; default: sinks)"
     )
     replay.add_argument("--output", metavar="FILE.jsonl", help="write attribution documents here")
+    replay.add_argument(
+        "--scores",
+        metavar="FILE.jsonl",
+        help="write every snapshot's node scores of --data here (the rca.scores documents)",
+    )
     replay.add_argument("--metric", default="latency", help="PetShop metric (default latency)")
     replay.add_argument(
         "--statistic", default="Average", help="PetShop statistic (default Average)"
@@ -81,12 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--to-kafka",
         metavar="HOST:PORT",
-        help="publish --train and --data as events to Kafka instead",
+        help="publish --train and --data as events to Kafka instead (the bootstrap servers)",
     )
+    add_settings(replay, "replay")
     replay.set_defaults(handler=_replay)
 
     check = sub.add_parser("check-graph", help="validate a graph file and summarise it")
     check.add_argument("graph", help="graph file")
+    check.add_argument("--name", help=_NAME_HELP)
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
     check.set_defaults(handler=_check_graph)
 
@@ -97,16 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``stream-rca`` with ``argv``; return the exit status (errors are one line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        code: int = args.handler(args)
-    except StreamRCAError as exc:
-        print(f"stream-rca: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
-    return code
+    return report("stream-rca", args.handler, args)
 
 
 # -- demo -----------------------------------------------------------------------------------------
@@ -115,9 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from stream_rca.demo import DemoSettings, open_output, run_demo
 
+    settings = settings_from_args(args, "demo")
     cfg = DemoSettings(seed=args.seed, faults=args.faults)
     out = sys.stdout
-    metrics, server = _metrics(args.metrics_port, "shop")
+    metrics, server = _metrics(settings.metrics_port, settings.metrics_addr)
     if server is not None:
         print(f"metrics on {server}", file=out)
     print(
@@ -168,7 +186,7 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _metrics(port: int | None, graph: str) -> tuple[Any, Any]:
+def _metrics(port: int | None, addr: str) -> tuple[Any, Any]:
     if port is None:
         return None, None
     from prometheus_client import CollectorRegistry
@@ -178,7 +196,7 @@ def _metrics(port: int | None, graph: str) -> tuple[Any, Any]:
 
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry, version=__version__)
-    return metrics, serve(registry, port)
+    return metrics, serve(registry, port, addr)
 
 
 def _print_incident(
@@ -213,20 +231,80 @@ def _print_incident(
 
 # -- replay ---------------------------------------------------------------------------------------
 
+_NAME_HELP = (
+    "the graph's name, in incident ids and documents (default: the file's 'name' field, "
+    "else its stem: graph.csv is 'graph')"
+)
 
-def _load_graph(path: str) -> CausalGraph:
+
+def _load_graph(path: str, name: str | None = None) -> CausalGraph:
+    """A graph file; named ``name``, else by its ``name`` field, else by its stem."""
     p = Path(path)
+    if name is not None and not (name.strip() and name.isprintable()):
+        raise ConfigError(f"--name {name!r}: expected a non-empty name")
+    if not p.is_file():
+        raise ConfigError(f"graph file {p}: {'a directory' if p.is_dir() else 'no such file'}")
     if p.suffix.lower() == ".csv":
         from stream_rca.io import read_petshop_graph
 
-        return CausalGraph(read_petshop_graph(p), name=p.parent.name or "petshop")
-    return CausalGraph.from_file(p)
+        return CausalGraph(read_petshop_graph(p), name=name or p.stem)
+    return CausalGraph.from_file(p, name=name)
+
+
+def _name_source(args: argparse.Namespace, graph: CausalGraph) -> str:
+    if args.name is not None:
+        return "--name"
+    return "the file's stem" if graph.name == Path(args.graph).stem else "the file's name field"
+
+
+def _input_file(path: str, flag: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{flag} {path}: {'a directory' if p.is_dir() else 'no such file'}")
+    return path
+
+
+def _replay_config(args: argparse.Namespace) -> EngineConfig:
+    """The engine config of ``--warmup`` and ``--threshold``; an error names the flag."""
+    from stream_rca.graphs_file import check_value
+
+    warmup = check_value("warmup", args.warmup, "--warmup")
+    threshold = check_value("threshold", args.threshold, "--threshold")
+    try:
+        trigger = TriggerConfig(threshold=threshold)
+    except ValueError as exc:
+        raise ConfigError(f"--threshold {args.threshold:g}: {exc}") from None
+    try:
+        return EngineConfig(warmup=warmup, trigger=trigger)
+    except ValueError as exc:
+        raise ConfigError(f"--warmup {args.warmup}: {exc}") from None
+
+
+def _targets(graph: CausalGraph, targets: list[str] | None) -> list[str] | None:
+    for t in targets or ():
+        if t not in graph:
+            known = ", ".join(graph.nodes[:8]) + (", ..." if len(graph) > 8 else "")
+            raise ConfigError(f"--target {t!r}: not a node of graph {graph.name!r} ({known})")
+    return targets
+
+
+def _snapshots(path: str, flag: str, read: dict[str, Any]) -> typing.Iterator[Snapshot]:
+    """The snapshots of a CSV file; a file that cannot be read is one line naming it."""
+    from stream_rca.io import read_snapshots
+
+    try:
+        yield from read_snapshots(path, **read)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{flag} {path}: not UTF-8 text (byte {exc.start})") from None
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from stream_rca.io import read_snapshots
-
-    graph = _load_graph(args.graph)
+    graph = _load_graph(args.graph, args.name)
+    _input_file(args.train, "--train")
+    if args.data:
+        _input_file(args.data, "--data")
     read = {
         "nodes": graph.nodes,
         "ignore_extra": args.ignore_extra,
@@ -235,54 +313,86 @@ def _replay(args: argparse.Namespace) -> int:
         "statistic": args.statistic,
     }
     if args.to_kafka:
-        from stream_rca.config import Settings
-        from stream_rca.streaming.producers import publish_snapshots
+        return _replay_to_kafka(args, graph, read)
+    config = _replay_config(args)
+    for row in args.explain or ():
+        if row < 0:
+            raise ConfigError(f"--explain {row}: expected a row number >= 0 of --data")
+    if (args.explain or args.scores) and not args.data:
+        raise ConfigError(f"{'--explain' if args.explain else '--scores'} needs --data")
+    from stream_rca.core.engine import Engine
+    from stream_rca.streaming.records import json_bytes, scores_document
 
-        settings = Settings.from_env(kafka_bootstrap=args.to_kafka)
-        sent = 0
-        for path in [args.train, *([args.data] if args.data else [])]:
-            sent += publish_snapshots(settings, graph.name, read_snapshots(path, **read))
-        print(f"published {sent} events to {args.to_kafka} topic {settings.input_topic}")
-        return EXIT_OK
-    engine = Engine(
-        graph,
-        EngineConfig(warmup=args.warmup, trigger=TriggerConfig(threshold=args.threshold)),
-        targets=args.target,
-        timer=time.perf_counter,
-    )
+    engine = Engine(graph, config, targets=_targets(graph, args.target), timer=time.perf_counter)
     out = sys.stdout
+    print(
+        f"graph {graph.name!r} ({_name_source(args, graph)}): {len(graph)} nodes, "
+        f"targets {', '.join(engine.targets)}"
+    )
     n_train = 0
     block: list[Snapshot] = []
-    for snap in read_snapshots(args.train, **read):
+    for snap in _snapshots(args.train, "--train", read):
         block.append(snap)
         if len(block) == _TRAIN_BLOCK:
             n_train += len(engine.process_many(block))
             block.clear()
     n_train += len(engine.process_many(block))
     print(
-        f"learned from {n_train} snapshots of {args.train} "
+        f"learned from {n_train} snapshots of {Path(args.train).name} "
         f"({'warm' if engine.warm else 'NOT warm: more normal data needed'})",
         file=out,
     )
-    incidents = 0
+    incidents = rows = 0
     with contextlib.ExitStack() as stack:
-        output = None
-        if args.output is not None:
-            output = stack.enter_context(Path(args.output).open("w", encoding="utf-8"))
+        output = _open_output(stack, args.output, "--output")
+        scores = _open_output(stack, args.scores, "--scores")
         if args.data:
-            for i, snap in enumerate(read_snapshots(args.data, **read)):
+            for rows, snap in enumerate(_snapshots(args.data, "--data", read), start=1):
                 result = engine.process_one(snap)
+                if scores is not None:
+                    doc = scores_document(result, snap, engine.n_snapshots)
+                    scores.write(json_bytes(doc).decode() + "\n")
                 explained = list(result.attributions)
-                if args.explain and i in args.explain and not explained:
+                if args.explain and rows - 1 in args.explain and not explained:
                     explained.append(engine.explain(snap, engine.targets[0]))
                 for att in explained:
                     incidents += 1
                     _print_incident(att, out)
                     if output is not None:
                         output.write(json.dumps(att.to_dict()) + "\n")
+    beyond = sorted(r for r in args.explain or () if r >= rows)
+    if beyond:
+        print(f"\n--explain {beyond[0]}: --data has {rows} rows (0 to {rows - 1})", file=out)
     print(
         f"\n{incidents} attribution(s)" + (f" written to {args.output}" if args.output else ""),
         file=out,
+    )
+    if args.scores:
+        print(f"{rows} score documents written to {args.scores}", file=out)
+    return EXIT_OK
+
+
+def _open_output(stack: contextlib.ExitStack, path: str | None, flag: str) -> IO[str] | None:
+    if path is None:
+        return None
+    try:
+        return stack.enter_context(Path(path).open("w", encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _replay_to_kafka(args: argparse.Namespace, graph: CausalGraph, read: dict[str, Any]) -> int:
+    from stream_rca.streaming.connect import check_broker
+    from stream_rca.streaming.producers import publish_snapshots
+
+    settings = settings_from_args(args, "replay", kafka_bootstrap=args.to_kafka)
+    check_broker(settings)
+    sent = 0
+    for path, flag in [(args.train, "--train"), *([(args.data, "--data")] if args.data else [])]:
+        sent += publish_snapshots(settings, graph.name, _snapshots(path, flag, read))
+    print(
+        f"published {sent} events of graph {graph.name!r} to {args.to_kafka} "
+        f"topic {settings.input_topic}"
     )
     return EXIT_OK
 
@@ -291,12 +401,12 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _check_graph(args: argparse.Namespace) -> int:
-    graph = _load_graph(args.graph)
+    graph = _load_graph(args.graph, args.name)
     summary = graph.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
-    print(f"graph {summary['name']!r}: valid DAG")
+    print(f"graph {summary['name']!r} ({_name_source(args, graph)}): valid DAG")
     print(
         f"  nodes {summary['nodes']}, edges {summary['edges']}, longest path "
         f"{summary['longest_path']}, max in-degree {summary['max_in_degree']}"
@@ -306,13 +416,6 @@ def _check_graph(args: argparse.Namespace) -> int:
     print(f"  sinks, the default targets ({len(sinks)}): {', '.join(sinks[:12])}")
     print(f"  largest attribution: {summary['max_ancestors'] + 1} players")
     return EXIT_OK
-
-
-def _env_int(name: str) -> int | None:
-    import os
-
-    raw = os.environ.get(f"STREAM_RCA_{name}")
-    return int(raw) if raw else None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ catch either (``except ValueError`` keeps working for a bad graph).
 from __future__ import annotations
 
 __all__ = [
+    "BrokerUnavailableError",
     "ConfigError",
     "CyclicGraphError",
     "DecodeError",
@@ -18,11 +19,19 @@ __all__ = [
 
 
 class StreamRCAError(Exception):
-    """Base class of every error stream-rca raises on purpose."""
+    """Base class of every error stream-rca raises on purpose.
+
+    ``exit_code`` is the command line's exit status for it: 2 for what the user gave (a
+    setting, an argument, a file), 1 for what went wrong while running.
+    """
+
+    exit_code = 1
 
 
 class GraphError(StreamRCAError, ValueError):
     """A causal graph is malformed: a self-loop, a duplicate edge, a bad file."""
+
+    exit_code = 2
 
 
 class CyclicGraphError(GraphError):
@@ -32,12 +41,20 @@ class CyclicGraphError(GraphError):
 class UnknownNodeError(StreamRCAError, KeyError):
     """A node name that the graph does not have."""
 
+    exit_code = 2
+
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
 
 class ConfigError(StreamRCAError, ValueError):
     """A setting or a configuration file is invalid."""
+
+    exit_code = 2
+
+
+class BrokerUnavailableError(StreamRCAError, ConnectionError):
+    """No Kafka broker answered at the bootstrap address with the configured protocol."""
 
 
 class NotWarmError(StreamRCAError, RuntimeError):

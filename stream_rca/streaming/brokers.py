@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import faust
@@ -22,7 +22,7 @@ from faust.types import TP
 from stream_rca.config import Settings
 from stream_rca.streaming.records import Output
 
-__all__ = ["Broker", "InputMessage", "KafkaBroker", "MemoryBroker"]
+__all__ = ["Ack", "Broker", "InputMessage", "KafkaBroker", "MemoryBroker"]
 
 log = logging.getLogger("stream_rca.streaming")
 
@@ -30,11 +30,16 @@ InputMessage = tuple[int, bytes | None, bytes | None]
 """``(offset, key, value)`` of one input message read again."""
 
 
+Ack = Awaitable[object]
+"""What :meth:`Broker.send` returns: awaiting it waits for the broker's acknowledgement of the
+record, and raises if the broker refused it."""
+
+
 class Broker(Protocol):
     """The runtime's view of Kafka."""
 
-    async def send(self, output: Output) -> None:
-        """Hand one record to the producer (it need not be delivered yet)."""
+    async def send(self, output: Output) -> Ack:
+        """Hand one record to the producer (it need not be delivered yet); return its ack."""
 
     async def flush(self) -> None:
         """Wait until every record sent so far is delivered."""
@@ -57,7 +62,9 @@ class MemoryBroker:
 
     :attr:`log` holds every call in order (``("send", kind)``, ``("flush",)``,
     ``("commit", offsets)``), to check what happens before what. :attr:`inputs` (partition to
-    offset to ``(key, value)``) serves :meth:`fetch`.
+    offset to ``(key, value)``) serves :meth:`fetch`. :attr:`refuse`, when set, is asked about
+    every record sent: an exception it returns fails that record's ack (the record is not
+    kept), as a broker refusing it would.
     """
 
     def __init__(self) -> None:
@@ -65,10 +72,18 @@ class MemoryBroker:
         self.commits: list[dict[int, int]] = []
         self.log: list[tuple[Any, ...]] = []
         self.inputs: dict[int, dict[int, tuple[bytes | None, bytes | None]]] = {}
+        self.refuse: Callable[[Output], BaseException | None] | None = None
 
-    async def send(self, output: Output) -> None:
-        self.outputs.append(output)
+    async def send(self, output: Output) -> Ack:
         self.log.append(("send", output.kind))
+        ack: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        error = self.refuse(output) if self.refuse is not None else None
+        if error is not None:
+            ack.set_exception(error)
+        else:
+            self.outputs.append(output)
+            ack.set_result(None)
+        return ack
 
     async def flush(self) -> None:
         self.log.append(("flush",))
@@ -111,13 +126,16 @@ class KafkaBroker:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "stream-rca-reader")
         self._consumer: Any = None
 
-    async def send(self, output: Output) -> None:
+    async def send(self, output: Output) -> Ack:
         if output.kind == "checkpoint":
             topic = self.table.changelog_topic
             key: Any = output.key.decode() if output.key is not None else None
-            await topic.send(key=key, value=output.value, partition=output.partition, force=True)
-            return
-        await self.topics[output.kind].send(key=output.key, value=output.value, force=True)
+            ack: Ack = await topic.send(
+                key=key, value=output.value, partition=output.partition, force=True
+            )
+            return ack
+        ack = await self.topics[output.kind].send(key=output.key, value=output.value, force=True)
+        return ack
 
     async def flush(self) -> None:
         await self.app.producer.flush()

@@ -71,7 +71,7 @@ def test_check_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert summary["nodes"] == 3
     bad = tmp_path / "cyclic.txt"
     bad.write_text("a -> b\nb -> a\n")
-    assert main(["check-graph", str(bad)]) == 1
+    assert main(["check-graph", str(bad)]) == 2
     assert "cycle: a -> b -> a" in capsys.readouterr().err
 
 

@@ -1,0 +1,312 @@
+"""The graphs file: the graphs (tenants) a worker serves, every key checked when it is read.
+
+``load_graphs(path)`` reads a YAML or JSON file ``graphs: [...]``. Each entry is checked whole
+before the worker starts: unknown keys, every value's type and range, the graph itself, its
+targets and mechanisms, and that its engine can be built. An error is one line that names the
+file, the graph and the key, and what the key accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from stream_rca.core.config import EngineConfig
+from stream_rca.core.graph import CausalGraph
+from stream_rca.core.trigger import TriggerConfig
+from stream_rca.errors import ConfigError, StreamRCAError
+
+__all__ = ["KEY_RULES", "GraphSpec", "KeyRule", "check_value", "load_graphs"]
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSpec:
+    """One graph (tenant) the worker serves, as declared in the graphs file."""
+
+    name: str
+    graph: CausalGraph
+    targets: tuple[str, ...]
+    step: float = 1.0
+    allowed_lateness: float = 0.0
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    mechanisms: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRule:
+    """What one numeric key of a graph entry accepts.
+
+    Attributes
+    ----------
+    kind
+        ``int`` (a YAML integer, not ``100.5`` nor ``true``) or ``float`` (any finite number).
+    check
+        The range, and ``expected`` the same in words.
+    optional
+        ``null`` is accepted (the key's default applies).
+    """
+
+    kind: type
+    check: Callable[[float], bool] | None = None
+    expected: str = ""
+    optional: bool = False
+
+    def text(self) -> str:
+        base = "an integer" if self.kind is int else "a number"
+        return f"{base} {self.expected}".strip() + (" or null" if self.optional else "")
+
+
+def _ge(low: float) -> Callable[[float], bool]:
+    return lambda x: x >= low
+
+
+KEY_RULES: dict[str, KeyRule] = {
+    # engine
+    "warmup": KeyRule(int, _ge(10), ">= 10"),
+    "reservoir": KeyRule(int, _ge(8), ">= 8"),
+    "forgetting": KeyRule(float, lambda x: 0 <= x < 1, "in [0, 1)"),
+    "ridge": KeyRule(float, _ge(0), ">= 0"),
+    "protect": KeyRule(float, lambda x: x > 0, "> 0"),
+    "n_samples": KeyRule(int, _ge(50), ">= 50"),
+    "exact_max_players": KeyRule(int, lambda x: 0 <= x <= 20, "from 0 to 20"),
+    "n_permutations": KeyRule(int, _ge(2), ">= 2"),
+    "generic_samples": KeyRule(int, _ge(50), ">= 50"),
+    "impute_learn": KeyRule(float, lambda x: 0 <= x <= 1, "in [0, 1]"),
+    "seed": KeyRule(int, _ge(0), ">= 0"),
+    # trigger
+    "threshold": KeyRule(float, lambda x: x > 0, "> 0 (nats)"),
+    "close_threshold": KeyRule(float, _ge(0), ">= 0 and <= threshold", optional=True),
+    "close_after": KeyRule(int, _ge(1), ">= 1"),
+    "confirm": KeyRule(int, _ge(1), ">= 1"),
+    "cooldown": KeyRule(int, _ge(0), ">= 0"),
+    "worsen_delta": KeyRule(float, lambda x: x > 0, "> 0 (nats)"),
+    # windows
+    "step": KeyRule(float, lambda x: x > 0, "> 0 (seconds)"),
+    "allowed_lateness": KeyRule(float, _ge(0), ">= 0 (seconds)"),
+}
+"""Types and ranges of the numeric keys. A key of :class:`EngineConfig` that has no rule here
+is checked against its type, and by :class:`EngineConfig` itself."""
+
+_ENGINE_KEYS = {f.name for f in fields(EngineConfig)} - {"trigger"}
+_TRIGGER_KEYS = {f.name for f in fields(TriggerConfig)}
+_SPEC_KEYS = {"name", "graph", "edges", "targets", "step", "allowed_lateness", "mechanisms"}
+
+
+def load_graphs(path: str | Path) -> list[GraphSpec]:
+    """Read and check a graphs file.
+
+    The file (YAML or JSON) holds ``graphs:``, a list of entries with ``name``, ``graph`` (a
+    graph file, relative to the graphs file) or inline ``edges``, and optionally ``targets``,
+    ``step``, ``allowed_lateness``, ``mechanisms`` (node -> mechanism name), engine settings
+    (``warmup``, ``reservoir``, ``forgetting``, ``protect``, ``n_samples``, ...) and trigger
+    settings (``threshold``, ``close_threshold``, ``close_after``, ``confirm``, ``cooldown``,
+    ``worsen_delta``); :data:`KEY_RULES` lists what each accepts. Each graph's engine is built
+    once here, so a file that loads is a file the worker can run.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file, the graph and the key that is wrong.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "graphs.yaml"
+    >>> _ = p.write_text("graphs:\\n- {name: shop, edges: [[db, api]], reservoir: 4}\\n")
+    >>> load_graphs(p)
+    Traceback (most recent call last):
+    ...
+    stream_rca.errors.ConfigError: .../graphs.yaml: graph 'shop': reservoir: expected an integer >= 8, got 4
+    """  # noqa: E501
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read graphs file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    import yaml  # JSON is YAML too
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML/JSON: {_yaml_problem(exc)}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("graphs"), list) or not doc["graphs"]:
+        raise ConfigError(f'{p}: expected a mapping with a non-empty "graphs" list')
+    extra = sorted(str(k) for k in doc if k != "graphs")
+    if extra:
+        raise ConfigError(f"{p}: unknown top-level keys: {', '.join(extra)} (only 'graphs')")
+    specs: list[GraphSpec] = []
+    for i, entry in enumerate(doc["graphs"]):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{p}: graphs[{i}]: each graph must be a mapping")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip() or not name.isprintable():
+            raise ConfigError(f"{p}: graphs[{i}]: name: expected a non-empty name, got {name!r}")
+        specs.append(_spec(entry, name, p.parent, f"{p}: graph {name!r}"))
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{p}: graph names must be unique; repeated: {', '.join(dupes)}")
+    return specs
+
+
+def _yaml_problem(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def _spec(entry: dict[str, Any], name: str, base: Path, where: str) -> GraphSpec:
+    unknown = sorted(str(k) for k in set(entry) - _SPEC_KEYS - _ENGINE_KEYS - _TRIGGER_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}"
+        )
+    numeric = _ENGINE_KEYS | _TRIGGER_KEYS | {"step", "allowed_lateness"}
+    values = {k: check_value(k, v, f"{where}: {k}") for k, v in entry.items() if k in numeric}
+    graph = _graph(entry, name, base, where)
+    targets = _targets(entry.get("targets"), graph, where)
+    mechanisms = _mechanisms(entry.get("mechanisms"), graph, where)
+    trigger = _build(TriggerConfig, {k: v for k, v in values.items() if k in _TRIGGER_KEYS}, where)
+    engine_values = {k: v for k, v in values.items() if k in _ENGINE_KEYS}
+    engine = _build(EngineConfig, {**engine_values, "trigger": trigger}, where)
+    _prove_engine(graph, engine, targets, mechanisms, where)
+    step = float(values.get("step", 1.0))
+    lateness = float(values.get("allowed_lateness", 0.0))
+    return GraphSpec(name, graph, targets, step, lateness, engine, mechanisms)
+
+
+def check_value(key: str, value: Any, where: str) -> Any:
+    """``value`` of a numeric key checked against its rule; ``where`` names it in the error.
+
+    The command line checks its engine flags (``replay --warmup``) by the same rules.
+
+    Examples
+    --------
+    >>> check_value("n_samples", 100.5, "n_samples")
+    Traceback (most recent call last):
+    ...
+    stream_rca.errors.ConfigError: n_samples: expected an integer >= 50, got 100.5
+    """
+    rule = KEY_RULES.get(key) or _rule_from_type(key)
+    if rule is None:
+        return value
+    if value is None and rule.optional:
+        return None
+    bad = ConfigError(f"{where}: expected {rule.text()}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad
+    if rule.kind is int and not isinstance(value, int):
+        raise bad
+    if not math.isfinite(value) or (rule.check is not None and not rule.check(value)):
+        raise bad
+    return float(value) if rule.kind is float else value
+
+
+def _rule_from_type(key: str) -> KeyRule | None:
+    """A rule for a config key without one in :data:`KEY_RULES`, from its annotation."""
+    for cls in (EngineConfig, TriggerConfig):
+        if key in {f.name for f in fields(cls)}:
+            hint = typing.get_type_hints(cls)[key]
+            args = typing.get_args(hint)
+            kinds = [a for a in args if a is not type(None)] if args else [hint]
+            if len(kinds) == 1 and kinds[0] in (int, float):
+                return KeyRule(kinds[0], optional=type(None) in args)
+    return None
+
+
+def _graph(entry: dict[str, Any], name: str, base: Path, where: str) -> CausalGraph:
+    if ("graph" in entry) == ("edges" in entry):
+        raise ConfigError(f"{where}: give 'graph' (a graph file) or 'edges', one of the two")
+    try:
+        if "graph" in entry:
+            ref = entry["graph"]
+            if not isinstance(ref, str) or not ref:
+                raise ConfigError(f"{where}: graph: expected a file name, got {ref!r}")
+            graph_path = Path(ref)
+            if not graph_path.is_absolute():
+                graph_path = base / graph_path
+            return CausalGraph.from_file(graph_path, name=name)
+        return CausalGraph.from_dict({"edges": entry["edges"]}, name=name)
+    except ConfigError:
+        raise
+    except (StreamRCAError, TypeError, ValueError) as exc:
+        key = "graph" if "graph" in entry else "edges"
+        raise ConfigError(f"{where}: {key}: {_one_line(exc)}") from None
+
+
+def _targets(value: Any, graph: CausalGraph, where: str) -> tuple[str, ...]:
+    if value is None:
+        return graph.sinks
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: targets: expected a list of node names, got {value!r}")
+    for t in value:
+        if not isinstance(t, str) or t not in graph:
+            raise ConfigError(f"{where}: targets: {t!r} is not a node of the graph")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: targets: a node is listed twice")
+    return tuple(value)
+
+
+def _mechanisms(value: Any, graph: CausalGraph, where: str) -> dict[str, str]:
+    from stream_rca.core.mechanisms import MECHANISMS
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: mechanisms: expected a mapping node -> mechanism name")
+    for node, mech in value.items():
+        if not isinstance(node, str) or node not in graph:
+            raise ConfigError(f"{where}: mechanisms: {node!r} is not a node of the graph")
+        if mech not in MECHANISMS:
+            known = ", ".join(sorted(MECHANISMS))
+            raise ConfigError(
+                f"{where}: mechanisms: {mech!r} for node {node!r} is not one of {known}"
+            )
+    return dict(value)
+
+
+_C = typing.TypeVar("_C", EngineConfig, TriggerConfig)
+
+
+def _build(cls: type[_C], values: dict[str, Any], where: str) -> _C:
+    """``cls(**values)``; when it refuses them, the error names the key (or keys) at fault."""
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as whole:
+        for key in values:
+            if key == "trigger":
+                continue
+            try:
+                cls(**{key: values[key]})
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: {key}: {_one_line(exc)}") from None
+        keys = ", ".join(k for k in values if k != "trigger")
+        raise ConfigError(f"{where}: {keys}: {_one_line(whole)}") from None
+
+
+def _prove_engine(
+    graph: CausalGraph,
+    config: EngineConfig,
+    targets: tuple[str, ...],
+    mechanisms: Mapping[str, str],
+    where: str,
+) -> None:
+    from stream_rca.core.engine import Engine
+
+    try:
+        Engine(graph, config, targets=targets, mechanisms=dict(mechanisms))
+    except (StreamRCAError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: the engine cannot be built: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
