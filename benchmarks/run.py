@@ -22,12 +22,15 @@ from pathlib import Path
 
 from benchmarks.accuracy import AccuracySettings, accuracy
 from benchmarks.common import REPO, Report, Table, machine_info, say
+from benchmarks.multicause import MulticauseSettings, multicause
+from benchmarks.multicause import quick_settings as multicause_quick
+from benchmarks.petshop_peers import PeersSettings, petshop_peers
 from benchmarks.scale import ScaleSettings, scaling
 from benchmarks.speed import SpeedSettings, attribution_speed
 
 __all__ = ["RunSettings", "main", "quick_settings", "render", "run"]
 
-SECTIONS = ("speed", "scale", "accuracy")
+SECTIONS = ("speed", "scale", "accuracy", "multicause", "peers")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class RunSettings:
     speed: SpeedSettings = field(default_factory=SpeedSettings)
     scale: ScaleSettings = field(default_factory=ScaleSettings)
     accuracy: AccuracySettings = field(default_factory=AccuracySettings)
+    multicause: MulticauseSettings = field(default_factory=MulticauseSettings)
+    peers: PeersSettings = field(default_factory=PeersSettings)
 
 
 def quick_settings(*, run_dowhy: bool = True, budget: float = 300.0) -> RunSettings:
@@ -50,6 +55,7 @@ def quick_settings(*, run_dowhy: bool = True, budget: float = 300.0) -> RunSetti
         accuracy=AccuracySettings(
             anomaly_rows=100, topologies=("shop", "random-20"), seeds=(0,), n_faults=8
         ),
+        multicause=multicause_quick(),
     )
 
 
@@ -65,6 +71,10 @@ def run(settings: RunSettings) -> tuple[Report, dict[str, Report]]:
             part = scaling(settings.scale)
         elif name == "accuracy":
             part = accuracy(settings.accuracy)
+        elif name == "multicause":
+            part = multicause(settings.multicause)
+        elif name == "peers":
+            part = petshop_peers(settings.peers)
         else:
             raise ValueError(f"unknown section {name!r}; use {', '.join(SECTIONS)}")
         say(f"== {name} done in {time.perf_counter() - started:.0f} s")
@@ -77,6 +87,8 @@ _TITLES = {
     "speed": "Speed: attribution per anomaly, stream-rca vs DoWhy-GCM",
     "scale": "Scale: the per-snapshot step, memory, cost growth",
     "accuracy": "Accuracy",
+    "multicause": "Multi-cause faults: stream-rca beside the reference rankers",
+    "peers": "PetShop: the reference rankers",
 }
 
 _METHOD = """\
@@ -150,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     speed = dataclasses.replace(
         base.speed, run_dowhy=base.speed.run_dowhy and not args.no_dowhy, dowhy_budget=budget
     )
-    settings = RunSettings(sections, speed, base.scale, base.accuracy)
+    settings = dataclasses.replace(base, sections=sections, speed=speed)
     argv_text = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     info = machine_info(f"python -m benchmarks.run {argv_text}".strip())
     report, parts = run(settings)
