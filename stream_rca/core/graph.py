@@ -138,8 +138,15 @@ class CausalGraph:
         """Load a graph file: JSON or YAML (``edges`` document), or an edge list.
 
         An edge list has one edge a line, ``cause -> effect`` or ``cause,effect``; blank lines
-        and lines starting with ``#`` are skipped. The graph is named after the file's stem
-        unless ``name`` (or a ``name`` field of the document) says otherwise.
+        and lines starting with ``#`` are skipped. The graph's name is ``name`` if given, else
+        the document's ``name`` field, else the file's stem (``shop.json`` is ``shop``), never
+        its folder: the same file gives the same incident ids wherever it is.
+
+        Raises
+        ------
+        GraphError
+            For an unreadable or malformed file, or a ``name`` field that is not a non-empty
+            string.
         """
         p = Path(path)
         try:
@@ -153,7 +160,7 @@ class CausalGraph:
                 doc = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise GraphError(f"{p}: not valid JSON ({exc})") from exc
-            return cls.from_dict(doc, name=name or doc.get("name", default_name))
+            return cls.from_dict(doc, name=name or _name_field(doc, default_name, p))
         if suffix in {".yaml", ".yml"}:
             import yaml  # deferred: only YAML graph files need it
 
@@ -163,7 +170,7 @@ class CausalGraph:
                 raise GraphError(f"{p}: not valid YAML ({exc})") from exc
             if not isinstance(doc, Mapping):
                 raise GraphError(f'{p}: expected a mapping with an "edges" list')
-            return cls.from_dict(doc, name=name or doc.get("name", default_name))
+            return cls.from_dict(doc, name=name or _name_field(doc, default_name, p))
         return cls(_parse_edge_list(text, p), name=default_name)
 
     # -- structure ----------------------------------------------------------------------------
@@ -259,6 +266,16 @@ class CausalGraph:
         # Rebuild rather than pickle networkx internals; node order is restored exactly.
         rebuilt = CausalGraph(state["edges"], state["nodes"], name=state["name"])
         self.__dict__.update(rebuilt.__dict__)
+
+
+def _name_field(doc: Any, default: str, path: Path) -> str:
+    """The ``name`` field of a graph document, else ``default``."""
+    if not isinstance(doc, Mapping) or "name" not in doc:
+        return default
+    value = doc["name"]
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise GraphError(f"{path}: name: expected a non-empty name, got {value!r}")
+    return value
 
 
 def _check_name(node: object) -> None:

@@ -189,6 +189,11 @@ class Pipeline:
         wanted = set(partitions)
         return [g for g, live in self._live.items() if live.partition in wanted]
 
+    def mark_dirty(self, graph: str) -> None:
+        """Mark a live graph as changed again (its checkpoint was not acknowledged)."""
+        if graph in self._live:
+            self._dirty.add(graph)
+
     def checkpoint(self, graph: str) -> bytes:
         """Serialise the state of a live graph and mark it clean."""
         blob = dump_state(self._live[graph].state)

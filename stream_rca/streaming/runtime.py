@@ -6,6 +6,15 @@ changelog, flushes again, and only then commits the input offsets of the message
 far. So a committed offset is always covered by a checkpoint, and a checkpoint never sees half
 of a message.
 
+**Acknowledged before committed.** Every record a message produces (attributions, scores, a
+dead letter) is sent with its acknowledgement kept beside the message's partition. At a
+checkpoint the runtime waits for those acknowledgements first; a record the broker refused is
+sent again (a dead letter that is still too large for its topic, without its payload); and
+while a record of a partition is not acknowledged, that partition's offsets are not
+committed and its graphs are not checkpointed (so a restart would replay those messages and
+produce their records again). The same holds for the checkpoints themselves: an offset is
+committed only once the checkpoint that covers it is acknowledged.
+
 Two faust behaviours are worked around here:
 
 - faust does not commit the input topic itself (it is declared with ``acks=False``): its
@@ -27,18 +36,36 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.types import TP, EventT
 
-from stream_rca.streaming.brokers import Broker
+from stream_rca.io.deadletter import shrink_dead_letter
+from stream_rca.streaming.brokers import Ack, Broker
+from stream_rca.streaming.errors import describe_error
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.records import Outcome, Output
 
-__all__ = ["Runtime"]
+__all__ = ["ACK_TIMEOUT", "Runtime"]
 
 log = logging.getLogger("stream_rca.streaming")
+
+ACK_TIMEOUT = 30.0
+"""Seconds a checkpoint waits for the acknowledgements of the records sent before it."""
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A record sent for the input message at ``offset`` and its acknowledgement."""
+
+    offset: int
+    output: Output
+    ack: Ack
+    attempts: int = 1
 
 
 class Runtime:
@@ -69,6 +96,9 @@ class Runtime:
         self.arrived: dict[int, float] = {}
         """Input partition to when (monotonic) its latest message arrived."""
         self.checkpoints = 0
+        self.sent: dict[int, deque[_Sent]] = {}
+        """Input partition to the records sent for its messages and not yet acknowledged."""
+        self.ack_timeout = ACK_TIMEOUT
 
     def load(self, graph: str) -> bytes | None:
         """The stored checkpoint of ``graph`` in the table, if any."""
@@ -130,8 +160,12 @@ class Runtime:
         outcome = self.pipeline.process_one(
             value, partition=partition, offset=offset, topic=topic, key=key
         )
-        for output in outcome.outputs:
-            await self.broker.send(output)
+        if outcome.outputs:
+            sent = self.sent.setdefault(partition, deque())
+            while sent and _acked(sent[0].ack):  # keep the queue short between checkpoints
+                sent.popleft()
+            for output in outcome.outputs:
+                sent.append(_Sent(offset, output, await self._send(output)))
         self.positions[partition] = offset + 1
         self.uncommitted.add(partition)
         return outcome
@@ -139,7 +173,9 @@ class Runtime:
     async def checkpoint(self, why: str = "timer", *, commit: bool = True) -> int:
         """Write the state of every changed graph, then commit the offsets it covers.
 
-        Order: results flushed, checkpoints sent and flushed, offsets committed.
+        Order: results flushed and acknowledged, checkpoints sent and acknowledged, offsets
+        committed. A partition with a record not acknowledged is left out (its graphs stay
+        dirty, its offsets uncommitted) until a later checkpoint gets the acknowledgement.
 
         Returns
         -------
@@ -148,21 +184,27 @@ class Runtime:
         """
         async with self.lock:
             started = time.perf_counter()
-            dirty = self.pipeline.dirty
-            offsets = {p: self.positions[p] for p in sorted(self.uncommitted)}
-            self.uncommitted.clear()
+            await self.broker.flush()  # the records of the messages processed so far first
+            held = await self._settle()
+            offsets = {p: self.positions[p] for p in sorted(self.uncommitted - held)}
+            self.uncommitted -= set(offsets)
+            dirty = [g for g in self.pipeline.dirty if self.pipeline.partition_of(g) not in held]
             blobs = [(g, self.pipeline.partition_of(g), self.pipeline.checkpoint(g)) for g in dirty]
             if blobs:
-                await self.broker.flush()  # the results of the checkpointed messages first
+                acks = []
                 for graph, partition, blob in blobs:
-                    await self.broker.send(
-                        Output("checkpoint", graph.encode(), blob, partition=partition)
-                    )
-                    self._remember(graph, blob)
+                    out = Output("checkpoint", graph.encode(), blob, partition=partition)
+                    acks.append((graph, partition, await self._send(out)))
                 await self.broker.flush()
+                for graph, partition, ack in acks:
+                    if not await self._acknowledged(ack, "checkpoint", graph):
+                        self.pipeline.mark_dirty(graph)
+                        if partition is not None and offsets.pop(partition, None) is not None:
+                            self.uncommitted.add(partition)
+                blobs = [b for b in blobs if b[0] not in self.pipeline.dirty]
+                for graph, _, blob in blobs:
+                    self._remember(graph, blob)
                 self.checkpoints += 1
-            elif offsets:
-                await self.broker.flush()  # dead letters only: delivered before the commit
             if offsets and commit:
                 await self.broker.commit(offsets)
             elif offsets:
@@ -178,6 +220,60 @@ class Runtime:
                     {g: hashlib.sha1(b).hexdigest()[:10] for g, _, b in blobs},
                 )
             return len(blobs)
+
+    async def _send(self, output: Output) -> Ack:
+        """Send one record; a send that raises at once gives an ack that raises the same."""
+        try:
+            return await self.broker.send(output)
+        except Exception as exc:
+            failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    async def _acknowledged(self, ack: Ack, kind: str, what: object) -> bool:
+        """Wait (at most :attr:`ack_timeout`) for one ack; log and count a failure."""
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(ack)), self.ack_timeout)
+        except Exception as exc:
+            error = "no acknowledgement in time" if isinstance(exc, TimeoutError) else exc
+            log.error("%s record for %s not acknowledged: %s", kind, what, _text(error))
+            if self.pipeline.metrics is not None:
+                self.pipeline.metrics.unacknowledged(kind)
+            return False
+        return True
+
+    async def _settle(self) -> set[int]:
+        """Wait for the acks of every record sent so far; resend the refused ones once.
+
+        Returns the input partitions that still have a record not acknowledged.
+        """
+        retry: list[tuple[int, _Sent]] = []
+        for partition, sent in self.sent.items():
+            for item in sent:
+                where = f"input {self.input_topic}[{partition}]@{item.offset}"
+                if not await self._acknowledged(item.ack, item.output.kind, where):
+                    retry.append((partition, item))
+            sent.clear()
+        if not retry:
+            return set()
+        for partition, item in retry:
+            item.output = _smaller(item.output)
+            item.ack = await self._send(item.output)
+            item.attempts += 1
+        await self.broker.flush()
+        held: set[int] = set()
+        for partition, item in retry:
+            where = f"input {self.input_topic}[{partition}]@{item.offset}"
+            if not await self._acknowledged(item.ack, item.output.kind, where):
+                self.sent.setdefault(partition, deque()).append(item)
+                held.add(partition)
+        if held:
+            log.error(
+                "input partitions %s: records not acknowledged after a retry; their offsets "
+                "are not committed and their graphs not checkpointed until they are",
+                sorted(held),
+            )
+        return held
 
     def _remember(self, graph: str, blob: bytes) -> None:
         try:
@@ -215,6 +311,7 @@ class Runtime:
                     del self.positions[p]
                     self.uncommitted.discard(p)
                     self.arrived.pop(p, None)
+                    self.sent.pop(p, None)
                     if self.pipeline.metrics is not None:
                         self.pipeline.metrics.set_lag(self.input_topic, p, None)
 
