@@ -170,7 +170,7 @@ def flatten(tree: Mapping[str, Any]) -> tuple[dict[str, Any], list[npt.NDArray[A
         if isinstance(node, np.bool_):
             return bool(node)
         if isinstance(node, np.ndarray):
-            arr = np.ascontiguousarray(node)
+            arr = node if node.flags.c_contiguous else node.copy(order="C")  # keeps 0-d
             if arr.dtype.byteorder == ">":
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
             if arr.dtype.str not in ALLOWED_DTYPES:

