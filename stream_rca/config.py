@@ -1,77 +1,335 @@
-"""One settings object, built at the entry point from flags, ``STREAM_RCA_*`` variables and a
-graphs file, and passed down. Core classes never read it: they take plain parameters.
+"""One settings object, built at the entry point from flags and ``STREAM_RCA_*`` variables, and
+passed down. Core classes never read it: they take plain parameters.
+
+:class:`Settings` is a table: each field carries its help text, flag, environment variable
+(``STREAM_RCA_<FIELD>``), the commands that take it and what values it accepts, in the field's
+metadata (:func:`setting`). The command line generates its flags from that table
+(:mod:`stream_rca.cli_settings`), and every value, from a flag, a variable or a constructor
+call, is checked by the same rule, so a bad one is one line that names where it came from and
+what was expected. A new setting is one more field; nothing else needs to change.
+
+The graphs file (the graphs a worker serves) is read by :func:`load_graphs`
+(:mod:`stream_rca.graphs_file`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+import typing
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from stream_rca.core.engine import EngineConfig
-from stream_rca.core.graph import CausalGraph
-from stream_rca.core.mechanisms import MECHANISMS
-from stream_rca.core.trigger import TriggerConfig
-from stream_rca.errors import ConfigError, StreamRCAError
+from stream_rca.errors import ConfigError
+from stream_rca.graphs_file import GraphSpec, load_graphs
 
-__all__ = ["ENV_PREFIX", "GraphSpec", "Settings", "load_graphs"]
+__all__ = [
+    "ENV_PREFIX",
+    "GraphSpec",
+    "SettingInfo",
+    "Settings",
+    "env_name",
+    "load_graphs",
+    "setting",
+    "setting_info",
+]
 
 ENV_PREFIX = "STREAM_RCA_"
 
+WORKER = ("worker",)
+KAFKA = ("worker", "simulate")
+CONNECTION = ("worker", "simulate", "replay")
+"""Security settings and the input topic: replay takes them for ``--to-kafka``."""
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 @dataclass(frozen=True, slots=True)
+class SettingInfo:
+    """What the table says about one :class:`Settings` field (its metadata).
+
+    Attributes
+    ----------
+    help
+        One phrase for ``--help``.
+    flags
+        The flag and its aliases (default ``--<field-with-dashes>``).
+    metavar
+        Placeholder of the value in ``--help``.
+    commands
+        The subcommands that take the setting.
+    secret
+        Masked in ``repr`` and :meth:`Settings.redacted`.
+    choices
+        The accepted values (compared case-insensitively), if they are few.
+    check
+        A rule on the converted value, and ``expected``, what it accepts in words.
+    """
+
+    help: str
+    flags: tuple[str, ...] = ()
+    metavar: str | None = None
+    commands: tuple[str, ...] = WORKER
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any], bool] | None = None
+    expected: str | None = None
+
+
+def setting(
+    default: Any,
+    help: str,  # noqa: A002 - the word argparse uses
+    *,
+    flags: tuple[str, ...] = (),
+    metavar: str | None = None,
+    commands: tuple[str, ...] = WORKER,
+    secret: bool = False,
+    choices: tuple[str, ...] = (),
+    check: Callable[[Any], bool] | None = None,
+    expected: str | None = None,
+) -> Any:
+    """A :class:`Settings` field with its entry of the table (see :class:`SettingInfo`)."""
+    info = SettingInfo(help, flags, metavar, commands, secret, choices, check, expected)
+    return dataclasses.field(default=default, metadata={"setting": info})
+
+
+def _port(x: int) -> bool:
+    return 0 <= x <= 65535
+
+
+def _positive(x: float) -> bool:
+    return x > 0
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     """Settings of the command line and the streaming worker.
 
-    Every field can be set by an environment variable named ``STREAM_RCA_<FIELD>`` (upper
-    case) and by the matching command-line flag, which wins.
+    Every field can be set by an environment variable ``STREAM_RCA_<FIELD>`` (upper case) and
+    by its command-line flag, which wins. Values are checked when the object is built
+    (:class:`~stream_rca.errors.ConfigError` names the field and what it accepts). The SASL
+    password is masked in ``repr`` and :meth:`redacted`; it can come from a file
+    (``sasl_password_file``), which keeps it out of ``ps`` and the environment.
+
+    Examples
+    --------
+    >>> s = Settings.from_env({"STREAM_RCA_PARTITIONS": "8"}, app_id="shop")
+    >>> s.partitions, s.app_id
+    (8, 'shop')
+    >>> s = Settings(sasl_username="u", sasl_password="hunter2", security_protocol="SASL_SSL")
+    >>> "hunter2" in repr(s), "sasl_password='***'" in repr(s)
+    (False, True)
+    >>> Settings.from_env({"STREAM_RCA_WEB_PORT": "abc"}, names=["web_port"])
+    Traceback (most recent call last):
+    ...
+    stream_rca.errors.ConfigError: STREAM_RCA_WEB_PORT='abc': expected an integer from 0 to 65535
     """
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    input_topic: str = "metrics"
-    attributions_topic: str = "rca.attributions"
-    scores_topic: str = "rca.scores"
-    deadletter_topic: str = "rca.deadletter"
-    publish_scores: bool = False
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    app_id: str = "stream-rca"
-    config: str | None = None
-    """Path of the graphs file (YAML or JSON) the worker loads."""
-    metrics_port: int | None = None
-    metrics_addr: str = "127.0.0.1"
-    web_port: int = 0
-    """faust web server port, on 127.0.0.1 and without table views (0: off, the default)."""
-    checkpoint_interval: float = 30.0
-    """Seconds between checkpoints of the engine state."""
-    partitions: int = 4
-    data_dir: str = ".stream-rca"
-    checkpoint_key: str | None = field(default=None, repr=False)
-    """Secret key (16+ characters) that signs and verifies the checkpoints (HMAC-SHA256)."""
-    insecure_no_checkpoint_key: bool = False
-    """Run without a checkpoint key: checkpoints are then not authenticated."""
+    kafka_bootstrap: str = setting(
+        "127.0.0.1:9092",
+        "Kafka bootstrap servers, comma-separated",
+        flags=("--bootstrap",),
+        metavar="HOST:PORT",
+        commands=KAFKA,
+    )
+    config: str | None = setting(None, "graphs file (YAML or JSON) to serve", metavar="FILE")
+    input_topic: str = setting(
+        "metrics",
+        "topic of the metric events",
+        flags=("--input-topic", "--topic"),
+        metavar="TOPIC",
+        commands=CONNECTION,
+    )
+    attributions_topic: str = setting(
+        "rca.attributions", "topic of the attributions", metavar="TOPIC", commands=KAFKA
+    )
+    scores_topic: str = setting(
+        "rca.scores", "topic of the per-snapshot node scores", metavar="TOPIC", commands=KAFKA
+    )
+    deadletter_topic: str = setting(
+        "rca.deadletter", "topic of rejected events", metavar="TOPIC", commands=KAFKA
+    )
+    partitions: int = setting(
+        4,
+        "partitions of the input topic and the state table",
+        metavar="N",
+        commands=KAFKA,
+        check=lambda n: n >= 1,
+        expected="an integer >= 1",
+    )
+    publish_scores: bool = setting(False, "publish node scores of every snapshot")
+    app_id: str = setting("stream-rca", "consumer group and state-table prefix", metavar="ID")
+    checkpoint_interval: float = setting(
+        30.0,
+        "seconds between checkpoints of the engine state",
+        metavar="SECONDS",
+        check=_positive,
+        expected="a number of seconds > 0",
+    )
+    session_timeout: float = setting(
+        30.0,
+        "seconds before the group gives a silent worker's partitions to the others",
+        metavar="SECONDS",
+        check=_positive,
+        expected="a number of seconds > 0",
+    )
+    worker_id: str | None = setting(
+        None, "name of this worker's data directory (default: <hostname>-<pid>)", metavar="ID"
+    )
+    data_dir: str = setting(
+        ".stream-rca", "local data directory (a subdirectory per worker)", metavar="DIR"
+    )
+    loglevel: str = setting("info", "log level", choices=LOG_LEVELS)
+    metrics_port: int | None = setting(
+        None,
+        "serve Prometheus /metrics on this port (default: off)",
+        metavar="PORT",
+        commands=("worker", "demo"),
+        check=_port,
+        expected="an integer from 0 to 65535",
+    )
+    metrics_addr: str = setting(
+        "127.0.0.1",
+        "address of /metrics and the faust web server",
+        metavar="ADDR",
+        commands=("worker", "demo"),
+    )
+    web_port: int = setting(
+        0,
+        "faust web server port, on 127.0.0.1 and without table views (default 0: off)",
+        metavar="PORT",
+        check=_port,
+        expected="an integer from 0 to 65535",
+    )
+    checkpoint_key: str | None = setting(
+        None,
+        "secret key (16+ characters) that signs and verifies the checkpoints (HMAC-SHA256)",
+        metavar="KEY",
+        secret=True,
+    )
+    insecure_no_checkpoint_key: bool = setting(
+        False, "run without a checkpoint key: checkpoints are then not authenticated"
+    )
+    security_protocol: str = setting(
+        "PLAINTEXT",
+        "security protocol of the broker's listener",
+        metavar="PROTO",
+        commands=CONNECTION,
+        choices=SECURITY_PROTOCOLS,
+    )
+    sasl_mechanism: str | None = setting(
+        None,
+        "SASL mechanism (default PLAIN with a SASL protocol)",
+        metavar="MECH",
+        commands=CONNECTION,
+        choices=SASL_MECHANISMS,
+    )
+    sasl_username: str | None = setting(None, "SASL user name", metavar="USER", commands=CONNECTION)
+    sasl_password: str | None = setting(
+        None,
+        "SASL password; a flag is visible to every user of the host in `ps`: prefer "
+        "--sasl-password-file or the variable",
+        metavar="PASSWORD",
+        commands=CONNECTION,
+        secret=True,
+    )
+    sasl_password_file: str | None = setting(
+        None,
+        "file holding the SASL password (one line; a trailing newline is ignored)",
+        metavar="FILE",
+        commands=CONNECTION,
+    )
+    ssl_cafile: str | None = setting(
+        None, "CA certificates (PEM)", metavar="FILE", commands=CONNECTION
+    )
+    ssl_certfile: str | None = setting(
+        None, "client certificate (PEM)", metavar="FILE", commands=CONNECTION
+    )
+    ssl_keyfile: str | None = setting(None, "client key (PEM)", metavar="FILE", commands=CONNECTION)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = _checked(f.name, getattr(self, f.name), f"setting {f.name}")
+            object.__setattr__(self, f.name, value)
+        if self.sasl_password_file and self.sasl_password is None:
+            object.__setattr__(self, "sasl_password", _read_secret(self.sasl_password_file))
+        if self.security_protocol.startswith("SASL"):
+            mechanism = self.sasl_mechanism or "PLAIN"
+            object.__setattr__(self, "sasl_mechanism", mechanism)
+            if mechanism in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} and (
+                not self.sasl_username or self.sasl_password is None
+            ):
+                raise ConfigError(
+                    f"security protocol {self.security_protocol} with SASL {mechanism} needs a "
+                    f"user name ({env_name('sasl_username')}) and a password "
+                    f"({env_name('sasl_password_file')} or {env_name('sasl_password')})"
+                )
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"Settings({shown})"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from ``STREAM_RCA_*`` variables, then ``overrides`` (skipping ``None``)."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        names: Collection[str] | None = None,
+        flags: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from ``STREAM_RCA_*`` variables, then flags and ``overrides``.
+
+        Parameters
+        ----------
+        environ
+            The variables (default: ``os.environ``).
+        names
+            Read the variables of these fields only (default: every field), so that a command
+            is not stopped by a bad value of a setting it does not use.
+        flags
+            Field to the text given on the command line (``None``: not given); converted and
+            checked like a variable, an error names the flag.
+        overrides
+            Field to a value (``None`` skipped), already typed.
+
+        Raises
+        ------
+        ConfigError
+            One line naming the variable or flag and what it accepts; for an unknown field,
+            or a password given both directly and by file.
+        """
         env = os.environ if environ is None else environ
+        known = {f.name for f in fields(cls)}
+        wanted = known if names is None else set(names)
+        if wanted - known:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(wanted - known))}")
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is not None and raw != "":
-                values[f.name] = _convert(f.name, raw, f.type)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(values) - {f.name for f in fields(cls)}
+        sources: dict[str, str] = {}
+        for name in sorted(wanted):
+            raw = env.get(env_name(name))
+            if raw is not None and raw.strip() != "":
+                values[name] = _parse(name, raw, f"{env_name(name)}={raw!r}")
+                sources[name] = env_name(name)
+        for name, raw in (flags or {}).items():
+            if raw is not None:
+                flag = setting_info(name).flags[0] if name in known else name
+                values[name] = _parse(name, raw, f"{flag} {raw!r}") if isinstance(raw, str) else raw
+                sources[name] = flag
+        unknown = set(overrides) - known
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("sasl_password") is not None and values.get("sasl_password_file"):
+            raise ConfigError(
+                f"the SASL password is given twice ({sources.get('sasl_password', 'directly')} "
+                f"and {sources.get('sasl_password_file', 'a file')}): give one"
+            )
         return cls(**values)
 
     def kafka_client_options(self) -> dict[str, Any]:
@@ -88,122 +346,115 @@ class Settings:
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, for logs."""
-        doc = dataclasses.asdict(self)
-        for secret in ("sasl_password", "checkpoint_key"):
-            if doc.get(secret):
-                doc[secret] = "***"
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in doc.items():
+            if value is not None and setting_info(name).secret:
+                doc[name] = "***"
         return doc
 
 
-def _convert(name: str, raw: str, annotation: Any) -> Any:
-    text = str(annotation)
+def setting_info(name: str) -> SettingInfo:
+    """The table's entry of one :class:`Settings` field."""
+    f = Settings.__dataclass_fields__[name]
+    info = f.metadata.get("setting")
+    if not isinstance(info, SettingInfo):
+        raise ConfigError(f"Settings.{name} has no entry in the settings table")
+    if not info.flags:
+        info = dataclasses.replace(info, flags=("--" + name.replace("_", "-"),))
+    return info
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a :class:`Settings` field: ``STREAM_RCA_<FIELD>``."""
+    return ENV_PREFIX + name.upper()
+
+
+def field_type(name: str) -> type:
+    """The type of a field's values, without ``| None``: ``str``, ``int``, ``float`` or ``bool``."""
+    hint = _hints()[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    kind = args[0] if args else hint
+    if kind not in (str, int, float, bool):
+        raise ConfigError(f"Settings.{name}: unsupported type {hint}")
+    return typing.cast(type, kind)
+
+
+def expected_text(name: str) -> str:
+    """What a field accepts, in words (used by error messages and ``--help``)."""
+    info = setting_info(name)
+    if info.expected:
+        return info.expected
+    if info.choices:
+        return "one of " + ", ".join(info.choices)
+    return {
+        bool: "true or false (also 1/0, yes/no, on/off)",
+        int: "an integer",
+        float: "a number",
+        str: "a text",
+    }[field_type(name)]
+
+
+_HINTS: dict[str, Any] = {}
+
+
+def _hints() -> dict[str, Any]:
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(Settings))
+    return _HINTS
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(name: str, raw: str, where: str) -> Any:
+    """Convert the text of a variable or flag; ``where`` names it in the error."""
+    kind = field_type(name)
+    text = raw.strip()
+    value: Any = text
     try:
-        if "bool" in text:
-            low = raw.strip().lower()
-            if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                raise ValueError(raw)
-            return low in {"1", "true", "yes", "on"}
-        if "int" in text:
-            return int(raw)
-        if "float" in text:
-            return float(raw)
+        if kind is bool:
+            if text.lower() not in _TRUE | _FALSE:
+                raise ValueError(text)
+            value = text.lower() in _TRUE
+        elif kind is int:
+            value = int(text)
+        elif kind is float:
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError(text)
     except ValueError:
-        raise ConfigError(
-            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {text.replace(' | None', '')}"
-        ) from None
-    return raw
+        raise ConfigError(f"{where}: expected {expected_text(name)}") from None
+    return _checked(name, value, where)
 
 
-@dataclass(frozen=True, slots=True)
-class GraphSpec:
-    """One graph (tenant) the worker serves, as declared in the graphs file."""
+def _checked(name: str, value: Any, where: str) -> Any:
+    """``value`` checked against the field's type, choices and rule (canonical choice case)."""
+    if value is None:
+        if Settings.__dataclass_fields__[name].default is None:
+            return None
+        raise ConfigError(f"{where}: expected {expected_text(name)}, got None")
+    kind = field_type(name)
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    info = setting_info(name)
+    if ok and info.choices:
+        canonical = {c.lower(): c for c in info.choices}
+        ok = str(value).lower() in canonical
+        value = canonical.get(str(value).lower(), value)
+    if ok and info.check is not None:
+        ok = bool(info.check(value))
+    if not ok:
+        shown = f"{where}={value!r}" if where.startswith("setting ") else where
+        raise ConfigError(f"{shown}: expected {expected_text(name)}")
+    return value
 
-    name: str
-    graph: CausalGraph
-    targets: tuple[str, ...]
-    step: float = 1.0
-    allowed_lateness: float = 0.0
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    mechanisms: Mapping[str, str] = field(default_factory=dict)
 
-
-_ENGINE_KEYS = {f.name for f in fields(EngineConfig)} - {"trigger"}
-_TRIGGER_KEYS = {f.name for f in fields(TriggerConfig)}
-_SPEC_KEYS = {"name", "graph", "edges", "targets", "step", "allowed_lateness", "mechanisms"}
-
-
-def load_graphs(path: str | Path) -> list[GraphSpec]:
-    """Read a graphs file.
-
-    The file (YAML or JSON) holds ``graphs:``, a list of entries with ``name``, ``graph`` (a
-    graph file, relative to the graphs file) or inline ``edges``, and optionally ``targets``,
-    ``step``, ``allowed_lateness``, ``mechanisms`` (node -> mechanism name), engine settings
-    (``warmup``, ``reservoir``, ``forgetting``, ``protect``, ``n_samples``, ...) and trigger
-    settings (``threshold``, ``close_threshold``, ``close_after``, ``confirm``, ``cooldown``,
-    ``worsen_delta``).
-
-    Raises
-    ------
-    ConfigError
-        Naming the entry and the key that is wrong.
-    """
-    p = Path(path)
+def _read_secret(path: str) -> str:
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read graphs file {p}: {exc.strerror or exc}") from exc
-    import yaml  # JSON is YAML too
-
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML/JSON: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("graphs"), list) or not doc["graphs"]:
-        raise ConfigError(f'{p}: expected a mapping with a non-empty "graphs" list')
-    specs: list[GraphSpec] = []
-    for i, entry in enumerate(doc["graphs"]):
-        where = f"{p}: graphs[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: each graph must be a mapping")
-        specs.append(_spec(entry, p.parent, where))
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"{p}: graph names must be unique; repeated: {', '.join(dupes)}")
-    return specs
-
-
-def _spec(entry: dict[str, Any], base: Path, where: str) -> GraphSpec:
-    unknown = set(entry) - _SPEC_KEYS - _ENGINE_KEYS - _TRIGGER_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys: {', '.join(sorted(unknown))}")
-    name = entry.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: a graph needs a non-empty 'name'")
-    try:
-        if "graph" in entry:
-            graph_path = Path(entry["graph"])
-            if not graph_path.is_absolute():
-                graph_path = base / graph_path
-            graph = CausalGraph.from_file(graph_path, name=name)
-        elif "edges" in entry:
-            graph = CausalGraph.from_dict({"edges": entry["edges"]}, name=name)
-        else:
-            raise ConfigError(f"{where}: give 'graph' (a file) or 'edges'")
-        targets = tuple(graph.check(t) for t in entry.get("targets") or graph.sinks)
-        mechanisms = dict(entry.get("mechanisms") or {})
-        for node, mech in mechanisms.items():
-            graph.check(node)
-            if mech not in MECHANISMS:
-                raise ConfigError(f"{where}: unknown mechanism {mech!r} for node {node!r}")
-        trigger = TriggerConfig(**{k: entry[k] for k in _TRIGGER_KEYS if k in entry})
-        engine = EngineConfig(**{k: entry[k] for k in _ENGINE_KEYS if k in entry}, trigger=trigger)
-        step = float(entry.get("step", 1.0))
-        lateness = float(entry.get("allowed_lateness", 0.0))
-        if step <= 0 or lateness < 0:
-            raise ConfigError(f"{where}: step must be > 0 and allowed_lateness >= 0")
-    except ConfigError:
-        raise
-    except (StreamRCAError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    return GraphSpec(name, graph, targets, step, lateness, engine, mechanisms)
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read the SASL password file {path}: {reason}") from None
+    return text.rstrip("\r\n")
