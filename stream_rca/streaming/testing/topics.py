@@ -59,7 +59,8 @@ def isolated_settings(
         Start of the topic names and the app id: ``<prefix>-<random>.metrics`` etc.
     overrides
         Other :class:`~stream_rca.config.Settings` fields; by default scores are published,
-        the web server port is 0 and topics have 4 partitions.
+        the web server port is 0, topics have 4 partitions and the checkpoints are signed with
+        a key made for this run.
     """
     from stream_rca.streaming.producers import ensure_topics
 
@@ -79,6 +80,7 @@ def isolated_settings(
         "web_port": 0,
         "data_dir": str(tmp / "data"),
         "partitions": 4,
+        "checkpoint_key": f"checkpoint-key-{uuid.uuid4().hex}",
         **overrides,
     }
     settings = Settings(**fields)
