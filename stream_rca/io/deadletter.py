@@ -21,6 +21,7 @@ __all__ = [
     "DEAD_LETTER_REASONS",
     "DEAD_LETTER_SCHEMA",
     "dead_letter_record",
+    "shrink_dead_letter",
 ]
 
 DEAD_LETTER_REASONS: tuple[str, ...] = (
@@ -184,3 +185,21 @@ def _json_string(text: str) -> bytes:
 def _dumps(doc: dict[str, Any]) -> bytes:
     text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8", "replace")  # a lone surrogate (from a str) becomes "?"
+
+
+def shrink_dead_letter(record: bytes, max_bytes: int = 4096) -> bytes:
+    """The same dead letter without its payload, for a broker that refused the full one.
+
+    Keeps the reason, the source and the start of the message; sets ``"truncated": true``.
+
+    Examples
+    --------
+    >>> full = dead_letter_record(b'"' * 5000, "malformed_json", "bad", now=1.0, offset=3)
+    >>> doc = json.loads(shrink_dead_letter(full))
+    >>> doc["payload"], doc["truncated"], doc["source"]["offset"], doc["payload_size"]
+    (None, True, 3, 5000)
+    """
+    doc = json.loads(record)
+    doc["payload"], doc["payload_encoding"], doc["truncated"] = None, None, True
+    doc["message"] = _cut(str(doc.get("message", "")), max(max_bytes // 4, _MIN_TEXT))
+    return _dumps(doc)

@@ -37,7 +37,6 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,7 +255,7 @@ class Runtime:
             sent.clear()
         if not retry:
             return set()
-        for partition, item in retry:
+        for _, item in retry:
             item.output = _smaller(item.output)
             item.ack = await self._send(item.output)
             item.attempts += 1
@@ -328,3 +327,24 @@ class Runtime:
                 continue
             if high is not None:
                 metrics.set_lag(self.input_topic, partition, max(int(high) - position, 0))
+
+
+def _acked(ack: Ack) -> bool:
+    """True when ``ack`` is a future already acknowledged (done, no error)."""
+    return (
+        isinstance(ack, asyncio.Future)
+        and ack.done()
+        and not ack.cancelled()
+        and (ack.exception() is None)
+    )
+
+
+def _smaller(output: Output) -> Output:
+    """The record to send again after a refusal: a dead letter loses its payload."""
+    if output.kind != "deadletter":
+        return output
+    return Output(output.kind, output.key, shrink_dead_letter(output.value), output.partition)
+
+
+def _text(error: object) -> str:
+    return describe_error(error) if isinstance(error, BaseException) else str(error)
