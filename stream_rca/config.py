@@ -208,7 +208,8 @@ class Settings:
     )
     checkpoint_key: str | None = setting(
         None,
-        "secret key (16+ characters) that signs and verifies the checkpoints (HMAC-SHA256)",
+        "secret key (16+ characters) that signs and verifies the checkpoints (HMAC-SHA256), "
+        "the same on every worker; a flag is visible in `ps`: prefer the variable",
         metavar="KEY",
         secret=True,
     )
