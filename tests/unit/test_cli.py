@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,258 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["replay"])
     assert exc.value.code == 2
     assert "--graph" in capsys.readouterr().err
+
+
+# -- settings from flags and variables --------------------------------------------------------
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_version_works_whatever_the_environment_holds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STREAM_RCA_METRICS_PORT", "abc")
+    monkeypatch.setenv("STREAM_RCA_SESSION_TIMEOUT", "abc")
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("stream-rca ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (
+            ["demo"],
+            {"STREAM_RCA_METRICS_PORT": "abc"},
+            "STREAM_RCA_METRICS_PORT='abc': expected an integer from 0 to 65535",
+        ),
+        (
+            ["worker"],
+            {"STREAM_RCA_SESSION_TIMEOUT": "abc"},
+            "STREAM_RCA_SESSION_TIMEOUT='abc': expected a number of seconds > 0",
+        ),
+        (
+            ["worker", "--metrics-port", "abc"],
+            {},
+            "--metrics-port 'abc': expected an integer from 0 to 65535",
+        ),
+        (
+            ["simulate", "--security-protocol", "TLS"],
+            {},
+            "--security-protocol 'TLS': expected one of PLAINTEXT, SSL",
+        ),
+        (["worker"], {}, "the worker needs a graphs file: --config FILE"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    monkeypatch.delenv("STREAM_RCA_CONFIG", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    assert message in _one_line_error(capsys)
+
+
+def test_a_bad_variable_of_another_command_is_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STREAM_RCA_SESSION_TIMEOUT", "abc")  # a worker setting
+    good = tmp_path / "g.json"
+    good.write_text(json.dumps({"edges": [["db", "api"]]}))
+    assert main(["check-graph", str(good)]) == 0
+    assert "graph 'g' (the file's stem): valid DAG" in capsys.readouterr().out
+
+
+def test_help_names_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    from stream_rca.cli_settings import settings_fields
+    from stream_rca.config import env_name, setting_info
+
+    for command in ("worker", "simulate", "replay", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for name in settings_fields(command):
+            assert env_name(name) in text, (command, name)
+            assert setting_info(name).flags[0] in text
+    with pytest.raises(SystemExit):
+        main(["worker", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "visible to every user of the host in `ps`" in text
+    assert "--sasl-password-file" in text
+
+
+def test_an_unreachable_broker_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    graphs = tmp_path / "graphs.yaml"
+    graphs.write_text("graphs: [{name: shop, edges: [[db, api]]}]\n")
+    argv = ["simulate", "--bootstrap", f"127.0.0.1:{port}", "--count", "1"]
+    assert main(argv) == 1
+    line = _one_line_error(capsys)
+    assert f"Kafka at 127.0.0.1:{port} (PLAINTEXT): no broker reachable" in line
+
+
+# -- replay ---------------------------------------------------------------------------------
+
+
+def _chain_files(folder: Path, *, rows: int = 400, data_rows: int = 40) -> dict[str, Path]:
+    """A seeded linear chain db -> api -> web: a graph file, training data, data with a fault."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    graph = folder / "graph.txt"
+    graph.write_text("db -> api\napi -> web\n")
+
+    def table(n: int, fault_row: int | None) -> str:
+        lines = ["db,api,web"]
+        for i in range(n):
+            db = 1.0 + 0.1 * rng.standard_normal()
+            if i == fault_row:
+                db += 3.0
+            api = 2.0 * db + 0.1 * rng.standard_normal()
+            web = api + 0.5 + 0.1 * rng.standard_normal()
+            lines.append(f"{db:.6f},{api:.6f},{web:.6f}")
+        return "\n".join(lines) + "\n"
+
+    train, data = folder / "normal.csv", folder / "data.csv"
+    train.write_text(table(rows, None))
+    data.write_text(table(data_rows, 30))
+    return {"graph": graph, "train": train, "data": data}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--warmup", "5"], "--warmup: expected an integer >= 10, got 5"),
+        (["--threshold", "-3"], "--threshold: expected a number > 0 (nats), got -3.0"),
+        (["--target", "nope"], "--target 'nope': not a node of graph 'graph'"),
+        (["--explain", "-1", "--data", "DATA"], "--explain -1: expected a row number >= 0"),
+        (["--scores", "out.jsonl"], "--scores needs --data"),
+        (["--warmup", "many"], "argument --warmup: invalid int value: 'many'"),
+    ],
+)
+def test_replay_bad_arguments_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    files = _chain_files(tmp_path)
+    argv = ["replay", "--graph", str(files["graph"]), "--train", str(files["train"])]
+    argv += [str(files["data"]) if a == "DATA" else a for a in extra]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = int(exc.code or 0)
+    assert code == 2
+    assert message in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "--train MISSING: no such file"),
+        ("db,api,web\n1,2\n", "2 cells, the header has 3"),
+        ("db,api,web\n1,x,3\n", "x"),
+        ("", "the file is empty"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+    ],
+)
+def test_replay_bad_training_files_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | bytes | None, message: str
+) -> None:
+    files = _chain_files(tmp_path)
+    train = tmp_path / "bad.csv"
+    if isinstance(content, bytes):
+        train.write_bytes(content)
+    elif content is not None:
+        train.write_text(content)
+    argv = ["replay", "--graph", str(files["graph"]), "--train", str(train)]
+    assert main(argv) == 2
+    assert message.replace("MISSING", str(train)) in _one_line_error(capsys)
+
+
+def test_replay_writes_the_score_documents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream_rca.streaming.records import SCORES_SCHEMA
+
+    files = _chain_files(tmp_path)
+    scores = tmp_path / "scores.jsonl"
+    argv = [
+        "replay",
+        "--graph", str(files["graph"]),
+        "--train", str(files["train"]),
+        "--data", str(files["data"]),
+        "--scores", str(scores),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "graph 'graph' (the file's stem): 3 nodes, targets web" in out
+    assert f"40 score documents written to {scores}" in out
+    docs = [json.loads(line) for line in scores.read_text().splitlines()]
+    assert len(docs) == 40
+    assert {d["schema"] for d in docs} == {SCORES_SCHEMA}
+    assert {d["graph"] for d in docs} == {"graph"}
+    assert [d["window"]["start"] for d in docs] == [float(i) for i in range(40)]
+    assert all(set(d["scores"]) <= {"db", "api", "web"} for d in docs)
+    assert set(docs[30]["scores"]) == {"db", "api", "web"}
+    assert docs[30]["scores"]["db"] > 9 > max(docs[29]["scores"].values())
+
+
+def test_replay_names_the_graph_by_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = _chain_files(tmp_path, data_rows=32)
+    out = tmp_path / "out.jsonl"
+    argv = [
+        "replay", "--graph", str(files["graph"]), "--name", "shop",
+        "--train", str(files["train"]), "--data", str(files["data"]), "--output", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert "graph 'shop' (--name)" in capsys.readouterr().out
+    docs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert docs
+    assert all(d["graph"] == "shop" and d["incident_id"].startswith("shop:") for d in docs)
+
+
+def test_same_files_in_two_folders_give_the_same_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = []
+    for folder in ("low_traffic", "elsewhere/copy"):
+        files = _chain_files(tmp_path / folder)
+        out, scores = tmp_path / folder / "out.jsonl", tmp_path / folder / "scores.jsonl"
+        argv = [
+            "replay",
+            "--graph", str(files["graph"]),
+            "--train", str(files["train"]),
+            "--data", str(files["data"]),
+            "--explain", "30", "--explain", "31",
+            "--output", str(out), "--scores", str(scores),
+        ]  # fmt: skip
+        assert main(argv) == 0
+        text = capsys.readouterr().out.replace(str(out), "OUT").replace(str(scores), "SCORES")
+        docs = [json.loads(line) for line in out.read_text().splitlines()]
+        for doc in docs:
+            doc.pop("attribution_seconds", None)
+        runs.append((re.sub(r" in [0-9.]+ ms", "", text), docs, scores.read_text()))
+    (text_a, docs_a, scores_a), (text_b, docs_b, scores_b) = runs
+    assert docs_a
+    assert all("low_traffic" not in d["incident_id"] for d in docs_a)
+    assert docs_a == docs_b
+    assert scores_a == scores_b
+    assert text_a == text_b
