@@ -69,6 +69,18 @@ class Cluster:
             what=f"{len(wanted)} attributions",
         )
 
+    def wait_for_scores(self, timeout: float) -> None:
+        """Wait for the scores of every window but the last (still open) of every graph: then
+        every message has been consumed (a window closes when the next one's event arrives)."""
+        n = (SIM.count or 0) - 1
+
+        def scored(r: TopicReader) -> bool:
+            docs = r.docs(self.settings.scores_topic)
+            windows = {(d["graph"], d["window"]["start"]) for d in docs}
+            return all(sum(g == graph for g, _ in windows) >= n for graph in NAMES)
+
+        self.reader.wait_until(scored, timeout, what=f"{n} score documents of every graph")
+
     def publish(self, start: int, stop: int, rate: float = 0.0) -> None:
         """Publish the messages of windows ``start .. stop-1`` of every graph, in order."""
         per_window = len(self.messages) // (SIM.count or 1)
@@ -126,6 +138,7 @@ def test_two_workers_share_four_partitions_of_four_graphs(cluster: Cluster) -> N
         for worker, mine in ((a, pa), (b, pb)):  # each worker ran the graphs of its partitions
             started = {n for n in NAMES if f"graph {n!r}: new state" in worker.log()}
             assert started == {NAMES[p] for p in mine}
+        cluster.wait_for_scores(90)  # every message consumed (the last fault is long before)
         assert a.stop() == 0
         assert b.stop() == 0
     # a clean stop checkpoints and commits everything: a restart would replay nothing
