@@ -188,7 +188,7 @@ class Runtime:
             offsets = {p: self.positions[p] for p in sorted(self.uncommitted - held)}
             self.uncommitted -= set(offsets)
             dirty = [g for g in self.pipeline.dirty if self.pipeline.partition_of(g) not in held]
-            blobs = [(g, self.pipeline.partition_of(g), self.pipeline.checkpoint(g)) for g in dirty]
+            blobs = self._blobs(dirty, offsets)
             if blobs:
                 acks = []
                 for graph, partition, blob in blobs:
@@ -220,6 +220,25 @@ class Runtime:
                 )
             return len(blobs)
 
+    def _blobs(self, graphs: list[str], offsets: dict[int, int]) -> list[tuple[str, Any, bytes]]:
+        """The checkpoints of ``graphs``; a graph that cannot be written holds its partition."""
+        blobs = []
+        for graph in graphs:
+            partition = self.pipeline.partition_of(graph)
+            try:
+                blobs.append((graph, partition, self.pipeline.checkpoint(graph)))
+            except Exception as exc:
+                log.error(
+                    "graph %r: no checkpoint (%s); the offsets of input partition %s are not "
+                    "committed",
+                    graph,
+                    describe_error(exc),
+                    partition,
+                )
+                if partition is not None and offsets.pop(partition, None) is not None:
+                    self.uncommitted.add(partition)
+        return blobs
+
     async def _send(self, output: Output) -> Ack:
         """Send one record; a send that raises at once gives an ack that raises the same."""
         try:
@@ -232,7 +251,10 @@ class Runtime:
     async def _acknowledged(self, ack: Ack, kind: str, what: object) -> bool:
         """Wait (at most :attr:`ack_timeout`) for one ack; log and count a failure."""
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(ack)), self.ack_timeout)
+            if isinstance(ack, asyncio.Future) and ack.done():
+                ack.result()  # settled already: no waiting (and no event loop needed)
+            else:
+                await asyncio.wait_for(asyncio.shield(ack), self.ack_timeout)
         except Exception as exc:
             error = "no acknowledgement in time" if isinstance(exc, TimeoutError) else exc
             log.error("%s record for %s not acknowledged: %s", kind, what, _text(error))
