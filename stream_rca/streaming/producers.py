@@ -32,12 +32,21 @@ from stream_rca.streaming.simulator import (
 )
 
 __all__ = [
+    "DEAD_LETTER_TOPIC_MAX_BYTES",
     "ensure_topics",
     "kafka_producer",
     "publish_snapshots",
     "replay_to_kafka",
     "simulate",
 ]
+
+
+DEAD_LETTER_TOPIC_MAX_BYTES = 1_048_588
+"""``max.message.bytes`` of the dead-letter topic (Kafka's default, stated explicitly): a dead
+letter is cut to :data:`stream_rca.io.deadletter.DEAD_LETTER_MAX_BYTES`, which leaves room
+for its key and the record batch around it."""
+
+_TOPIC_CONFIGS = {"max.message.bytes": str(DEAD_LETTER_TOPIC_MAX_BYTES)}
 
 
 def _kafka() -> Any:
@@ -75,7 +84,9 @@ def ensure_topics(
     """Create the worker's topics that do not exist yet; return every topic's partition count.
 
     The input topic gets ``settings.partitions`` partitions (it must have as many as the
-    changelog of the state table); the output topics too. ``extra`` adds more topics.
+    changelog of the state table); the output topics too. ``extra`` adds more topics. The
+    dead-letter topic is created with an explicit ``max.message.bytes`` of
+    :data:`DEAD_LETTER_TOPIC_MAX_BYTES`, the limit the worker's dead letters are cut to fit.
 
     Raises
     ------
@@ -102,9 +113,10 @@ def ensure_topics(
         if missing:
             for name in missing:
                 # another worker may win the race
+                configs = _TOPIC_CONFIGS if name == settings.deadletter_topic else {}
                 with contextlib.suppress(kafka.errors.TopicAlreadyExistsError):
                     admin.create_topics(
-                        [kafka.admin.NewTopic(name, wanted[name], 1)],
+                        [kafka.admin.NewTopic(name, wanted[name], 1, topic_configs=configs)],
                         timeout_ms=int(timeout_s * 1000),
                     )
             deadline = time.monotonic() + timeout_s
