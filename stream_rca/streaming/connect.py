@@ -9,7 +9,9 @@ protocol, instead of a ``KafkaTimeoutError`` traceback half a minute later.
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
+import warnings
 from typing import Any
 
 from stream_rca.config import Settings, env_name
@@ -75,8 +77,17 @@ def _tcp_reason(address: str, timeout_s: float) -> str | None:
         return f"{address}: {exc.strerror or exc}"
 
 
-def _admin(settings: Settings, servers: list[str], timeout_s: float) -> Any:
+def _metadata(settings: Settings, servers: list[str], timeout_s: float) -> int:
+    """The broker count in the cluster's metadata; every client is closed, whatever happens."""
     from stream_rca.streaming.producers import _kafka
+
+    admin_class = _kafka().admin.KafkaAdminClient
+    created: list[Any] = []
+
+    def client(**options: Any) -> Any:  # kept, to be closed when the bootstrap fails
+        made = admin_class.DEFAULT_CONFIG["kafka_client"](**options)
+        created.append(made)
+        return made
 
     ms = max(int(timeout_s * 1000), 100)
     conf: dict[str, Any] = {
@@ -85,18 +96,26 @@ def _admin(settings: Settings, servers: list[str], timeout_s: float) -> Any:
         "request_timeout_ms": ms,
         "bootstrap_timeout_ms": ms,
         "reconnect_backoff_max_ms": 1000,
+        "kafka_client": client,
         **settings.kafka_client_options(),
     }
-    return _kafka().admin.KafkaAdminClient(**conf)
-
-
-def _metadata(settings: Settings, servers: list[str], timeout_s: float) -> int:
-    admin = _admin(settings, servers, timeout_s)
-    try:
-        cluster = admin.describe_cluster()
-    finally:
-        with contextlib.suppress(Exception):
-            admin.close()
+    admin = None
+    # kafka-python drops the sockets of failed SSL handshakes without closing them: their
+    # ResourceWarnings (in its network thread, or at the collection below) say nothing useful.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            admin = admin_class(**conf)
+            cluster = admin.describe_cluster()
+        finally:
+            for made in created:
+                with contextlib.suppress(Exception):
+                    made.close()
+            if admin is not None:
+                with contextlib.suppress(Exception):
+                    admin.close()
+            created.clear()
+            gc.collect()
     return len(cluster.get("brokers", [])) if isinstance(cluster, dict) else 1
 
 
