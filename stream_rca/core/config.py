@@ -18,7 +18,13 @@ class EngineConfig:
     warmup
         Snapshots a node's models must learn from before it is scored.
     reservoir
-        Size of each noise model's recency-weighted sample.
+        Size of each noise model's recency-weighted sample (a mean age of ``reservoir``
+        snapshots; its largest and smallest 5 % feed the generalised Pareto tails).
+    refit_every
+        Models learn in steps of this many snapshots, at fixed positions of the stream (every
+        ``refit_every``-th snapshot since the start): every snapshot in between is scored against
+        the same frozen models. So any partition of a stream into blocks gives the same state,
+        scores and incidents as record-by-record processing.
     forgetting
         Per-snapshot forgetting of the linear mechanisms (``1/forgetting`` snapshots of memory).
     ridge
@@ -39,12 +45,19 @@ class EngineConfig:
         A node still learns when at most this share of its parents is missing (and imputed);
         real metric exports have gaps, and a node with many parents would otherwise rarely
         see all of them at once.
+    min_coverage
+        At the end of the warm-up, a node (other than a target) with values in fewer than this
+        share of the warm-up snapshots is marginalised: removed from the model, its parents
+        connected to its children, so that ancestry is kept; results name it. 0 keeps all.
+    rank_by
+        The rule that orders root causes (see :mod:`stream_rca.core.ranking`).
     seed
         Base seed; every attribution derives its own seed from it and the incident id.
     """
 
     warmup: int = 100
-    reservoir: int = 512
+    reservoir: int = 1024
+    refit_every: int = 16
     forgetting: float = 1e-3
     ridge: float = 1e-6
     protect: float = 6.0
@@ -54,6 +67,8 @@ class EngineConfig:
     n_permutations: int = 64
     generic_samples: int = 200
     impute_learn: float = 0.5
+    min_coverage: float = 0.5
+    rank_by: str = "anomalous-shapley"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,3 +78,17 @@ class EngineConfig:
             raise ValueError("n_samples and generic_samples must be at least 50")
         if self.protect <= 0:
             raise ValueError("protect must be positive")
+        if self.reservoir < 64:
+            raise ValueError(f"reservoir must be at least 64, got {self.reservoir}")
+        if not 1 <= self.refit_every <= 1024:
+            raise ValueError(f"refit_every must be in [1, 1024], got {self.refit_every}")
+        if not 0.0 <= self.min_coverage < 1.0:
+            raise ValueError(f"min_coverage must be in [0, 1), got {self.min_coverage}")
+        if self.n_permutations < 2:
+            raise ValueError(f"n_permutations must be at least 2, got {self.n_permutations}")
+        if not 0 <= self.exact_max_players <= 16:
+            raise ValueError(f"exact_max_players must be in [0, 16], got {self.exact_max_players}")
+        if not 0.0 <= self.forgetting < 1.0:
+            raise ValueError(f"forgetting must be in [0, 1), got {self.forgetting}")
+        if self.ridge < 0.0 or not 0.0 <= self.impute_learn <= 1.0:
+            raise ValueError("ridge must be >= 0 and impute_learn in [0, 1]")

@@ -10,19 +10,30 @@ import dataclasses
 import math
 import zlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from stream_rca.core.attribution import PlayerModel, attribute_noise
+from stream_rca.core.checkpoint import (
+    StateError,
+    StateTree,
+    get_array,
+    get_bool,
+    get_int,
+    get_list,
+    get_tree,
+)
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
-from stream_rca.core.linear import LinearBank
 from stream_rca.core.mechanisms import Regressor, make_regressor
-from stream_rca.core.noise import NoiseBank
+from stream_rca.core.models import GraphModels
+from stream_rca.core.ranking import rank_causes
+from stream_rca.core.structure import marginalise_parents, sparse_nodes
 from stream_rca.core.trigger import Trigger, incident_id
-from stream_rca.core.types import Attribution, IncidentEvent, RootCause, Snapshot, StepResult
+from stream_rca.core.types import Attribution, IncidentEvent, Snapshot, StepResult
 from stream_rca.errors import NotWarmError
 
 __all__ = ["Engine", "EngineConfig"]
@@ -84,29 +95,36 @@ class Engine:
         self.targets: tuple[str, ...] = tuple(graph.check(t) for t in (targets or graph.sinks))
         if not self.targets:
             raise ValueError("an engine needs at least one target")
-        n = len(graph)
-        self._river: dict[int, Regressor] = {}
-        for name, spec in (mechanisms or {}).items():
-            j = graph.index[graph.check(name)]
-            model = make_regressor(spec) if isinstance(spec, str) else spec
-            if model is not None and graph.parent_index[j].size:
-                self._river[j] = model
-        members = [j for j in range(n) if j not in self._river]
-        self._bank = LinearBank(
-            graph.parent_index, members, forgetting=cfg.forgetting, ridge=cfg.ridge
-        )
-        self._noise = NoiseBank(n, cfg.reservoir, seed=cfg.seed)
+        self._river_spec: dict[int, Regressor | str] = {
+            graph.index[graph.check(name)]: spec for name, spec in (mechanisms or {}).items()
+        }
         self._target_idx = np.array([graph.index[t] for t in self.targets], dtype=np.intp)
-        self._marginal = NoiseBank(len(self.targets), cfg.reservoir, seed=cfg.seed + 1)
-        self._fitted = np.zeros(n, dtype=np.int64)
-        self._min_fit = np.array([2 * p.size + 2 if p.size else 0 for p in graph.parent_index])
-        self._n_parents = np.array([p.size for p in graph.parent_index])
-        self._has_parents = self._n_parents > 0
-        self._edge_src = np.array([graph.index[u] for u, _ in graph.edges], dtype=np.intp)
-        self._edge_dst = np.array([graph.index[v] for _, v in graph.edges], dtype=np.intp)
         self._triggers = {t: Trigger(graph.name, t, cfg.trigger) for t in self.targets}
-        self._players = {t: self._player_index(t) for t in self.targets}
+        self.marginalised: tuple[str, ...] = ()
+        """Nodes removed from the model for lack of data (see ``EngineConfig.min_coverage``)."""
+        self._structure_fixed = cfg.min_coverage <= 0.0
+        self._history: list[FloatArray] = []  # raw rows until the structure is fixed
+        self._pending: list[_Segment] = []  # scored rows not learned yet
+        self._build(frozenset())
         self.n_snapshots = 0
+
+    def _build(self, drop: frozenset[int]) -> None:
+        """(Re)create the models on the graph less the nodes in ``drop``."""
+        graph = self.graph
+        order = list(range(len(graph)))  # graph positions are a topological order
+        parents = marginalise_parents(graph.parent_index, order, drop)
+        river: dict[int, Regressor] = {}
+        for j, spec in self._river_spec.items():
+            model = make_regressor(spec) if isinstance(spec, str) else spec
+            if model is not None:
+                river[j] = model
+        active = np.ones(len(graph), dtype=bool)
+        active[list(drop)] = False
+        self._models = GraphModels(
+            parents, graph.nodes, river, self._target_idx, active, self.config
+        )
+        self._active = active
+        self._players = {t: self._player_index(t) for t in self.targets}
 
     def __repr__(self) -> str:
         return (
@@ -124,10 +142,10 @@ class Engine:
     def process_many(self, snapshots: Sequence[Snapshot]) -> list[StepResult]:
         """Process a block of snapshots at once: the fast path for backfills and replays.
 
-        The block is scored, triggered and attributed against the models as they were before
-        it, then learned in one exact merge; so results equal those of :meth:`process_one`
-        snapshot by snapshot except that the models learn from the block as a whole (a
-        prequential lag of at most the block's length).
+        The results, the learned state and the incidents are the same as those of
+        :meth:`process_one` snapshot by snapshot, for any block size: models learn at fixed
+        positions of the stream (every ``config.refit_every`` snapshots), so the block is cut
+        there and each piece is scored at once against the same frozen models.
         """
         if not snapshots:
             return []
@@ -184,52 +202,95 @@ class Engine:
     def _steps(
         self, snaps: list[Snapshot], x: FloatArray, invalid: list[tuple[str, ...]]
     ) -> list[StepResult]:
-        cfg = self.config
+        """Cut the block at the learning positions; score each piece against frozen models."""
+        period = self.config.refit_every
+        results: list[StepResult] = []
+        start = 0
+        while start < len(snaps):
+            room = period - self.n_snapshots % period
+            stop = min(len(snaps), start + room)
+            results += self._segment(snaps[start:stop], x[start:stop], invalid[start:stop])
+            start = stop
+        return results
+
+    def _score(self, x: FloatArray) -> _Segment:
+        """Score a piece ``(B, nodes)`` against the current (frozen) models."""
+        cfg, m = self.config, self._models
         present = ~np.isnan(x)
         filled = x.copy()
         for b in np.flatnonzero(~present.all(axis=1)):
-            filled[b] = self._impute(x[b], present[b])
-        resid = filled - self._predict(filled)
-
-        warm_nodes = self._noise.count >= cfg.warmup
-        node_scores = np.where(present & warm_nodes, self._noise.score(resid), np.nan)
+            filled[b] = m.impute(x[b], present[b])
+        resid = filled - m.predict(filled)
+        warm_nodes = (m.noise.fitted_count >= cfg.warmup) | ~self._active
+        scored = present & warm_nodes & self._active
+        node_scores = np.where(scored, m.noise.score(resid), np.nan)
         t_vals = filled[:, self._target_idx]
         t_present = present[:, self._target_idx]
-        t_warm = self._marginal.count >= cfg.warmup
-        t_scores = np.where(t_present & t_warm, self._marginal.score(t_vals), np.nan)
-
+        t_warm = m.marginal.fitted_count >= cfg.warmup
+        t_scores = np.where(t_present & t_warm, m.marginal.score(t_vals), np.nan)
         parents_ok = np.ones_like(present)
         for b in np.flatnonzero(~present.all(axis=1)):
-            parents_ok[b] = self._parents_present(present[b], cfg.impute_learn)
-        learn = present & parents_ok & ~(node_scores >= cfg.protect)  # unscored counts as calm
+            parents_ok[b] = m.parents_present(present[b], cfg.impute_learn)
+        # unscored counts as calm; marginalised nodes learn nothing
+        learn = present & parents_ok & ~(node_scores >= cfg.protect) & self._active
+        t_learn = t_present & ~(t_scores >= cfg.protect)
+        return _Segment(
+            x, filled, resid, present, node_scores, t_scores, t_vals, learn, t_learn, warm_nodes,
+            bool(t_warm.all()),
+        )  # fmt: skip
 
-        # Trigger and attribute against the models that scored the block, then learn.
-        results = [
-            self._result(
-                snaps[b], filled[b], resid[b], present[b], node_scores[b], t_scores[b],
-                warm_nodes, bool(t_warm.all()), invalid[b], learn[b],
-            )
-            for b in range(len(snaps))
-        ]  # fmt: skip
-        self._learn(filled, resid, learn)
-        self._marginal.learn_many(t_vals, t_present & ~(t_scores >= cfg.protect))
-        self.n_snapshots += len(snaps)
+    def _segment(
+        self, snaps: list[Snapshot], x: FloatArray, invalid: list[tuple[str, ...]]
+    ) -> list[StepResult]:
+        seg = self._score(x)
+        results = [self._result(snaps[b], seg, b, invalid[b]) for b in range(len(snaps))]
+        self._after(seg)
         return results
 
+    def _after(self, seg: _Segment) -> None:
+        """Book a scored piece; learn at the end of each period."""
+        self._pending.append(seg)
+        if not self._structure_fixed:
+            self._history.append(seg.x)
+        self.n_snapshots += seg.x.shape[0]
+        if self.n_snapshots % self.config.refit_every == 0:
+            self._learn_pending()
+            if not self._structure_fixed and self.n_snapshots >= self.config.warmup:
+                self._fix_structure()
+
+    def _learn_pending(self) -> None:
+        segs, self._pending = self._pending, []
+        if not segs:
+            return
+        cat = np.concatenate
+        self._models.learn(
+            cat([s.filled for s in segs]),
+            cat([s.resid for s in segs]),
+            cat([s.learn for s in segs]),
+            cat([s.t_vals for s in segs]),
+            cat([s.t_learn for s in segs]),
+        )
+
+    def _fix_structure(self) -> None:
+        """End of warm-up: marginalise sparse nodes and relearn the warm-up from its rows."""
+        self._structure_fixed = True
+        history, self._history = np.concatenate(self._history), []
+        keep = {int(j) for j in self._target_idx}
+        drop = sparse_nodes(~np.isnan(history), self.config.min_coverage, keep)
+        if not drop:
+            return
+        self.marginalised = tuple(self.graph.nodes[j] for j in drop)
+        self._build(frozenset(drop))
+        period = self.config.refit_every
+        for start in range(0, len(history), period):
+            self._pending.append(self._score(history[start : start + period]))
+            self._learn_pending()
+
     def _result(
-        self,
-        snapshot: Snapshot,
-        filled: FloatArray,
-        resid: FloatArray,
-        present: BoolArray,
-        node_scores: FloatArray,
-        t_scores: FloatArray,
-        warm_nodes: BoolArray,
-        targets_warm: bool,
-        invalid: tuple[str, ...],
-        learn: BoolArray,
+        self, snapshot: Snapshot, seg: _Segment, b: int, invalid: tuple[str, ...]
     ) -> StepResult:
         nodes = self.graph.nodes
+        node_scores, t_scores = seg.node_scores[b], seg.t_scores[b]
         scored = np.flatnonzero(~np.isnan(node_scores))
         scores = {nodes[j]: float(node_scores[j]) for j in scored}
         target_scores = {
@@ -239,7 +300,7 @@ class Engine:
         attributions: list[Attribution] = []
         for i, target in enumerate(self.targets):
             trig = self._triggers[target]
-            ready = target in target_scores and bool(warm_nodes[self._players[target][-1]])
+            ready = target in target_scores and bool(seg.warm_nodes[self._players[target][-1]])
             decision = trig.update_one(snapshot.ts, target_scores[target] if ready else None)
             if decision.incident_id is None:
                 continue
@@ -254,11 +315,13 @@ class Engine:
             if decision.attribute:
                 attributions.append(
                     self._attribute(
-                        target, snapshot, filled, resid, present, scores,
-                        decision.incident_id, decision.revision, score,
+                        _Case(target, snapshot, seg.filled[b], seg.resid[b], seg.present[b],
+                              scores, decision.incident_id, decision.revision, score)
                     )
                 )  # fmt: skip
-        all_warm = bool(warm_nodes.all()) and targets_warm
+        warm_nodes = seg.warm_nodes
+        all_warm = bool(warm_nodes.all()) and seg.targets_warm
+        present, learn = seg.present[b], seg.learn[b]
         return StepResult(
             graph=self.graph.name,
             ts=snapshot.ts,
@@ -286,104 +349,61 @@ class Engine:
         if target not in self._players:
             self._players[target] = self._player_index(target)
         x, _ = self._vector(snapshot.values)
+        m = self._models
         present = ~np.isnan(x)
-        filled = self._impute(x, present)
-        resid = filled - self._predict(filled[None, :])[0]
-        warm = self._noise.count >= self.config.warmup
-        scored = np.flatnonzero(present & warm)
-        scores = self._noise.score(resid[scored], scored)
+        filled = m.impute(x, present)
+        resid = filled - m.predict(filled[None, :])[0]
+        warm = m.noise.fitted_count >= self.config.warmup
+        scored = np.flatnonzero(present & warm & self._active)
+        scores = m.noise.score(resid[scored], scored)
         named = {self.graph.nodes[j]: float(s) for j, s in zip(scored, scores, strict=True)}
         players = self._players[target]
         if not warm[players[-1]]:
             raise NotWarmError(
                 f"cannot explain {target!r} yet: it has learned from "
-                f"{int(self._noise.count[players[-1]])} of {self.config.warmup} snapshots"
+                f"{int(m.noise.fitted_count[players[-1]])} of {self.config.warmup} snapshots"
             )
         incident = incident_id(self.graph.name, target, snapshot.ts)
         trigger_score = float("nan")
         if target in self.targets:
             i = self.targets.index(target)
-            if self._marginal.count[i] >= self.config.warmup:
+            if m.marginal.fitted_count[i] >= self.config.warmup:
                 row = np.array([i], dtype=np.intp)
-                trigger_score = float(self._marginal.score(filled[[players[-1]]], row)[0])
+                trigger_score = float(m.marginal.score(filled[[players[-1]]], row)[0])
         return self._attribute(
-            target, snapshot, filled, resid, present, named, incident, 0, trigger_score
+            _Case(target, snapshot, filled, resid, present, named, incident, 0, trigger_score)
         )
-
-    # -- models -------------------------------------------------------------------------------
-
-    def _parents_present(self, present: BoolArray, tolerance: float) -> BoolArray:
-        """Nodes whose share of missing parents is at most ``tolerance`` (and below 1)."""
-        src, dst = self._edge_src, self._edge_dst
-        missing = np.bincount(dst[~present[src]], minlength=len(self.graph))
-        n_parents = np.maximum(self._n_parents, 1)
-        out: BoolArray = (missing == 0) | (
-            (missing <= tolerance * n_parents) & (missing < n_parents)
-        )
-        return out
-
-    def _predict(self, x: FloatArray) -> FloatArray:
-        """Predictions of every node for a block ``(B, nodes)``."""
-        pred = self._bank.predict(x)
-        for j, model in self._river.items():
-            for b in range(x.shape[0]):
-                pred[b, j] = float(model.predict_one(self._features(j, x[b])))
-        return pred
-
-    def _predict_node(self, j: int, x: FloatArray) -> float:
-        if j in self._river:
-            return float(self._river[j].predict_one(self._features(j, x)))
-        return self._bank.predict_node(j, x)
-
-    def _features(self, j: int, x: FloatArray) -> dict[Hashable, Any]:
-        nodes = self.graph.nodes
-        return {nodes[p]: float(x[p]) for p in self.graph.parent_index[j]}
-
-    def _impute(self, x: FloatArray, present: BoolArray) -> FloatArray:
-        """Fill missing values, in topological order, with prediction plus median noise."""
-        if present.all():
-            return x
-        filled = x.copy()
-        missing = np.flatnonzero(~present)
-        medians = self._noise.median(missing)
-        for j, med in zip(missing, medians, strict=True):
-            filled[j] = self._predict_node(int(j), filled) + float(med)
-        return filled
-
-    def _learn(self, x: FloatArray, resid: FloatArray, learn: BoolArray) -> None:
-        """Learn a block ``(B, nodes)`` where ``learn`` is true, in row order."""
-        # a residual counts once the node's mechanism has learned enough, row by row
-        fitted_before = self._fitted[None, :] + np.cumsum(learn, axis=0) - learn
-        ready = fitted_before >= self._min_fit[None, :]
-        self._bank.learn_many(x, learn)
-        for j, model in self._river.items():
-            for b in np.flatnonzero(learn[:, j]):
-                model.learn_one(self._features(j, x[b]), float(x[b, j]))
-        self._fitted += learn.sum(axis=0)
-        self._noise.learn_many(resid, learn & (ready | ~self._has_parents))
 
     # -- attribution --------------------------------------------------------------------------
 
     def _player_index(self, target: str) -> IntArray:
-        idx = [self.graph.index[a] for a in self.graph.ancestors(target)]
-        return np.array([*idx, self.graph.index[target]], dtype=np.intp)
+        j = self.graph.index[target]
+        parents = self._models.parent_index
+        seen: set[int] = set()
+        stack = [j]
+        while stack:
+            for p in parents[stack.pop()]:
+                if int(p) not in seen:
+                    seen.add(int(p))
+                    stack.append(int(p))
+        return np.array([*sorted(seen), j], dtype=np.intp)  # positions are topological
 
     def _player_model(self, players: IntArray) -> tuple[PlayerModel, int]:
+        m = self._models
         pos = {int(j): i for i, j in enumerate(players)}
         parents = [
-            np.array([pos[int(p)] for p in self.graph.parent_index[j]], dtype=np.intp)
-            for j in players
+            np.array([pos[int(p)] for p in m.parent_index[j]], dtype=np.intp) for j in players
         ]
-        if not any(int(j) in self._river for j in players):
-            weights, _ = self._bank.coefficients()
+        if not any(int(j) in m.river for j in players):
+            weights, _ = m.bank.coefficients()
             sub = weights[np.ix_(players, players)]
             return PlayerModel(parents, weights=sub), self.config.n_samples
 
         def predict(i: int, parent_values: FloatArray) -> FloatArray:
             j = int(players[i])
-            if j not in self._river:
-                return self._bank.predict_samples(j, parent_values)
-            model, names = self._river[j], [self.graph.nodes[p] for p in self.graph.parent_index[j]]
+            if j not in m.river:
+                return m.bank.predict_samples(j, parent_values)
+            model, names = m.river[j], [self.graph.nodes[p] for p in m.parent_index[j]]
             flat = parent_values.reshape(-1, parent_values.shape[-1])
             rows = (dict[Hashable, Any](zip(names, row, strict=True)) for row in flat)
             out = np.array([model.predict_one(r) for r in rows])
@@ -392,29 +412,19 @@ class Engine:
 
         return PlayerModel(parents, predict=predict), self.config.generic_samples
 
-    def _attribute(
-        self,
-        target: str,
-        snapshot: Snapshot,
-        filled: FloatArray,
-        resid: FloatArray,
-        present: BoolArray,
-        scores: Mapping[str, float],
-        incident: str,
-        revision: int,
-        trigger_score: float,
-    ) -> Attribution:
-        cfg = self.config
+    def _attribute(self, case: _Case) -> Attribution:
+        cfg, m = self.config, self._models
         started = self.timer() if self.timer is not None else None
-        players = self._players[target]
-        seed = (cfg.seed * 1_000_003 + zlib.crc32(f"{incident}#{revision}".encode())) % 2**32
+        players = self._players[case.target]
+        key = f"{case.incident}#{case.revision}".encode()
+        seed = (cfg.seed * 1_000_003 + zlib.crc32(key)) % 2**32
         rng = np.random.default_rng(seed)
         model, n_samples = self._player_model(players)
-        draws = self._noise.draw(players, n_samples, rng)
+        draws = m.noise.draw(players, n_samples, rng)
         outcome = attribute_noise(
             model,
-            resid[players],
-            float(filled[players[-1]]),
+            case.resid[players],
+            float(case.filled[players[-1]]),
             draws,
             rng,
             exact_max_players=cfg.exact_max_players,
@@ -423,28 +433,20 @@ class Engine:
         names = [self.graph.nodes[j] for j in players]
         # Players still in warm-up take part with what they have learned (an empty model draws
         # its median, so it gets no credit); they are listed so that a reader knows.
-        cold = [n for n, j in zip(names, players, strict=True) if self._noise.count[j] < cfg.warmup]
-        positive = float(outcome.contributions[outcome.contributions > 0].sum())
-        causes = sorted(
-            (
-                RootCause(
-                    node=name,
-                    contribution=float(c),
-                    share=float(c) / positive if c > 0 and positive > 0 else 0.0,
-                    score=scores.get(name),
-                    stderr=float(e),
-                )
-                for name, c, e in zip(names, outcome.contributions, outcome.stderr, strict=True)
-            ),
-            key=lambda rc: -rc.contribution,
-        )
+        cold = [
+            n for n, j in zip(names, players, strict=True) if m.noise.fitted_count[j] < cfg.warmup
+        ]
+        causes, rule = rank_causes(
+            cfg.rank_by, names, outcome.contributions, outcome.stderr, case.scores,
+            model.parents,
+        )  # fmt: skip
         att = Attribution(
-            incident_id=incident,
+            incident_id=case.incident,
             graph=self.graph.name,
-            target=target,
-            window_start=snapshot.ts,
-            window_end=snapshot.end,
-            detected_at=snapshot.end if snapshot.end is not None else snapshot.ts,
+            target=case.target,
+            window_start=case.snapshot.ts,
+            window_end=case.snapshot.end,
+            detected_at=case.snapshot.end if case.snapshot.end is not None else case.snapshot.ts,
             target_score=outcome.target_score,
             root_causes=tuple(causes),
             method=outcome.method,
@@ -453,9 +455,14 @@ class Engine:
             n_samples=outcome.n_samples,
             n_permutations=outcome.n_permutations,
             seed=seed,
-            revision=revision,
-            missing=tuple(n for n, j in zip(names, players, strict=True) if not present[j]),
-            extra={"trigger_score": trigger_score, "cold": cold},
+            revision=case.revision,
+            missing=tuple(n for n, j in zip(names, players, strict=True) if not case.present[j]),
+            extra={
+                "trigger_score": case.trigger_score,
+                "cold": cold,
+                "marginalised": list(self.marginalised),
+                "rank_rule": rule,
+            },
         )
         if started is not None and self.timer is not None:
             att = dataclasses.replace(att, seconds=self.timer() - started)
@@ -463,20 +470,140 @@ class Engine:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["timer"] = None  # a clock is the adapter's, not part of the checkpoint
+        state["timer"] = None  # a clock is the adapter's, not part of the in-process copy
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
+    # -- state as data (checkpoints) ----------------------------------------------------------
+
+    def to_state(self) -> StateTree:
+        """The whole learned state as a state tree of JSON scalars and numeric arrays.
+
+        Rows scored but not learned yet (the current period) are part of it, so a restored
+        engine goes on exactly where this one stands.
+        """
+        n = len(self.graph)
+        pending = self._pending
+        cat = np.concatenate
+
+        def stack(name: str, width: int, dtype: type) -> npt.NDArray[Any]:
+            if not pending:
+                return np.zeros((0, width), dtype=dtype)
+            return cat([getattr(seg, name) for seg in pending]).astype(dtype)
+
+        k = len(self.targets)
+        return {
+            "targets": list(self.targets),
+            "n_snapshots": self.n_snapshots,
+            "marginalised": list(self.marginalised),
+            "structure_fixed": self._structure_fixed,
+            "history": cat(self._history) if self._history else np.zeros((0, n)),
+            "pending": {
+                "filled": stack("filled", n, np.float64),
+                "resid": stack("resid", n, np.float64),
+                "learn": stack("learn", n, np.bool_),
+                "t_vals": stack("t_vals", k, np.float64),
+                "t_learn": stack("t_learn", k, np.bool_),
+            },
+            "models": self._models.to_state(),
+            "triggers": [self._triggers[t].to_state() for t in self.targets],
+        }
+
+    @classmethod
+    def from_state(cls, graph: CausalGraph, config: EngineConfig, state: StateTree) -> Engine:
+        """An engine of ``graph`` and ``config`` in the state of :meth:`to_state`.
+
+        Raises
+        ------
+        StateError
+            If the state does not belong to this graph and configuration.
+        """
+        targets = [str(t) for t in get_list(state, "targets")]
+        try:
+            engine = cls(graph, config, targets=targets)
+        except (ValueError, KeyError) as exc:
+            raise StateError(f"targets: {exc}") from None
+        n, k = len(graph), len(engine.targets)
+        engine.n_snapshots = get_int(state, "n_snapshots", low=0)
+        dropped = [str(x) for x in get_list(state, "marginalised")]
+        if any(d not in graph.index for d in dropped):
+            raise StateError("marginalised: names a node the graph does not have")
+        if dropped:
+            engine.marginalised = tuple(dropped)
+            engine._build(frozenset(graph.index[d] for d in dropped))
+        engine._structure_fixed = get_bool(state, "structure_fixed")
+        history = get_array(state, "history", np.float64, (None, n))
+        engine._history = [history.copy()] if history.shape[0] else []
+        p = get_tree(state, "pending")
+        rows = get_array(p, "filled", np.float64, (None, n)).shape[0]
+        filled = get_array(p, "filled", np.float64, (rows, n)).copy()
+        if rows:
+            engine._pending = [
+                _Segment(
+                    filled, filled, get_array(p, "resid", np.float64, (rows, n)).copy(),
+                    np.ones((rows, n), dtype=bool), filled, filled,
+                    get_array(p, "t_vals", np.float64, (rows, k)).copy(),
+                    get_array(p, "learn", np.bool_, (rows, n)).copy(),
+                    get_array(p, "t_learn", np.bool_, (rows, k)).copy(),
+                    np.ones(n, dtype=bool), True,
+                )
+            ]  # fmt: skip
+        if rows >= config.refit_every or engine.n_snapshots % config.refit_every != rows:
+            raise StateError("pending: rows do not match the position in the stream")
+        engine._models.load_state(get_tree(state, "models"))
+        triggers = get_list(state, "triggers")
+        if len(triggers) != k:
+            raise StateError(f"triggers: expected {k}, got {len(triggers)}")
+        for target, tree in zip(engine.targets, triggers, strict=True):
+            trig = Trigger.from_state(tree)
+            if trig.target != target or trig.config != config.trigger:
+                raise StateError(f"triggers: {target!r} has another target or configuration")
+            engine._triggers[target] = trig
+        return engine
+
     # -- introspection ------------------------------------------------------------------------
 
     @property
     def warm(self) -> bool:
-        """True once every node and target has learned from ``warmup`` snapshots."""
-        w = self.config.warmup
-        return bool((self._noise.count >= w).all() and (self._marginal.count >= w).all())
+        """True once every modelled node and target has learned from ``warmup`` snapshots."""
+        w, m = self.config.warmup, self._models
+        nodes = (m.noise.fitted_count >= w) | ~self._active
+        return bool(nodes.all() and (m.marginal.fitted_count >= w).all())
 
     def nbytes(self) -> int:
         """Approximate memory of the numeric state, in bytes (river models not counted)."""
-        return self._bank.nbytes() + self._noise.nbytes() + self._marginal.nbytes()
+        return self._models.nbytes()
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """A piece of a block scored against the same frozen models, waiting to be learned."""
+
+    x: FloatArray
+    filled: FloatArray
+    resid: FloatArray
+    present: BoolArray
+    node_scores: FloatArray
+    t_scores: FloatArray
+    t_vals: FloatArray
+    learn: BoolArray
+    t_learn: BoolArray
+    warm_nodes: BoolArray
+    targets_warm: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Case:
+    """What one attribution is asked about."""
+
+    target: str
+    snapshot: Snapshot
+    filled: FloatArray
+    resid: FloatArray
+    present: BoolArray
+    scores: Mapping[str, float]
+    incident: str
+    revision: int
+    trigger_score: float

@@ -220,9 +220,9 @@ class LinearBank:
             if k == 0:
                 out[:, grp.members] = 0.0
                 continue
-            out[:, grp.members] = grp.my + np.einsum(
-                "bgk,gk->bg", xe[:, grp.parents] - grp.mx, grp.coef
-            )
+            # an elementwise product summed per row: the same float operations for a row
+            # whatever the block it comes in (einsum may reorder them by block shape)
+            out[:, grp.members] = grp.my + ((xe[:, grp.parents] - grp.mx) * grp.coef).sum(axis=-1)
         return out if x.ndim == 2 else out[0]
 
     def predict_node(self, j: int, x: FloatArray) -> float:

@@ -1,15 +1,25 @@
 """Noise models and information-theoretic outlier scores.
 
-A noise model is a bounded, recency-weighted sample (reservoir) of a node's residuals, plus an
-exponential model of each tail fitted to the largest ``tail_fraction`` of the sample. The body of
-the distribution is the sample's empirical CDF; beyond the tail thresholds the exceedance
-probability decays exponentially with the mean excess as its scale (the peaks-over-threshold
-estimate with shape 0). So scores keep growing with the distance of an outlier, instead of
-saturating at ``log(sample size)`` as a purely empirical score does, and two extreme outliers stay
-ordered.
+A noise model is a bounded, recency-weighted sample (reservoir) of a node's residuals. From it,
+at each refit, the model keeps a frozen summary:
+
+- the **body**: the mid-rank empirical CDF at a few dozen order statistics (knots) between the
+  two tail thresholds, interpolated linearly between them (ties are kept exact at the knots, so
+  a metric that sits on one value most of the time, such as an availability of 1, is scored
+  right);
+- two **tails**: generalised Pareto fits (:mod:`stream_rca.core.tails`) to the largest and to
+  the smallest ``tail_fraction`` of the sample, beyond which probabilities are extrapolated.
+
+So scores are calibrated where the sample is dense, keep growing with the distance of an
+outlier instead of saturating at ``log(sample size)``, and two extreme outliers stay ordered.
 
 The IT score of a value ``r`` with the two-sided median-CDF feature is
-``S(r) = -log P(|F(N) - 1/2| >= |F(r) - 1/2|) = -log(2 min(F(r), 1 - F(r)))``.
+``S(r) = -log P(|F(N) - 1/2| >= |F(r) - 1/2|) = -log(2 min(F(r), 1 - F(r)))``, with mid-ranks
+for ties; on data from the learned distribution ``P(S >= s) = e^-s``.
+
+Learning is the engine's to schedule: a bank changes only when :meth:`NoiseBank.learn_many` and
+:meth:`NoiseBank.refit` are called, so that between two refits every score is computed against
+the same frozen model (which is what makes block processing equal record-by-record processing).
 """
 
 from __future__ import annotations
@@ -20,7 +30,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NoiseBank", "log_event", "log_exceedance", "tail_fit", "two_sided_score"]
+from stream_rca.core.checkpoint import (
+    StateError,
+    StateTree,
+    get_array,
+    get_float,
+    get_int,
+    get_tree,
+)
+from stream_rca.core.tails import Tail, fit_tail_sorted, tail_size
+
+__all__ = ["NoiseBank", "log_event", "log_exceedance", "two_sided_score"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -29,81 +49,27 @@ BoolArray = npt.NDArray[np.bool_]
 _LOG2 = math.log(2.0)
 
 
-def tail_fit(
-    samples: FloatArray,
-    counts: IntArray,
-    tail_fraction: float,
-    min_tail: int,
-    min_scale: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Fit an exponential upper tail to each row of ``samples``.
-
-    Parameters
-    ----------
-    samples
-        ``(rows, m)``; only the first ``counts[i]`` entries of row ``i`` are data.
-    counts
-        Number of data values per row (at least 2).
-    tail_fraction, min_tail
-        The tail of a row is its ``k = max(min_tail, ceil(tail_fraction * n))`` largest values,
-        capped at ``n - 1``.
-    min_scale
-        Floor of the fitted scale per row (a constant sample would otherwise give scale 0).
-
-    Returns
-    -------
-    threshold, scale, log_p_threshold
-        The k-th largest value ``u``, the mean excess over it, and ``log(k / (n + 1))``, so that
-        ``log P(X >= x) = log_p_threshold - (x - u) / scale`` for ``x >= u``.
-    """
-    m = samples.shape[1]
-    valid = np.arange(m)[None, :] < counts[:, None]
-    asc = np.sort(np.where(valid, samples, np.inf), axis=1)
-    up, _ = _fit_sorted(asc, counts, tail_fraction, min_tail, min_scale)
-    return up
-
-
-_Fit = tuple[FloatArray, FloatArray, FloatArray]
-
-
-def _tail_size(counts: IntArray, tail_fraction: float, min_tail: int) -> IntArray:
-    n = counts.astype(np.float64)
-    k = np.minimum(np.maximum(min_tail, np.ceil(tail_fraction * n)), n - 1)
-    out: IntArray = np.maximum(k, 1).astype(np.intp)
+def _mix64(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """SplitMix64's finaliser: a counter-based hash, so a slot depends on its index only."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        out: npt.NDArray[np.uint64] = z ^ (z >> np.uint64(31))
     return out
 
 
-def _fit_sorted(
-    asc: FloatArray, counts: IntArray, tail_fraction: float, min_tail: int, min_scale: FloatArray
-) -> tuple[_Fit, _Fit]:
-    """Both tails' fits from rows sorted ascending (data first, padding after)."""
-    rows = np.arange(asc.shape[0])
-    valid = np.arange(asc.shape[1])[None, :] < counts[:, None]
-    csum = np.cumsum(np.where(valid, asc, 0.0), axis=1)
-    k = _tail_size(counts, tail_fraction, min_tail)
-    log_p = np.log(k / (counts + 1.0))
-    # Upper tail: threshold is the k-th largest; the k - 1 values above it are the excesses.
-    u_hi = asc[rows, counts - k]
-    above = csum[rows, counts - 1] - csum[rows, counts - k]
-    s_hi = np.maximum((above - (k - 1) * u_hi) / np.maximum(k - 1, 1), min_scale)
-    # Lower tail, on the negated values: threshold -asc[k - 1], excesses below it.
-    lo_val = asc[rows, k - 1]
-    below = np.where(k >= 2, csum[rows, np.maximum(k - 2, 0)], 0.0)
-    s_lo = np.maximum(((k - 1) * lo_val - below) / np.maximum(k - 1, 1), min_scale)
-    return (u_hi, s_hi, log_p), (-lo_val, s_lo, log_p.copy())
-
-
 def log_exceedance(
-    samples: FloatArray,
+    samples: npt.NDArray[np.floating[Any]],
     x: FloatArray,
     tail_fraction: float = 0.05,
     min_tail: int = 10,
     min_scale: FloatArray | float = 0.0,
 ) -> FloatArray:
-    """``log P(X >= x)`` per row of a full ``(rows, S)`` sample, with an exponential tail.
+    """``log P(X >= x)`` per row of a full ``(rows, S)`` sample, with a GPD upper tail.
 
-    Inside the sample's range this is the empirical exceedance with a half-count continuity
-    correction; beyond the tail threshold it extrapolates, so it never reaches ``-inf``.
+    Inside the sample's range this is the mid-rank empirical exceedance
+    ``(#{X > x} + #{X = x} / 2 + 1/2) / (S + 1)``; where fewer than ``k`` values reach ``x``
+    it is the fitted tail, so it never reaches ``-inf``.
 
     Examples
     --------
@@ -115,19 +81,38 @@ def log_exceedance(
     >>> bool(b < a < np.log(1 / 2001))
     True
     """
+    return _log_sf_rows(
+        samples, np.asarray(x, dtype=np.float64), tail_fraction, min_tail, min_scale
+    )
+
+
+def _log_sf_rows(
+    samples: npt.NDArray[np.floating[Any]],
+    x: FloatArray,
+    tail_fraction: float,
+    min_tail: int,
+    min_scale: FloatArray | float,
+) -> FloatArray:
     rows, size = samples.shape
-    k = int(_tail_size(np.array([size]), tail_fraction, min_tail)[0])
-    top = np.partition(samples, size - k, axis=1)[:, size - k :]
-    u = top[:, 0]  # the partition puts the k-th largest first
-    floor = np.broadcast_to(np.asarray(min_scale, dtype=np.float64), (rows,))
-    scale = np.maximum((top.sum(axis=1) - k * u) / max(k - 1, 1), floor)
-    log_pu = math.log(k / (size + 1.0))
-    gt = (samples > x[:, None]).sum(axis=1)
-    eq = (samples == x[:, None]).sum(axis=1)
-    emp = np.log((gt + 0.5 * eq + 0.5) / (size + 1.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ext = log_pu - (x - u) / scale
-    out: FloatArray = np.where(x > u, np.minimum(ext, emp), emp)
+    k = int(tail_size(size, tail_fraction, min_tail))
+    xb = np.broadcast_to(x, (rows,)).astype(samples.dtype)
+    beyond = np.count_nonzero(samples > xb[:, None], axis=1)
+    tied = np.count_nonzero(samples == xb[:, None], axis=1)
+    out: FloatArray = np.log((beyond + 0.5 * tied + 0.5) / (size + 1.0))
+    # Extrapolate only where fewer than k values reach x: the other rows need no fit, and the
+    # fit (a partition) is the costly part.
+    need = np.flatnonzero(beyond + tied <= k)
+    if need.size:
+        part = np.partition(samples[need], size - k - 1, axis=1)
+        u = part[:, size - k - 1].astype(np.float64)
+        top = -np.sort(-part[:, size - k :].astype(np.float64), axis=1)
+        above = np.count_nonzero(top > u[:, None], axis=1)
+        log_pu = np.log((above + 0.5) / (size + 1.0))
+        floor = np.broadcast_to(np.asarray(min_scale, dtype=np.float64), (rows,))[need]
+        tail = fit_tail_sorted(top, u, log_pu, floor)
+        xs = x if np.ndim(x) == 0 else np.broadcast_to(x, (rows,))[need]
+        ext = tail.log_sf(xs)
+        out[need] = np.where(xs > u, np.minimum(ext, out[need]), out[need])
     return out
 
 
@@ -141,41 +126,12 @@ def log_event(
 ) -> FloatArray:
     """``log P(X >= hi or X <= lo)`` per row of ``(rows, S)`` samples (``lo < hi``).
 
-    Both tails as in :func:`log_exceedance`, from one partition of the samples.
+    Both tails as in :func:`log_exceedance`.
     """
-    size = samples.shape[1]
-    k = int(_tail_size(np.array([size]), tail_fraction, min_tail)[0])
-    n1 = size + 1.0
-    log_pu = math.log(k / n1)
-    inv = 1.0 / max(k - 1, 1)
-    sides = []
-    for upper in (True, False):
-        x = hi if upper else lo
-        beyond = np.count_nonzero(samples > x if upper else samples < x, axis=1)
-        tied = np.count_nonzero(samples == x, axis=1)
-        log_p = np.log((beyond + 0.5 * tied + 0.5) / n1)
-        # Extrapolate only where fewer than k draws reach x (x beyond the k-th most extreme
-        # draw): the other rows need no tail fit, and the fit (a partition) is the costly part.
-        need = np.flatnonzero(beyond + tied < k)
-        if need.size:
-            rows = samples[need]  # a copy, partitioned in place
-            if upper:
-                rows.partition(size - k, axis=1)
-                top = rows[:, size - k :].astype(np.float64)
-                u = top[:, 0]
-                excess = top.sum(axis=1) - k * u
-                dist = x - u
-            else:
-                rows.partition(k - 1, axis=1)
-                bottom = rows[:, :k].astype(np.float64)
-                u = bottom[:, k - 1]
-                excess = k * u - bottom.sum(axis=1)
-                dist = u - x
-            scale = np.maximum(excess * inv, min_scale)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_p[need] = np.minimum(log_pu - dist / scale, log_p[need])
-        sides.append(log_p)
-    result: FloatArray = np.logaddexp(sides[0], sides[1])
+    up = _log_sf_rows(samples, np.array(hi, dtype=np.float64), tail_fraction, min_tail, min_scale)
+    neg = np.negative(samples)
+    down = _log_sf_rows(neg, np.array(-lo, dtype=np.float64), tail_fraction, min_tail, min_scale)
+    result: FloatArray = np.logaddexp(up, down)
     return result
 
 
@@ -186,32 +142,32 @@ def two_sided_score(log_p_low: FloatArray, log_p_high: FloatArray) -> FloatArray
 
 
 class NoiseBank:
-    """Noise models of many nodes at once: recency-weighted reservoirs with fitted tails.
+    """Noise models of many nodes at once: recency-weighted reservoirs with GPD tails.
 
     Parameters
     ----------
     n_nodes
         Number of rows (one per node).
     capacity
-        Reservoir size per node. Once full, each new value replaces a random slot, so a value
-        survives ``t`` updates with probability ``(1 - 1/capacity) ** t``: an exponentially
-        recency-weighted sample with a mean age of ``capacity`` updates.
+        Reservoir size per node. Once full, each new value replaces a slot picked by a hash of
+        its position in the row's stream, so a value survives ``t`` later updates with
+        probability ``(1 - 1/capacity) ** t``: an exponentially recency-weighted sample with a
+        mean age of ``capacity`` updates. The slot depends on nothing else, so learning the same
+        values in blocks of any size gives the same reservoir.
     tail_fraction, min_tail
         Share (and least number) of the sample used to fit each tail.
-    refresh
-        The tail fits are redone after this many updates of a row.
-    min_scale
-        Absolute floor of the tail scales (units of the values).
+    n_knots
+        Order statistics kept to interpolate the body of the CDF.
     seed
-        Seed of the generator that picks reservoir slots.
+        Salt of the slot hash.
 
     Examples
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> bank = NoiseBank(1, capacity=500, seed=0)
-    >>> for v in rng.normal(size=500):
-    ...     bank.learn(np.array([v]), np.array([True]))
+    >>> bank = NoiseBank(1, capacity=500)
+    >>> bank.learn_many(rng.normal(size=(500, 1)), np.ones((500, 1), dtype=bool))
+    >>> bank.refit()
     >>> float(bank.score(np.array([0.0]))[0]) < 0.2
     True
     >>> scores = [float(bank.score(np.array([v]))[0]) for v in (3.0, 6.0, 12.0)]
@@ -222,29 +178,35 @@ class NoiseBank:
     def __init__(
         self,
         n_nodes: int,
-        capacity: int = 512,
+        capacity: int = 1024,
         *,
         tail_fraction: float = 0.05,
-        min_tail: int = 8,
-        refresh: int = 16,
-        min_scale: float = 1e-12,
+        min_tail: int = 16,
+        n_knots: int = 33,
         seed: int = 0,
     ) -> None:
-        if capacity < 8:
-            raise ValueError(f"capacity must be at least 8, got {capacity}")
+        if capacity < 16:
+            raise ValueError(f"capacity must be at least 16, got {capacity}")
+        if not 0.0 < tail_fraction < 0.5:
+            raise ValueError(f"tail_fraction must be in (0, 0.5), got {tail_fraction}")
         self.n_nodes = n_nodes
         self.capacity = capacity
         self.tail_fraction = tail_fraction
         self.min_tail = min_tail
-        self.refresh = refresh
-        self.min_scale = min_scale
-        self._rng = np.random.default_rng(seed)
+        self.n_knots = n_knots
+        self.seed = seed
         self.samples = np.zeros((n_nodes, capacity))
         self.count = np.zeros(n_nodes, dtype=np.int64)
         """Values learned per row since the start."""
-        self._since_fit = np.zeros(n_nodes, dtype=np.int64)
-        self._fit_up = (np.zeros(n_nodes), np.ones(n_nodes), np.zeros(n_nodes))
-        self._fit_lo = (np.zeros(n_nodes), np.ones(n_nodes), np.zeros(n_nodes))
+        self.fitted_count = np.zeros(n_nodes, dtype=np.int64)
+        """``count`` of each row at its last refit (what its scores are based on)."""
+        self.min_scale = np.full(n_nodes, 1e-12)
+        """Floor of each row's tail scales, in the row's units (set by the owner)."""
+        self._knots = np.zeros((n_nodes, n_knots))
+        self._below = np.full((n_nodes, n_knots), 0.5)  # mid-rank P(X < knot)
+        self._above = np.full((n_nodes, n_knots), 0.5)  # mid-rank P(X <= knot)
+        self._hi = _empty_tail(n_nodes)
+        self._lo = _empty_tail(n_nodes)
         self._median = np.zeros(n_nodes)
 
     @property
@@ -253,82 +215,137 @@ class NoiseBank:
         out: IntArray = np.minimum(self.count, self.capacity).astype(np.intp)
         return out
 
-    def learn(self, values: FloatArray, mask: BoolArray) -> None:
-        """Add ``values[i]`` to row ``i`` wherever ``mask[i]``."""
-        self.learn_many(values[None, :], mask[None, :])
+    # -- learning -----------------------------------------------------------------------------
 
     def learn_many(self, values: FloatArray, mask: BoolArray) -> None:
         """Add a block ``values`` of shape ``(B, rows)``, in row order, wherever ``mask``.
 
-        The same reservoir rule as ``B`` calls of :meth:`learn`: values go to free slots while
-        there are any, then each replaces a random slot (a later value wins a slot both pick).
+        Values go to free slots while there are any, then each replaces the slot its hash
+        picks (a later value wins a slot picked twice). Scores do not change until
+        :meth:`refit`.
         """
         step, rows = np.nonzero(mask)  # row-major: in block order
         if rows.size == 0:
             return
-        order = np.argsort(rows, kind="stable")
-        step, rows = step[order], rows[order]
         counts = np.bincount(rows, minlength=self.n_nodes)
+        order = np.argsort(rows, kind="stable")
         first = np.cumsum(counts) - counts
-        rank = np.arange(rows.size) - first[rows]
-        slots = self.filled[rows] + rank
+        rank = np.empty(rows.size, dtype=np.int64)
+        rank[order] = np.arange(rows.size) - first[rows[order]]
+        position = self.count[rows] + rank  # index of each value in its row's stream
+        slots = position.copy()
         full = slots >= self.capacity
-        slots[full] = self._rng.integers(0, self.capacity, size=int(full.sum()))
-        # assign in block order so that the latest value wins a slot picked twice
-        again = np.argsort(step, kind="stable")
-        self.samples[rows[again], slots[again]] = values[step[again], rows[again]]
+        if full.any():
+            with np.errstate(over="ignore"):  # arithmetic modulo 2**64 is the point
+                key = (
+                    np.uint64(self.seed % 2**64) * np.uint64(0x9E3779B97F4A7C15)
+                    + rows[full].astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)
+                    + position[full].astype(np.uint64)
+                )
+            slots[full] = (_mix64(key) % np.uint64(self.capacity)).astype(np.int64)
+        # nonzero's order is block order, so the latest value wins a slot picked twice
+        self.samples[rows, slots] = values[step, rows]
         self.count += counts
-        self._since_fit += counts
 
-    def _refit(self, rows: IntArray) -> None:
-        counts = self.filled[rows]
-        ok = counts >= 2
-        rows, counts = rows[ok], counts[ok]
+    def refit(self, rows: IntArray | None = None) -> None:
+        """Rebuild the frozen body and tails of ``rows`` (default: every row with new data)."""
+        if rows is None:
+            rows = np.flatnonzero(self.count != self.fitted_count)
+        rows = rows[self.count[rows] > 0]
         if rows.size == 0:
             return
-        valid = np.arange(self.capacity)[None, :] < counts[:, None]
+        n = self.filled[rows]
+        valid = np.arange(self.capacity)[None, :] < n[:, None]
         asc = np.sort(np.where(valid, self.samples[rows], np.inf), axis=1)
-        q25, q50, q75 = (_sorted_quantile(asc, counts, q) for q in (0.25, 0.5, 0.75))
-        floor = np.maximum(self.min_scale, 1e-3 * (q75 - q25))
-        up, lo = _fit_sorted(asc, counts, self.tail_fraction, self.min_tail, floor)
-        for dst, src in ((self._fit_up, up), (self._fit_lo, lo)):
-            for a, b in zip(dst, src, strict=True):
-                a[rows] = b
-        self._median[rows] = q50
-        self._since_fit[rows] = 0
+        for size in np.unique(n):
+            pick = np.flatnonzero(n == size)
+            self._refit_sorted(rows[pick], asc[pick, : int(size)])
+        self.fitted_count[rows] = self.count[rows]
 
-    def _ensure_fit(self, rows: IntArray) -> None:
-        stale = rows[
-            (self._since_fit[rows] >= self.refresh) | (self._since_fit[rows] == self.count[rows])
-        ]
-        stale = stale[self.count[stale] > 0]
-        if stale.size:
-            self._refit(stale)
+    def _refit_sorted(self, rows: IntArray, asc: FloatArray) -> None:
+        n = asc.shape[1]
+        self._median[rows] = np.median(asc, axis=1)
+        n1 = n + 1.0
+        if n < 4:  # too few for tails: a flat body over the values, unit-free tails
+            k_pos = np.linspace(0, n - 1, self.n_knots).round().astype(np.intp)
+            knots = asc[:, k_pos]
+        else:
+            k = int(tail_size(n, self.tail_fraction, self.min_tail))
+            k = max(1, min(k, (n - 2) // 2))
+            lo_rank, hi_rank = k, n - k - 1  # the thresholds: (k+1)-th smallest and largest
+            k_pos = np.linspace(lo_rank, hi_rank, self.n_knots).round().astype(np.intp)
+            knots = asc[:, k_pos]
+        # mid-rank probabilities with ties: P(X < knot) and P(X <= knot), continuity-corrected
+        first, last = _tie_runs(asc)
+        lt, le = first[:, k_pos], last[:, k_pos] + 1
+        self._knots[rows] = knots
+        self._below[rows] = (lt + 0.5) / n1
+        self._above[rows] = (le + 0.5) / n1
+        iqr = asc[:, (3 * (n - 1)) // 4] - asc[:, (n - 1) // 4]
+        floor = np.maximum(self.min_scale[rows], 1e-3 * iqr)
+        u_hi, u_lo = knots[:, -1], knots[:, 0]
+        if n < 4:
+            top = asc[:, -1:]
+            bottom = -asc[:, :1]
+        else:
+            top = asc[:, ::-1][:, :k]
+            bottom = -asc[:, :k]
+        gt = n - le[:, -1]
+        lt0 = lt[:, 0]
+        hi = fit_tail_sorted(top, u_hi, np.log((gt + 0.5) / n1), floor)
+        lo = fit_tail_sorted(bottom, -u_lo, np.log((lt0 + 0.5) / n1), floor)
+        for dst, src in ((self._hi, hi), (self._lo, lo)):
+            for name in ("u", "sigma", "xi", "log_pu"):
+                getattr(dst, name)[rows] = getattr(src, name)
+
+    # -- scoring ------------------------------------------------------------------------------
 
     def log_tails(
         self, values: FloatArray, rows: IntArray | None = None
     ) -> tuple[FloatArray, FloatArray]:
-        """``log P(N <= v)`` and ``log P(N >= v)`` of each value against its row's model.
+        """``log P(N <= v)`` and ``log P(N >= v)`` (mid-rank) of each value under its row's model.
 
-        ``values`` is ``(len(rows),)``, or a block ``(B, len(rows))`` scored row by row.
+        ``values`` is ``(len(rows),)``, or a block ``(B, len(rows))`` scored row by row. Rows
+        never fitted get 0 (probability 1) on both sides.
         """
         rows = np.arange(self.n_nodes) if rows is None else rows
-        self._ensure_fit(rows)
-        counts = self.filled[rows]
-        data = self.samples[rows]
-        valid = np.arange(self.capacity)[None, :] < counts[:, None]
-        v = values[..., None]
-        lt = ((data < v) & valid).sum(axis=-1)
-        eq = ((data == v) & valid).sum(axis=-1)
-        gt = counts - lt - eq
-        n1 = counts + 1.0
-        emp_hi = np.log((gt + 0.5 * eq + 0.5) / n1)
-        emp_lo = np.log((lt + 0.5 * eq + 0.5) / n1)
-        u_hi, s_hi, lp_hi = (a[rows] for a in self._fit_up)
-        u_lo, s_lo, lp_lo = (a[rows] for a in self._fit_lo)
-        hi = np.where(values > u_hi, np.minimum(emp_hi, lp_hi - (values - u_hi) / s_hi), emp_hi)
-        lo = np.where(-values > u_lo, np.minimum(emp_lo, lp_lo - (-values - u_lo) / s_lo), emp_lo)
-        return lo, hi
+        v = np.asarray(values, dtype=np.float64)
+        if v.size == 0:
+            return np.zeros(v.shape), np.zeros(v.shape)
+        v2 = v.reshape(-1, rows.size)
+        knots = self._knots[rows]
+        n_k = knots.shape[1]
+        j = (knots[None, :, :] < v2[:, :, None]).sum(axis=-1)  # first knot >= v
+        base = (np.arange(rows.size) * n_k)[None, :]
+        upper_i = np.minimum(j, n_k - 1) + base
+        lower_i = np.maximum(j - 1, 0) + base
+        flat = knots.ravel()
+        below, above = self._below[rows].ravel(), self._above[rows].ravel()
+        k_hi, k_lo = flat[upper_i], flat[lower_i]
+        eq = (j < n_k) & (k_hi == v2)
+        # strictly between knots: interpolate from P(X <= lower knot) to P(X < upper knot)
+        a, b = above[lower_i], below[upper_i]
+        span = k_hi - k_lo
+        w = np.divide(v2 - k_lo, span, out=np.full_like(v2, 0.5), where=span > 0)
+        cdf = np.where(eq, 0.5 * (below[upper_i] + above[upper_i]), a + w * (b - a))
+        cdf = np.clip(cdf, 1e-300, 1.0)
+        lo = np.log(cdf)
+        hi = np.log(np.clip(1.0 - cdf, 1e-300, 1.0))
+        beyond_hi = (j >= n_k) & ~eq
+        beyond_lo = (j == 0) & ~eq
+        if beyond_hi.any():
+            t_hi = self._hi.take(rows).log_sf(v2)
+            hi = np.where(beyond_hi, t_hi, hi)
+            lo = np.where(beyond_hi, np.log1p(-np.minimum(np.exp(t_hi), 0.5)), lo)
+        if beyond_lo.any():
+            t_lo = self._lo.take(rows).log_sf(-v2)
+            lo = np.where(beyond_lo, t_lo, lo)
+            hi = np.where(beyond_lo, np.log1p(-np.minimum(np.exp(t_lo), 0.5)), hi)
+        unfitted = self.fitted_count[rows] == 0
+        if unfitted.any():
+            lo = np.where(unfitted, 0.0, lo)
+            hi = np.where(unfitted, 0.0, hi)
+        return lo.reshape(v.shape), hi.reshape(v.shape)
 
     def score(self, values: FloatArray, rows: IntArray | None = None) -> FloatArray:
         """IT outlier score of ``values[i]`` against row ``rows[i]`` (default: row ``i``)."""
@@ -336,9 +353,8 @@ class NoiseBank:
         return two_sided_score(lo, hi)
 
     def median(self, rows: IntArray | None = None) -> FloatArray:
-        """Median of each row's sample (0 for an empty row)."""
+        """Median of each row's sample at its last refit (0 for a row never fitted)."""
         rows = np.arange(self.n_nodes) if rows is None else rows
-        self._ensure_fit(rows)
         out: FloatArray = self._median[rows]
         return out
 
@@ -349,30 +365,103 @@ class NoiseBank:
         out: FloatArray = self.samples[rows[None, :], pick]
         return out
 
+    def tails(self) -> tuple[Tail, Tail]:
+        """The fitted upper tails of the values and of their negation (the lower tails)."""
+        return self._hi, self._lo
+
     def nbytes(self) -> int:
-        arrays = [
-            self.samples,
-            self.count,
-            self._since_fit,
-            self._median,
-            *self._fit_up,
-            *self._fit_lo,
-        ]
+        arrays = [self.samples, self.count, self.fitted_count, self.min_scale, self._median]
+        arrays += [self._knots, self._below, self._above]
+        for t in (self._hi, self._lo):
+            arrays += [t.u, t.sigma, t.xi, t.log_pu]
         return int(sum(a.nbytes for a in arrays))
 
-    def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    # -- state as data ------------------------------------------------------------------------
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def to_state(self) -> StateTree:
+        """The bank as a state tree (see :mod:`stream_rca.core.checkpoint`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> bank = NoiseBank(2, capacity=32)
+        >>> bank.learn_many(np.arange(80.0).reshape(40, 2), np.ones((40, 2), dtype=bool))
+        >>> bank.refit()
+        >>> twin = NoiseBank.from_state(bank.to_state())
+        >>> probe = np.array([[3.0, 70.0]])
+        >>> bool((twin.score(probe) == bank.score(probe)).all())
+        True
+        """
+        return {
+            "n_nodes": self.n_nodes,
+            "capacity": self.capacity,
+            "tail_fraction": self.tail_fraction,
+            "min_tail": self.min_tail,
+            "n_knots": self.n_knots,
+            "seed": self.seed,
+            "samples": self.samples,
+            "count": self.count,
+            "fitted_count": self.fitted_count,
+            "min_scale": self.min_scale,
+            "knots": self._knots,
+            "below": self._below,
+            "above": self._above,
+            "median": self._median,
+            "hi": {f: getattr(self._hi, f) for f in _TAIL_FIELDS},
+            "lo": {f: getattr(self._lo, f) for f in _TAIL_FIELDS},
+        }
+
+    @classmethod
+    def from_state(cls, state: StateTree) -> NoiseBank:
+        """Rebuild a bank from :meth:`to_state`; :class:`StateError` for a bad tree."""
+        n = get_int(state, "n_nodes", low=0)
+        cap = get_int(state, "capacity", low=16)
+        knots = get_int(state, "n_knots", low=2)
+        try:
+            bank = cls(
+                n,
+                cap,
+                tail_fraction=get_float(state, "tail_fraction"),
+                min_tail=get_int(state, "min_tail", low=1),
+                n_knots=knots,
+                seed=get_int(state, "seed", low=0),
+            )
+        except ValueError as exc:
+            raise StateError(f"noise bank: {exc}") from None
+        f64, i64 = np.float64, np.int64
+        bank.samples = get_array(state, "samples", f64, (n, cap)).copy()
+        bank.count = get_array(state, "count", i64, (n,)).copy()
+        bank.fitted_count = get_array(state, "fitted_count", i64, (n,)).copy()
+        bank.min_scale = get_array(state, "min_scale", f64, (n,)).copy()
+        bank._knots = get_array(state, "knots", f64, (n, knots)).copy()
+        bank._below = get_array(state, "below", f64, (n, knots)).copy()
+        bank._above = get_array(state, "above", f64, (n, knots)).copy()
+        bank._median = get_array(state, "median", f64, (n,)).copy()
+        for side in ("hi", "lo"):
+            tree = get_tree(state, side)
+            parts = [get_array(tree, f, f64, (n,)).copy() for f in _TAIL_FIELDS]
+            setattr(bank, f"_{side}", Tail(*parts))
+        if (bank.count < 0).any() or (bank.fitted_count > bank.count).any():
+            raise StateError("count: negative, or fitted beyond what was learned")
+        return bank
 
 
-def _sorted_quantile(asc: FloatArray, counts: IntArray, q: float) -> FloatArray:
-    """Linear-interpolated quantile ``q`` of rows sorted ascending with ``counts`` data each."""
-    rows = np.arange(asc.shape[0])
-    pos = q * (counts - 1)
-    lo = np.floor(pos).astype(np.intp)
-    hi = np.minimum(lo + 1, counts - 1)
-    frac = pos - lo
-    out: FloatArray = asc[rows, lo] * (1.0 - frac) + asc[rows, hi] * frac
-    return out
+_TAIL_FIELDS = ("u", "sigma", "xi", "log_pu")
+
+
+def _tie_runs(asc: FloatArray) -> tuple[IntArray, IntArray]:
+    """Per position of rows sorted ascending: the first and last index of its run of ties."""
+    g, n = asc.shape
+    idx = np.broadcast_to(np.arange(n), (g, n))
+    starts = np.ones((g, n), dtype=bool)
+    starts[:, 1:] = asc[:, 1:] != asc[:, :-1]
+    first: IntArray = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)
+    rev = asc[:, ::-1]
+    starts_rev = np.ones((g, n), dtype=bool)
+    starts_rev[:, 1:] = rev[:, 1:] != rev[:, :-1]
+    last: IntArray = (n - 1 - np.maximum.accumulate(np.where(starts_rev, idx, 0), axis=1))[:, ::-1]
+    return first, last
+
+
+def _empty_tail(n: int) -> Tail:
+    return Tail(np.zeros(n), np.ones(n), np.zeros(n), np.full(n, math.log(0.5)))

@@ -58,7 +58,9 @@ class RootCause:
     score: float | None
     """The node's conditional outlier score in the snapshot (``None`` if it had none)."""
     stderr: float = 0.0
-    """Standard error of ``contribution`` from permutation sampling; 0 when exact."""
+    """Standard error of ``contribution`` (permutation sampling and Monte Carlo draws)."""
+    tied: bool = False
+    """Its order against the next cause is not resolved (within three standard errors)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class RootCause:
             "share": _finite(self.share),
             "score": _finite(self.score),
             "stderr": _finite(self.stderr),
+            "tied": self.tied,
         }
 
 

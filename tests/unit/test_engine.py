@@ -143,16 +143,23 @@ def test_missing_invalid_and_unknown_values() -> None:
 
 
 def test_warmup_then_scores() -> None:
+    """Models learn every ``refit_every`` snapshots: a node is scored from the first learning
+    position at which it has learned ``warmup`` values (``b`` first needs ``2 * 1 + 2`` rows to
+    fit its mechanism before its residuals count: 20 of them after 24 snapshots)."""
     graph = CausalGraph([("a", "b")])
-    engine = Engine(graph, EngineConfig(warmup=20))
-    for t in range(25):
+    engine = Engine(graph, EngineConfig(warmup=20, refit_every=8))
+    seen = {}
+    for t in range(40):
         r = engine.process_one(Snapshot(float(t), {"a": float(t % 3), "b": float(t % 5)}))
-        if t < 19:
+        for node in r.scores:
+            seen.setdefault(node, t)
+        if t < 23:
             assert r.scores == {}
             assert not r.warm
             assert set(r.warming) == {"a", "b"}
             with pytest.raises(NotWarmError, match="cannot explain"):
                 engine.explain(Snapshot(float(t), {"a": 1.0, "b": 1.0}))
+    assert seen == {"a": 24, "b": 24}
     assert r.warm
     assert set(r.scores) == {"a", "b"}
     assert r.warming == ()
@@ -245,7 +252,7 @@ def test_block_processing_matches_one_by_one_on_a_warm_engine() -> None:
     cfg = EngineConfig(warmup=50, trigger=TriggerConfig(threshold=6.0))
     one = Engine(graph, cfg)
     data = sim.sample(500)
-    data[460, 4] += 4.0  # an anomaly inside the last block
+    data[460, -1] += 20.0  # an anomaly of the target inside the last block
     one.process_block(np.arange(400.0), data[:400])
     many = pickle.loads(pickle.dumps(one))
     singles = [one.process_array(float(t), data[t]) for t in range(400, 500)]
@@ -254,17 +261,12 @@ def test_block_processing_matches_one_by_one_on_a_warm_engine() -> None:
         for start in range(400, 500, 20)
         for r in many.process_block(np.arange(start, start + 20.0), data[start : start + 20])
     ]
-    # a block's first snapshot scores identically; later ones differ by the learning lag only
-    assert blocks[0].scores == singles[0].scores
-    gaps = []
+    # exactly the same: models learn at fixed positions of the stream, whatever the blocks
     for a, b in zip(singles, blocks, strict=True):
-        assert a.scores.keys() == b.scores.keys()
-        gaps += [abs(a.scores[node] - b.scores[node]) for node in a.scores]
-    # what remains is the reservoirs' random replacements drawn in another order
-    assert float(np.mean(gaps)) < 0.3
-    anomalous = singles[60], blocks[60]
-    assert {max(r.scores, key=r.scores.__getitem__) for r in anomalous} == {"Caching Service"}
-    opened_one = [x.incident_id for r in singles for x in r.attributions]
-    opened_many = [x.incident_id for r in blocks for x in r.attributions]
+        assert a.scores == b.scores
+        assert a.events == b.events
+    opened_one = [x.to_dict() for r in singles for x in r.attributions]
+    opened_many = [x.to_dict() for r in blocks for x in r.attributions]
     assert opened_one == opened_many
     assert len(opened_one) >= 1
+    assert opened_one[0]["root_causes"][0]["node"] == graph.nodes[-1]

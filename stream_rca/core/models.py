@@ -1,0 +1,186 @@
+"""The learned models of one graph: mechanisms, noise models and the targets' marginals.
+
+:class:`GraphModels` is the engine's numeric state. It predicts and scores against frozen
+models and learns only when told to (:meth:`GraphModels.learn`), which the engine does at fixed
+positions of the stream: that is what makes block processing equal to record-by-record
+processing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_rca.core.checkpoint import StateError, StateTree, get_array, get_tree
+from stream_rca.core.config import EngineConfig
+from stream_rca.core.linear import LinearBank
+from stream_rca.core.mechanisms import Regressor
+from stream_rca.core.noise import NoiseBank
+
+__all__ = ["GraphModels"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+_SCALE_FLOOR = 1e-4
+"""Least tail scale of a noise model, relative to the typical magnitude of the node's values:
+a series that was constant in training (an availability of exactly 1) still gives finite,
+ordered scores to later values."""
+
+
+class GraphModels:
+    """Mechanisms and noise models of every node of one graph structure.
+
+    Parameters
+    ----------
+    parent_index
+        Effective parents of each node (positions); marginalised nodes have none.
+    names
+        Node names by position (river mechanisms take dict features).
+    river
+        Per position, a river regressor used instead of the linear mechanism.
+    targets
+        Positions of the watched targets (their marginal distributions are modelled too).
+    active
+        Nodes that are modelled (not marginalised out).
+    config
+        The engine's parameters.
+    """
+
+    def __init__(
+        self,
+        parent_index: Sequence[IntArray],
+        names: Sequence[str],
+        river: Mapping[int, Regressor],
+        targets: IntArray,
+        active: BoolArray,
+        config: EngineConfig,
+    ) -> None:
+        cfg = config
+        n = len(parent_index)
+        self.parent_index = list(parent_index)
+        self.names = tuple(names)
+        self.river = {j: m for j, m in river.items() if parent_index[j].size}
+        self.active = active
+        members = [j for j in range(n) if j not in self.river]
+        self.bank = LinearBank(parent_index, members, forgetting=cfg.forgetting, ridge=cfg.ridge)
+        self.noise = NoiseBank(n, cfg.reservoir, seed=cfg.seed)
+        self.targets = targets
+        self.marginal = NoiseBank(len(targets), cfg.reservoir, seed=cfg.seed + 1)
+        self.fitted = np.zeros(n, dtype=np.int64)
+        self.min_fit = np.array([2 * p.size + 2 if p.size else 0 for p in parent_index])
+        self.n_parents = np.array([p.size for p in parent_index])
+        self.has_parents = self.n_parents > 0
+        self.edge_src = np.array([p for j in range(n) for p in parent_index[j]], dtype=np.intp)
+        self.edge_dst = np.array([j for j in range(n) for _ in parent_index[j]], dtype=np.intp)
+        self._abs_sum = np.zeros(n)
+        self._abs_n = np.zeros(n)
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        """Predictions of every node for a block ``(B, nodes)``."""
+        pred = self.bank.predict(x)
+        for j, model in self.river.items():
+            for b in range(x.shape[0]):
+                pred[b, j] = float(model.predict_one(self.features(j, x[b])))
+        return pred
+
+    def predict_node(self, j: int, x: FloatArray) -> float:
+        if j in self.river:
+            return float(self.river[j].predict_one(self.features(j, x)))
+        return self.bank.predict_node(j, x)
+
+    def features(self, j: int, x: FloatArray) -> dict[Hashable, Any]:
+        return {self.names[p]: float(x[p]) for p in self.parent_index[j]}
+
+    def impute(self, x: FloatArray, present: BoolArray) -> FloatArray:
+        """Fill missing values, in topological order, with prediction plus median noise."""
+        if present.all():
+            return x
+        filled = x.copy()
+        missing = np.flatnonzero(~present)
+        medians = self.noise.median(missing)
+        for j, med in zip(missing, medians, strict=True):
+            filled[j] = self.predict_node(int(j), filled) + float(med)
+        return filled
+
+    def parents_present(self, present: BoolArray, tolerance: float) -> BoolArray:
+        """Nodes whose share of missing parents is at most ``tolerance`` (and below 1)."""
+        missing = np.bincount(
+            self.edge_dst[~present[self.edge_src]], minlength=len(self.parent_index)
+        )
+        n_parents = np.maximum(self.n_parents, 1)
+        out: BoolArray = (missing == 0) | (
+            (missing <= tolerance * n_parents) & (missing < n_parents)
+        )
+        return out
+
+    # -- learning -----------------------------------------------------------------------------
+
+    def learn(
+        self,
+        x: FloatArray,
+        resid: FloatArray,
+        learn: BoolArray,
+        t_vals: FloatArray,
+        t_learn: BoolArray,
+    ) -> None:
+        """Learn a block ``(B, nodes)`` where ``learn`` is true, in row order, then refit."""
+        # a residual counts once the node's mechanism has learned enough, row by row
+        fitted_before = self.fitted[None, :] + np.cumsum(learn, axis=0) - learn
+        ready = fitted_before >= self.min_fit[None, :]
+        self.bank.learn_many(x, learn)
+        for j, model in self.river.items():
+            for b in np.flatnonzero(learn[:, j]):
+                model.learn_one(self.features(j, x[b]), float(x[b, j]))
+        self.fitted += learn.sum(axis=0)
+        self.noise.learn_many(resid, learn & (ready | ~self.has_parents))
+        self.marginal.learn_many(t_vals, t_learn)
+        # the typical magnitude of each node's values floors its tail scales
+        self._abs_sum += np.where(learn, np.abs(x), 0.0).sum(axis=0)
+        self._abs_n += learn.sum(axis=0)
+        magnitude = self._abs_sum / np.maximum(self._abs_n, 1.0)
+        self.noise.min_scale = np.maximum(1e-12, _SCALE_FLOOR * magnitude)
+        self.marginal.min_scale = self.noise.min_scale[self.targets]
+        self.noise.refit()
+        self.marginal.refit()
+
+    def nbytes(self) -> int:
+        return self.bank.nbytes() + self.noise.nbytes() + self.marginal.nbytes()
+
+    def to_state(self) -> StateTree:
+        """The learned state as data (river mechanisms cannot be: checkpoints refuse them)."""
+        if self.river:
+            raise StateError("river mechanisms cannot be checkpointed as data")
+        return {
+            "bank": self.bank.to_state(),
+            "noise": self.noise.to_state(),
+            "marginal": self.marginal.to_state(),
+            "fitted": self.fitted,
+            "abs_sum": self._abs_sum,
+            "abs_n": self._abs_n,
+        }
+
+    def load_state(self, state: StateTree) -> None:
+        """Take the learned state of :meth:`to_state` (this object fixes the structure)."""
+        n = len(self.parent_index)
+        bank = LinearBank.from_state(get_tree(state, "bank"))
+        noise = NoiseBank.from_state(get_tree(state, "noise"))
+        marginal = NoiseBank.from_state(get_tree(state, "marginal"))
+        if bank.n_nodes != n or noise.n_nodes != n or marginal.n_nodes != len(self.targets):
+            raise StateError("models: sizes do not match the graph")
+        if not np.array_equal(bank.members, self.bank.members):
+            raise StateError("bank: modelled nodes do not match the graph")
+        mine, theirs = self.bank.to_state(), get_tree(state, "bank")
+        for key in ("parent_counts", "parents"):
+            if not np.array_equal(np.asarray(mine[key]), np.asarray(theirs[key])):
+                raise StateError("bank: parents do not match the graph's structure")
+        self.bank, self.noise, self.marginal = bank, noise, marginal
+        self.fitted = get_array(state, "fitted", np.int64, (n,)).copy()
+        self._abs_sum = get_array(state, "abs_sum", np.float64, (n,)).copy()
+        self._abs_n = get_array(state, "abs_n", np.float64, (n,)).copy()
