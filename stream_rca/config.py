@@ -171,6 +171,13 @@ class Settings:
         check=_positive,
         expected="a number of seconds > 0",
     )
+    quarantine_after: int = setting(
+        5,
+        "processing errors of a graph in a row after which it is quarantined",
+        metavar="N",
+        check=lambda n: n >= 1,
+        expected="an integer >= 1",
+    )
     session_timeout: float = setting(
         30.0,
         "seconds before the group gives a silent worker's partitions to the others",

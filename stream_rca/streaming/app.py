@@ -46,6 +46,7 @@ from stream_rca.config import GraphSpec, Settings
 from stream_rca.errors import ConfigError
 from stream_rca.observability import PipelineMetrics
 from stream_rca.streaming.brokers import Broker, KafkaBroker
+from stream_rca.streaming.errors import QuarantinePolicy
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.records import Outcome
 from stream_rca.streaming.runtime import Runtime
@@ -218,7 +219,12 @@ def make_app(
         },
     )
     pipeline = Pipeline(
-        specs, publish_scores=settings.publish_scores, metrics=metrics, clock=clock, codec=codec
+        specs,
+        publish_scores=settings.publish_scores,
+        metrics=metrics,
+        clock=clock,
+        codec=codec,
+        error_policy=QuarantinePolicy(settings.quarantine_after),
     )
     chosen: Broker = KafkaBroker(app, settings, topics, table) if broker is None else broker
     kafka_broker = chosen if isinstance(chosen, KafkaBroker) else None
