@@ -26,6 +26,7 @@ __all__ = [
     "report",
     "settings_fields",
     "settings_from_args",
+    "settings_markdown",
 ]
 
 
@@ -108,6 +109,55 @@ def report(
         return 130
 
 
+def settings_markdown() -> str:
+    """The settings table in Markdown: ``python -m stream_rca.cli_settings > docs/settings.md``."""
+    rows = [
+        "| flag | variable | commands | default | accepts | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in fields(Settings):
+        info = setting_info(f.name)
+        default = f.default
+        shown = (
+            "(none)"
+            if default is None
+            else str(default).lower()
+            if isinstance(default, bool)
+            else default
+        )
+        flags = ", ".join(f"`{flag}`" for flag in info.flags)
+        if field_type(f.name) is bool:
+            flags += f", `--no-{info.flags[0][2:]}`"
+        cells = [
+            flags,
+            f"`{env_name(f.name)}`",
+            ", ".join(info.commands),
+            f"`{shown}`" if default not in (None, "") else "(none)",
+            expected_text(f.name),
+            info.help.replace("|", "\\|"),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    head = (
+        "# Settings\n\n"
+        "Generated from the `Settings` table in `stream_rca/config.py` by\n"
+        "`python -m stream_rca.cli_settings > docs/settings.md`; do not edit by hand.\n\n"
+        "Each setting has a flag and an environment variable; a flag given wins over the\n"
+        "variable. A command reads only the variables of the settings it takes, so a bad value\n"
+        "of one never stops another (`stream-rca --version` works whatever the environment\n"
+        "holds). A bad value is one line naming the flag or variable and what it accepts, exit\n"
+        "status 2.\n\n"
+        "Secrets: the SASL password and the checkpoint key are masked in `repr(Settings)` and in\n"
+        "every log record. A password given as `--sasl-password` is visible to every user of\n"
+        "the host in `ps` (and in shell history): give it in a file, `--sasl-password-file` /\n"
+        "`STREAM_RCA_SASL_PASSWORD_FILE` (one line, trailing newline ignored), or the variable.\n\n"
+        "Before `worker`, `simulate` and `replay --to-kafka` start their Kafka clients, a\n"
+        "check of a few seconds asks the bootstrap servers for metadata: a broker that is down,\n"
+        "or a listener that speaks another security protocol, is one line naming the address\n"
+        "and the protocol (exit status 1).\n\n"
+    )
+    return head + "\n".join(rows) + "\n"
+
+
 class _Redacting(logging.Filter):
     def __init__(self, secrets: Sequence[str]) -> None:
         super().__init__()
@@ -148,3 +198,7 @@ def redact_logs(settings: Settings) -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(settings_markdown())

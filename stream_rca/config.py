@@ -398,7 +398,7 @@ def expected_text(name: str) -> str:
         bool: "true or false (also 1/0, yes/no, on/off)",
         int: "an integer",
         float: "a number",
-        str: "a text",
+        str: "text",
     }[field_type(name)]
 
 

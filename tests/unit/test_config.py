@@ -228,3 +228,12 @@ def test_a_graph_file_entry_is_read_relative_to_the_graphs_file(tmp_path: Path) 
     with pytest.raises(ConfigError) as exc:
         load_graphs(path)
     assert "graph 'tenant-1': graph: cannot read graph file" in _error(exc)
+
+
+def test_docs_settings_md_is_the_table() -> None:
+    from stream_rca.cli_settings import settings_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
+    assert doc.read_text(encoding="utf-8") == settings_markdown(), (
+        "docs/settings.md is stale: python -m stream_rca.cli_settings > docs/settings.md"
+    )
