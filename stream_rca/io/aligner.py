@@ -5,24 +5,10 @@ Time is cut into windows ``[k * step, (k + 1) * step)``. A window is emitted, as
 once ``end + allowed_lateness <= watermark``; snapshots always come out in window order.
 
 **The watermark** follows the event times, but one clock from the future cannot drag it
-along (an event 290 s ahead would otherwise make the next 290 s of every node late):
-
-- a sample at most ``max_ahead`` seconds (default ``5 * step``) past the watermark moves it to
-  the sample's time at once (the first sample of a graph sets it);
-- a sample further ahead is *held apart*: it is stored in its window as usual, but the
-  watermark moves to it only once other evidence confirms the jump, namely when held samples
-  from at least two different messages and two different nodes (one, for a graph of one node)
-  have reached a time. The watermark then becomes the latest such time. A batch message counts
-  as one message with all its nodes; a message delivered twice counts once;
-- a held sample that the watermark passes is forgotten (its window is emitted as usual);
-  at most 256 held messages are remembered (the earliest are forgotten first).
-
-So one event from the future (a single sample or a single batch) never moves the watermark; nor
-does a burst from one node whose clock is skewed, however long; a genuine jump of the whole
-graph (a restart after an outage, a replay) is followed after its second message. What it
-costs: after a gap longer than ``max_ahead`` the watermark waits for a second message, and a
-clock ahead by less than ``max_ahead`` still moves the watermark (by less than ``max_ahead``;
-choose ``allowed_lateness`` for such skews).
+along: a sample more than ``max_ahead`` seconds (default ``5 * step``) past the watermark is
+stored in its window but held apart, and moves the watermark only once samples from two
+messages and two nodes confirm the jump (:mod:`stream_rca.io.watermark` states the rule and
+what it costs).
 
 Policies:
 
@@ -67,12 +53,9 @@ from stream_rca.core.checkpoint import (
 from stream_rca.core.types import Snapshot
 from stream_rca.errors import ConfigError
 from stream_rca.io.events import Sample
+from stream_rca.io.watermark import Watermark
 
 __all__ = ["AlignResult", "AlignStatus", "Aligner"]
-
-_MAX_HELD = 256
-_Held = tuple[float, int, str, str]
-"""A message held apart: its time, how many nodes it has, and the first two of them, sorted."""
 
 
 class AlignStatus(enum.Enum):
@@ -187,9 +170,6 @@ class Aligner:
             raise ConfigError(
                 f"allowed_lateness must be a number of seconds >= 0, not {allowed_lateness}"
             )
-        ahead = 5.0 * step if max_ahead is None else max_ahead
-        if not (math.isfinite(ahead) and ahead >= 0):
-            raise ConfigError(f"max_ahead must be a number of seconds >= 0, not {max_ahead}")
         if max_open_windows < 1:
             raise ConfigError(f"max_open_windows must be at least 1, not {max_open_windows}")
         if not nodes:
@@ -202,13 +182,11 @@ class Aligner:
         self.allowed_lateness = float(allowed_lateness)
         self.graph = graph
         self.max_open_windows = max_open_windows
-        self.max_ahead = float(ahead)
         self._known = frozenset(self.nodes)
         self._windows: dict[int, dict[str, float]] = {}
         self._heap: list[int] = []  # indices of the open windows
         self._floor: int | None = None  # windows below this index are closed
-        self._watermark: float | None = None
-        self._ahead: set[_Held] = set()  # messages held apart, far ahead of the watermark
+        self._wm = Watermark(5.0 * step if max_ahead is None else max_ahead, len(self.nodes))
         self._counts = dict.fromkeys(AlignStatus, 0)
         self.forced = 0
         """Number of windows force-emitted because ``max_open_windows`` was reached."""
@@ -219,12 +197,17 @@ class Aligner:
 
         The largest time of the samples used, except those held apart (module docstring).
         """
-        return self._watermark
+        return self._wm.value
 
     @property
     def held(self) -> int:
         """Messages held apart now: far ahead of the watermark and not yet confirmed."""
-        return len(self._ahead)
+        return self._wm.held
+
+    @property
+    def max_ahead(self) -> float:
+        """Seconds past the watermark beyond which a sample is held apart."""
+        return self._wm.max_ahead
 
     @property
     def counts(self) -> dict[AlignStatus, int]:
@@ -278,21 +261,17 @@ class Aligner:
             if status.reason is not None:
                 results.append(AlignResult(status))
                 continue
-            wm = self._watermark
-            if wm is None or sample.ts <= wm + self.max_ahead:
-                if wm is None or sample.ts > wm:
-                    self._watermark = sample.ts
+            if self._wm.near(sample.ts):
+                self._wm.advance(sample.ts)
             else:
                 held.setdefault(sample.ts, []).append(sample.node)
             results.append(AlignResult(status, tuple(self._advance())))
-        if held:
-            for ts, nodes in held.items():
-                self._hold(ts, nodes)
-            jump = self._confirmed()
-            if jump is not None:
-                self._watermark = jump
-                last = results[-1]
-                results[-1] = AlignResult(last.status, last.snapshots + tuple(self._advance()))
+        jumped = False
+        for ts, nodes in held.items():  # hold every one, even after a jump
+            jumped = self._wm.hold(ts, nodes) or jumped
+        if jumped:
+            last = results[-1]
+            results[-1] = AlignResult(last.status, last.snapshots + tuple(self._advance()))
         return results
 
     def flush(self) -> list[Snapshot]:
@@ -342,12 +321,12 @@ class Aligner:
             "graph": self.graph,
             "max_open_windows": self.max_open_windows,
             "max_ahead": self.max_ahead,
-            "held": [list(h) for h in sorted(self._ahead)],
+            "held": self._wm.held_state(),
             "windows": np.array(keys, dtype=np.int64),
             "values": values,
             "present": present,
             "floor": self._floor,
-            "watermark": self._watermark,
+            "watermark": self._wm.value,
             "counts": {status.value: n for status, n in self._counts.items()},
             "forced": self.forced,
         }
@@ -369,16 +348,10 @@ class Aligner:
             )
         except ConfigError as exc:
             raise StateError(str(exc)) from None
-        for held in state.get("held") or []:
-            if not (
-                isinstance(held, list)
-                and len(held) == 4
-                and isinstance(held[0], int | float)
-                and isinstance(held[1], int)
-                and all(isinstance(n, str) for n in held[2:])
-            ):
-                raise StateError("held: expected [time, nodes, first, second] entries")
-            al._ahead.add((float(held[0]), held[1], held[2], held[3]))
+        try:
+            al._wm.restore_held(get_list(state, "held") if "held" in state else [])
+        except ValueError as exc:
+            raise StateError(str(exc)) from None
         keys = get_array(state, "windows", np.int64, (None,))
         shape = (keys.size, len(nodes))
         values = get_array(state, "values", np.float64, shape)
@@ -389,7 +362,7 @@ class Aligner:
             al._windows[k] = {nodes[j]: float(values[row, j]) for j in np.flatnonzero(present[row])}
         al._heap = sorted(al._windows)  # a sorted list is a heap
         al._floor = None if state.get("floor") is None else get_int(state, "floor")
-        al._watermark = None if state.get("watermark") is None else get_float(state, "watermark")
+        al._wm.value = None if state.get("watermark") is None else get_float(state, "watermark")
         counts = get_tree(state, "counts")
         for status in AlignStatus:
             al._counts[status] = get_int(counts, status.value, low=0)
@@ -416,7 +389,7 @@ class Aligner:
         if sample.node not in self._known:
             return AlignStatus.UNKNOWN_NODE
         k = self._index(sample.ts)
-        wm = self._watermark
+        wm = self._wm.value
         if (self._floor is not None and k < self._floor) or (
             wm is not None and self._end(k) <= wm - self.allowed_lateness
         ):
@@ -432,35 +405,15 @@ class Aligner:
         return AlignStatus.DUPLICATE if old == sample.value else AlignStatus.REVISED
 
     def _advance(self) -> list[Snapshot]:
-        """Snapshots due under the current watermark (and forced ones); forget passed holds."""
+        """Snapshots due under the current watermark (and forced ones)."""
         out = self._evict()
-        wm = self._watermark
+        wm = self._wm.value
         if wm is None:
             return out
-        if self._ahead:
-            self._ahead = {h for h in self._ahead if h[0] > wm}
         horizon = wm - self.allowed_lateness
         while self._heap and self._end(self._heap[0]) <= horizon:
             out.append(self._emit(heapq.heappop(self._heap)))
         return out
-
-    def _hold(self, ts: float, nodes: list[str]) -> None:
-        names = sorted(set(nodes))
-        self._ahead.add((ts, len(names), names[0], names[1] if len(names) > 1 else ""))
-        while len(self._ahead) > _MAX_HELD:
-            self._ahead.remove(min(self._ahead))
-
-    def _confirmed(self) -> float | None:
-        """The latest time held messages from two messages and two nodes have reached."""
-        need = min(2, len(self.nodes))
-        seen: set[str] = set()
-        for n, (ts, _, first, second) in enumerate(sorted(self._ahead, reverse=True), 1):
-            seen.add(first)
-            if second:
-                seen.add(second)
-            if n >= 2 and len(seen) >= need:
-                return ts
-        return None
 
     def _evict(self) -> list[Snapshot]:
         out: list[Snapshot] = []

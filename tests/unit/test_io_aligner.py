@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream_rca.core.checkpoint import StateError
 from stream_rca.core.types import Snapshot
 from stream_rca.errors import ConfigError
 from stream_rca.io import DEAD_LETTER_REASONS, Aligner, AlignResult, AlignStatus, Sample
@@ -370,3 +371,13 @@ def test_state_round_trip_keeps_the_held_messages() -> None:
     rest = [s("api", 291, 3.0), s("web", 5, 1.0)]  # a second node confirms the jump
     assert [clone.add_one(x) for x in rest] == [al.add_one(x) for x in rest]
     assert clone.watermark == al.watermark == T0 + 290
+
+
+def test_a_state_with_a_bad_held_entry_is_refused() -> None:
+    al = Aligner(NODES, step=10.0, graph="g")
+    al.add_one(s("db", 0, 1.0))
+    al.add_one(s("db", 290, 2.0))
+    state = al.to_state()
+    state["held"] = [[1.0, "two", "db", ""]]
+    with pytest.raises(StateError, match="held"):
+        Aligner.from_state(state)
