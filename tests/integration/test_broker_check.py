@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from stream_rca.cli import main
@@ -24,7 +26,7 @@ def test_a_running_broker_answers(kafka_bootstrap: str) -> None:
     ],
 )
 def test_another_protocol_against_a_plaintext_listener_says_so(
-    kafka_bootstrap: str, options: dict[str, str]
+    kafka_bootstrap: str, options: dict[str, Any]
 ) -> None:
     settings = Settings(kafka_bootstrap=kafka_bootstrap, **options)
     with pytest.raises(BrokerUnavailableError) as exc:
@@ -36,7 +38,7 @@ def test_another_protocol_against_a_plaintext_listener_says_so(
 
 
 def test_simulate_with_a_mismatched_protocol_is_one_line(
-    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str], tmp_path: object
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [
         "simulate",
