@@ -33,7 +33,7 @@ from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.trigger import TriggerConfig
 from stream_rca.core.types import Attribution, Snapshot, StepResult
-from stream_rca.errors import ConfigError
+from stream_rca.errors import ConfigError, GraphError
 
 __all__ = ["build_parser", "main"]
 
@@ -244,11 +244,18 @@ def _load_graph(path: str, name: str | None = None) -> CausalGraph:
         raise ConfigError(f"--name {name!r}: expected a non-empty name")
     if not p.is_file():
         raise ConfigError(f"graph file {p}: {'a directory' if p.is_dir() else 'no such file'}")
-    if p.suffix.lower() == ".csv":
-        from stream_rca.io import read_petshop_graph
+    try:
+        if p.suffix.lower() == ".csv":
+            from stream_rca.io import read_petshop_graph
 
-        return CausalGraph(read_petshop_graph(p), name=name or p.stem)
-    return CausalGraph.from_file(p, name=name)
+            return CausalGraph(read_petshop_graph(p), name=name or p.stem)
+        return CausalGraph.from_file(p, name=name)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"graph file {p}: not UTF-8 text (byte {exc.start})") from None
+    except GraphError as exc:
+        if str(p) in str(exc):
+            raise
+        raise GraphError(f"graph file {p}: {exc}") from None
 
 
 def _name_source(args: argparse.Namespace, graph: CausalGraph) -> str:

@@ -336,3 +336,39 @@ def test_same_files_in_two_folders_give_the_same_answers(
     assert docs_a == docs_b
     assert scores_a == scores_b
     assert text_a == text_b
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"\xff\xfe{}", "not UTF-8 text"),
+        (b"[1, 2]", 'a graph document must be an object with an "edges" list'),
+        (b'{"name": 3, "edges": [["a", "b"]]}', "name: expected a non-empty name, got 3"),
+    ],
+)
+def test_check_graph_bad_files_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "g.json"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["check-graph", str(path)]) == 2
+    line = _one_line_error(capsys)
+    assert str(path) in line
+    assert message in line
+
+
+def test_check_graph_prints_the_name_it_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "shop" / "graph.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"edges": [["db", "api"]]}))
+    assert main(["check-graph", str(path)]) == 0
+    assert "graph 'graph' (the file's stem)" in capsys.readouterr().out
+    path.write_text(json.dumps({"name": "checkout", "edges": [["db", "api"]]}))
+    assert main(["check-graph", str(path)]) == 0
+    assert "graph 'checkout' (the file's name field)" in capsys.readouterr().out
+    assert main(["check-graph", str(path), "--name", "other"]) == 0
+    assert "graph 'other' (--name)" in capsys.readouterr().out
