@@ -333,10 +333,12 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if values.get("sasl_password") is not None and values.get("sasl_password_file"):
+        both = values.get("sasl_password") is not None and values.get("sasl_password_file")
+        if both and values["sasl_password"] != _read_secret(values["sasl_password_file"]):
             raise ConfigError(
-                f"the SASL password is given twice ({sources.get('sasl_password', 'directly')} "
-                f"and {sources.get('sasl_password_file', 'a file')}): give one"
+                "the SASL password is given twice, differently "
+                f"({sources.get('sasl_password', 'directly')} and "
+                f"{sources.get('sasl_password_file', 'a file')}): give one"
             )
         return cls(**values)
 

@@ -122,7 +122,9 @@ def test_sasl_password_from_a_file(tmp_path: Path) -> None:
     assert "from-the-file" not in repr(s)
     with pytest.raises(ConfigError) as exc:
         Settings.from_env({**env, "STREAM_RCA_SASL_PASSWORD": "other"})
-    assert "given twice" in _error(exc)
+    assert "given twice, differently" in _error(exc)
+    # settings passed on as variables (both the password and its file) read back the same
+    assert Settings.from_env({**env, "STREAM_RCA_SASL_PASSWORD": "from-the-file"}) == s
     with pytest.raises(ConfigError) as exc:
         Settings.from_env({**env, "STREAM_RCA_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
     assert "cannot read the SASL password file" in _error(exc)
