@@ -54,7 +54,8 @@ __all__ = ["ACK_TIMEOUT", "Runtime"]
 log = logging.getLogger("stream_rca.streaming")
 
 ACK_TIMEOUT = 30.0
-"""Seconds a checkpoint waits for the acknowledgements of the records sent before it."""
+"""Seconds a checkpoint waits, in all, for the acknowledgements of the records sent before it."""
+_LOGGED = 5  # records not acknowledged that one checkpoint logs one by one
 
 
 @dataclass(slots=True)
@@ -195,8 +196,11 @@ class Runtime:
                     out = Output("checkpoint", graph.encode(), blob, partition=partition)
                     acks.append((graph, partition, await self._send(out)))
                 await self.broker.flush()
+                deadline, logged = time.monotonic() + self.ack_timeout, [0]
                 for graph, partition, ack in acks:
-                    if not await self._acknowledged(ack, "checkpoint", graph):
+                    failure = await self._acknowledged(ack, deadline)
+                    if failure is not None:
+                        self._unacknowledged("checkpoint", f"graph {graph!r}", failure, logged)
                         self.pipeline.mark_dirty(graph)
                         if partition is not None and offsets.pop(partition, None) is not None:
                             self.uncommitted.add(partition)
@@ -248,31 +252,41 @@ class Runtime:
             failed.set_exception(exc)
             return failed
 
-    async def _acknowledged(self, ack: Ack, kind: str, what: object) -> bool:
-        """Wait (at most :attr:`ack_timeout`) for one ack; log and count a failure."""
+    async def _acknowledged(self, ack: Ack, deadline: float) -> str | None:
+        """``None`` once ``ack`` is acknowledged (by ``deadline``, monotonic), else why not."""
         try:
             if isinstance(ack, asyncio.Future) and ack.done():
                 ack.result()  # settled already: no waiting (and no event loop needed)
             else:
-                await asyncio.wait_for(asyncio.shield(ack), self.ack_timeout)
+                await asyncio.wait_for(asyncio.shield(ack), max(deadline - time.monotonic(), 0))
         except Exception as exc:
-            error = "no acknowledgement in time" if isinstance(exc, TimeoutError) else exc
-            log.error("%s record for %s not acknowledged: %s", kind, what, _text(error))
-            if self.pipeline.metrics is not None:
-                self.pipeline.metrics.unacknowledged(kind)
-            return False
-        return True
+            return "no acknowledgement in time" if isinstance(exc, TimeoutError) else _text(exc)
+        return None
+
+    def _unacknowledged(self, kind: str, what: object, why: str, logged: list[int]) -> None:
+        """Count a record not acknowledged; log the first few of a checkpoint, one line each."""
+        if self.pipeline.metrics is not None:
+            self.pipeline.metrics.unacknowledged(kind)
+        logged[0] += 1
+        if logged[0] <= _LOGGED:
+            log.error("%s record for %s not acknowledged: %s", kind, what, why)
+        elif logged[0] == _LOGGED + 1:
+            log.error("more records not acknowledged; see stream_rca_unacknowledged_records_total")
 
     async def _settle(self) -> set[int]:
-        """Wait for the acks of every record sent so far; resend the refused ones once.
+        """Wait (:attr:`ack_timeout` in all) for the acks of every record sent so far; resend
+        the refused ones once.
 
         Returns the input partitions that still have a record not acknowledged.
         """
+        deadline, logged = time.monotonic() + self.ack_timeout, [0]
         retry: list[tuple[int, _Sent]] = []
         for partition, sent in self.sent.items():
             for item in sent:
-                where = f"input {self.input_topic}[{partition}]@{item.offset}"
-                if not await self._acknowledged(item.ack, item.output.kind, where):
+                why = await self._acknowledged(item.ack, deadline)
+                if why is not None:
+                    where = f"input {self.input_topic}[{partition}]@{item.offset}"
+                    self._unacknowledged(item.output.kind, where, why, logged)
                     retry.append((partition, item))
             sent.clear()
         if not retry:
@@ -282,10 +296,13 @@ class Runtime:
             item.ack = await self._send(item.output)
             item.attempts += 1
         await self.broker.flush()
+        deadline = time.monotonic() + self.ack_timeout
         held: set[int] = set()
         for partition, item in retry:
-            where = f"input {self.input_topic}[{partition}]@{item.offset}"
-            if not await self._acknowledged(item.ack, item.output.kind, where):
+            why = await self._acknowledged(item.ack, deadline)
+            if why is not None:
+                where = f"input {self.input_topic}[{partition}]@{item.offset}"
+                self._unacknowledged(item.output.kind, where, f"{why} (sent again)", logged)
                 self.sent.setdefault(partition, deque()).append(item)
                 held.add(partition)
         if held:
@@ -357,7 +374,7 @@ def _acked(ack: Ack) -> bool:
         isinstance(ack, asyncio.Future)
         and ack.done()
         and not ack.cancelled()
-        and (ack.exception() is None)
+        and ack.exception() is None
     )
 
 
