@@ -191,7 +191,7 @@ class Settings:
     data_dir: str = setting(
         ".stream-rca", "local data directory (a subdirectory per worker)", metavar="DIR"
     )
-    loglevel: str = setting("info", "log level", choices=LOG_LEVELS)
+    loglevel: str = setting("info", "log level", metavar="LEVEL", choices=LOG_LEVELS)
     metrics_port: int | None = setting(
         None,
         "serve Prometheus /metrics on this port (default: off)",
