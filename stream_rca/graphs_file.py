@@ -38,58 +38,39 @@ class GraphSpec:
 
 @dataclass(frozen=True, slots=True)
 class KeyRule:
-    """What one numeric key of a graph entry accepts.
+    """What one key of a graph entry accepts.
 
     Attributes
     ----------
     kind
-        ``int`` (a YAML integer, not ``100.5`` nor ``true``) or ``float`` (any finite number).
+        ``int`` (a YAML integer, not ``100.5`` nor ``true``), ``float`` (any finite number),
+        ``str`` or ``bool``.
     check
-        The range, and ``expected`` the same in words.
+        A range, and ``expected`` the same in words; ``None`` where :class:`EngineConfig` or
+        :class:`TriggerConfig` checks the range itself (one place for each rule).
     optional
         ``null`` is accepted (the key's default applies).
     """
 
     kind: type
-    check: Callable[[float], bool] | None = None
+    check: Callable[[Any], bool] | None = None
     expected: str = ""
     optional: bool = False
 
     def text(self) -> str:
-        base = "an integer" if self.kind is int else "a number"
-        return f"{base} {self.expected}".strip() + (" or null" if self.optional else "")
-
-
-def _ge(low: float) -> Callable[[float], bool]:
-    return lambda x: x >= low
+        base = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
+        words = f"{base.get(self.kind, self.kind.__name__)} {self.expected}".strip()
+        return words + (" or null" if self.optional else "")
 
 
 KEY_RULES: dict[str, KeyRule] = {
-    # engine
-    "warmup": KeyRule(int, _ge(10), ">= 10"),
-    "reservoir": KeyRule(int, _ge(8), ">= 8"),
-    "forgetting": KeyRule(float, lambda x: 0 <= x < 1, "in [0, 1)"),
-    "ridge": KeyRule(float, _ge(0), ">= 0"),
-    "protect": KeyRule(float, lambda x: x > 0, "> 0"),
-    "n_samples": KeyRule(int, _ge(50), ">= 50"),
-    "exact_max_players": KeyRule(int, lambda x: 0 <= x <= 20, "from 0 to 20"),
-    "n_permutations": KeyRule(int, _ge(2), ">= 2"),
-    "generic_samples": KeyRule(int, _ge(50), ">= 50"),
-    "impute_learn": KeyRule(float, lambda x: 0 <= x <= 1, "in [0, 1]"),
-    "seed": KeyRule(int, _ge(0), ">= 0"),
-    # trigger
-    "threshold": KeyRule(float, lambda x: x > 0, "> 0 (nats)"),
-    "close_threshold": KeyRule(float, _ge(0), ">= 0 and <= threshold", optional=True),
-    "close_after": KeyRule(int, _ge(1), ">= 1"),
-    "confirm": KeyRule(int, _ge(1), ">= 1"),
-    "cooldown": KeyRule(int, _ge(0), ">= 0"),
-    "worsen_delta": KeyRule(float, lambda x: x > 0, "> 0 (nats)"),
-    # windows
+    "seed": KeyRule(int, lambda x: x >= 0, ">= 0"),
     "step": KeyRule(float, lambda x: x > 0, "> 0 (seconds)"),
-    "allowed_lateness": KeyRule(float, _ge(0), ">= 0 (seconds)"),
+    "allowed_lateness": KeyRule(float, lambda x: x >= 0, ">= 0 (seconds)"),
 }
-"""Types and ranges of the numeric keys. A key of :class:`EngineConfig` that has no rule here
-is checked against its type, and by :class:`EngineConfig` itself."""
+"""Keys whose range is checked here. Every other key of :class:`EngineConfig` and
+:class:`TriggerConfig` is checked against its annotated type here and for its range by the
+config class itself, whose message is then given for the key."""
 
 _ENGINE_KEYS = {f.name for f in fields(EngineConfig)} - {"trigger"}
 _TRIGGER_KEYS = {f.name for f in fields(TriggerConfig)}
@@ -116,11 +97,11 @@ def load_graphs(path: str | Path) -> list[GraphSpec]:
     --------
     >>> import pathlib, tempfile
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "graphs.yaml"
-    >>> _ = p.write_text("graphs:\\n- {name: shop, edges: [[db, api]], reservoir: 4}\\n")
+    >>> _ = p.write_text("graphs:\\n- {name: shop, edges: [[db, api]], n_samples: 100.5}\\n")
     >>> load_graphs(p)
     Traceback (most recent call last):
     ...
-    stream_rca.errors.ConfigError: .../graphs.yaml: graph 'shop': reservoir: expected an integer >= 8, got 4
+    stream_rca.errors.ConfigError: .../graphs.yaml: graph 'shop': n_samples: expected an integer, got 100.5
     """  # noqa: E501
     p = Path(path)
     try:
@@ -168,8 +149,8 @@ def _spec(entry: dict[str, Any], name: str, base: Path, where: str) -> GraphSpec
         raise ConfigError(
             f"{where}: unknown key{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}"
         )
-    numeric = _ENGINE_KEYS | _TRIGGER_KEYS | {"step", "allowed_lateness"}
-    values = {k: check_value(k, v, f"{where}: {k}") for k, v in entry.items() if k in numeric}
+    typed = _ENGINE_KEYS | _TRIGGER_KEYS | {"step", "allowed_lateness"}
+    values = {k: check_value(k, v, f"{where}: {k}") for k, v in entry.items() if k in typed}
     graph = _graph(entry, name, base, where)
     targets = _targets(entry.get("targets"), graph, where)
     mechanisms = _mechanisms(entry.get("mechanisms"), graph, where)
@@ -192,7 +173,7 @@ def check_value(key: str, value: Any, where: str) -> Any:
     >>> check_value("n_samples", 100.5, "n_samples")
     Traceback (most recent call last):
     ...
-    stream_rca.errors.ConfigError: n_samples: expected an integer >= 50, got 100.5
+    stream_rca.errors.ConfigError: n_samples: expected an integer, got 100.5
     """
     rule = KEY_RULES.get(key) or _rule_from_type(key)
     if rule is None:
@@ -200,6 +181,10 @@ def check_value(key: str, value: Any, where: str) -> Any:
     if value is None and rule.optional:
         return None
     bad = ConfigError(f"{where}: expected {rule.text()}, got {value!r}")
+    if rule.kind in (str, bool):
+        if not isinstance(value, rule.kind):
+            raise bad
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad
     if rule.kind is int and not isinstance(value, int):
@@ -210,13 +195,13 @@ def check_value(key: str, value: Any, where: str) -> Any:
 
 
 def _rule_from_type(key: str) -> KeyRule | None:
-    """A rule for a config key without one in :data:`KEY_RULES`, from its annotation."""
+    """The type rule of a config key, from its annotation (``None`` for other kinds)."""
     for cls in (EngineConfig, TriggerConfig):
         if key in {f.name for f in fields(cls)}:
             hint = typing.get_type_hints(cls)[key]
             args = typing.get_args(hint)
             kinds = [a for a in args if a is not type(None)] if args else [hint]
-            if len(kinds) == 1 and kinds[0] in (int, float):
+            if len(kinds) == 1 and kinds[0] in (int, float, str, bool):
                 return KeyRule(kinds[0], optional=type(None) in args)
     return None
 

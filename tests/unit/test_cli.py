@@ -221,8 +221,9 @@ def _chain_files(folder: Path, *, rows: int = 400, data_rows: int = 40) -> dict[
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--warmup", "5"], "--warmup: expected an integer >= 10, got 5"),
-        (["--threshold", "-3"], "--threshold: expected a number > 0 (nats), got -3.0"),
+        (["--warmup", "5"], "--warmup 5: warmup must be at least 10"),
+        (["--threshold", "-3"], "--threshold -3: threshold must be positive"),
+        (["--threshold", "nan"], "--threshold: expected a number, got nan"),
         (["--target", "nope"], "--target 'nope': not a node of graph 'graph'"),
         (["--explain", "-1", "--data", "DATA"], "--explain -1: expected a row number >= 0"),
         (["--scores", "out.jsonl"], "--scores needs --data"),
