@@ -30,7 +30,10 @@ class EngineConfig:
     ridge
         Relative ridge penalty of the linear mechanisms.
     protect
-        A node whose conditional score reaches this does not learn from the snapshot.
+        A node whose conditional score reaches this does not learn from the snapshot (and no
+        node learns from a snapshot while an incident is open on a target). High
+        enough that the tails keep the rare values of normal operation (a lower level would trim
+        exactly the values the tail fits need, and scores would over-alarm).
     trigger
         Incident thresholds of the watched targets.
     n_samples
@@ -60,7 +63,7 @@ class EngineConfig:
     refit_every: int = 16
     forgetting: float = 1e-3
     ridge: float = 1e-6
-    protect: float = 6.0
+    protect: float = 12.0
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     n_samples: int = 512
     exact_max_players: int = 12

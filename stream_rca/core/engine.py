@@ -244,6 +244,10 @@ class Engine:
     ) -> list[StepResult]:
         seg = self._score(x)
         results = [self._result(snaps[b], seg, b, invalid[b]) for b in range(len(snaps))]
+        for b, r in enumerate(results):
+            if r.open_incidents:  # nothing learns from a snapshot inside an incident
+                seg.learn[b] = False
+                seg.t_learn[b] = False
         self._after(seg)
         return results
 
@@ -322,6 +326,7 @@ class Engine:
         warm_nodes = seg.warm_nodes
         all_warm = bool(warm_nodes.all()) and seg.targets_warm
         present, learn = seg.present[b], seg.learn[b]
+        open_now = any(trig.incident is not None for trig in self._triggers.values())
         return StepResult(
             graph=self.graph.name,
             ts=snapshot.ts,
@@ -331,7 +336,7 @@ class Engine:
             warming=() if all_warm else tuple(nodes[j] for j in np.flatnonzero(~warm_nodes)),
             missing=tuple(nodes[j] for j in np.flatnonzero(~present) if nodes[j] not in invalid),
             invalid=invalid,
-            learned=tuple(nodes[j] for j in np.flatnonzero(learn)),
+            learned=tuple(nodes[j] for j in np.flatnonzero(learn)) if not open_now else (),
             events=tuple(events),
             attributions=tuple(attributions),
             open_incidents={

@@ -17,7 +17,7 @@ Rules (``EngineConfig.rank_by``):
 ``"anomalous-shapley"`` (default)
     First the players whose conditional score reaches :data:`ANOMALOUS` nats (their mechanisms
     produced a value that normal operation gives less than once in ``e^5`` = 150 snapshots),
-    by conditional score; then the others by contribution.
+    then the others; by Shapley contribution within each group.
 
 Every root cause keeps both figures, and each attribution names the rule.
 """
@@ -44,8 +44,8 @@ RANK_RULES = {
     "shapley": "by Shapley contribution",
     "score": "by conditional score",
     "anomalous-shapley": (
-        f"players with conditional score >= {ANOMALOUS:g} nats first, by score; "
-        "then by Shapley contribution"
+        f"players with conditional score >= {ANOMALOUS:g} nats first, then the others; "
+        "by Shapley contribution within each"
     ),
 }
 
@@ -86,16 +86,16 @@ def rank_causes(
         keys = [(-s, -c) for s, c in zip(own, contributions, strict=True)]
     else:
         keys = [
-            (0.0, -s, -c) if s >= ANOMALOUS else (1.0, 0.0, -c)
-            for s, c in zip(own, contributions, strict=True)
+            (0.0 if s >= ANOMALOUS else 1.0, -c) for s, c in zip(own, contributions, strict=True)
         ]
     order = sorted(range(len(names)), key=lambda i: (*keys[i], i))
-    by_contribution = [rule == "shapley" or keys[i][0] == 1.0 for i in order]
+    by_contribution = [rule != "score" for _ in order]
     causes = []
     for rank, i in enumerate(order):
         c = float(contributions[i])
         tied = False
-        if rank + 1 < len(order) and by_contribution[rank] and by_contribution[rank + 1]:
+        same_tier = rank + 1 < len(order) and keys[i][:-1] == keys[order[rank + 1]][:-1]
+        if same_tier and by_contribution[rank]:
             nxt = order[rank + 1]
             gap = c - float(contributions[nxt])
             tied = gap <= 3.0 * float(np.hypot(stderr[i], stderr[nxt]))

@@ -174,6 +174,20 @@ def test_models_do_not_learn_from_anomalies() -> None:
         engine.process_one(Snapshot(float(t), {"a": a, "b": 2 * a + 0.1 * rng.normal()}))
     r = engine.process_one(Snapshot(200.0, {"a": 0.0, "b": 50.0}))
     assert r.scores["b"] > 6.0
+    assert r.open_incidents  # the target's incident: nothing learns from the snapshot
+    assert r.learned == ()
+
+
+def test_an_anomalous_node_does_not_learn_outside_incidents() -> None:
+    graph = CausalGraph([("a", "b")])
+    engine = Engine(graph, EngineConfig(warmup=30, protect=6.0), targets=["a"])
+    rng = np.random.default_rng(1)
+    for t in range(200):
+        a = rng.normal()
+        engine.process_one(Snapshot(float(t), {"a": a, "b": 2 * a + 0.1 * rng.normal()}))
+    r = engine.process_one(Snapshot(200.0, {"a": 0.0, "b": 50.0}))
+    assert not r.open_incidents
+    assert r.scores["b"] > 6.0
     assert "b" not in r.learned
     assert "a" in r.learned
 
