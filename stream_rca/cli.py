@@ -1,7 +1,8 @@
 """The ``stream-rca`` command line.
 
 Subcommands: ``demo`` (embedded, no broker), ``replay`` (CSV files through the engine, or to
-Kafka), ``check-graph``, and the streaming ones (``worker``, ``simulate``). Every option that
+Kafka), ``check-graph``, ``why-changed`` (:mod:`stream_rca.cli_change`), and the streaming
+ones (``worker``, ``simulate``). Every option that
 is a setting is generated from the :class:`~stream_rca.config.Settings` table and also reads
 its ``STREAM_RCA_*`` variable, named in its help; variables are read only by the command that
 needs them.
@@ -113,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
     check.set_defaults(handler=_check_graph)
 
+    from stream_rca.cli_change import register as register_change  # why-changed
     from stream_rca.streaming.commands import register  # the worker and producers
 
+    register_change(sub)
     register(sub)
     return parser
 
