@@ -262,7 +262,7 @@ class MarginalRanker:
         present = np.isfinite(x)
         warm = self.bank.fitted_count >= cfg.warmup
         scored = present & warm
-        s = np.full(x.shape, np.nan)
+        s: FloatArray = np.full(len(x), np.nan)
         if scored.any():
             rows = np.flatnonzero(scored)
             s[rows] = self.bank.score(x[rows], rows)
