@@ -184,6 +184,11 @@ class MetricFamilies:
             "started afresh.",
             ("graph", "reason"),
         )
+        self.checkpoint_failures = counter(
+            "stream_rca_checkpoint_failures",
+            "Checkpoints that could not be written (the graph's partition was not committed).",
+            ("graph", "reason"),
+        )
         self.missing_values = counter(
             "stream_rca_missing_values",
             "Snapshots in which a node had no value.",

@@ -249,6 +249,10 @@ class PipelineMetrics:
         """Count a stored checkpoint of ``graph`` refused at load, by reason code."""
         self.families.checkpoints_refused.labels(graph, reason).inc()
 
+    def checkpoint_failed(self, graph: str, reason: str) -> None:
+        """Count a checkpoint of ``graph`` that could not be written, by reason code."""
+        self.families.checkpoint_failures.labels(graph, reason).inc()
+
     def set_lag(self, topic: str, partition: int, lag: float | None) -> None:
         """Set the consumer lag of a partition; ``None`` removes it (partition revoked)."""
         self.latest.set_lag(topic, partition, lag)

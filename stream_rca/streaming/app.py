@@ -48,6 +48,7 @@ from stream_rca.observability import PipelineMetrics
 from stream_rca.streaming.brokers import Broker, KafkaBroker
 from stream_rca.streaming.errors import QuarantinePolicy
 from stream_rca.streaming.pipeline import Pipeline
+from stream_rca.streaming.reader import BatchReader, pause_input
 from stream_rca.streaming.records import Outcome
 from stream_rca.streaming.runtime import Runtime
 from stream_rca.streaming.state import (
@@ -237,12 +238,19 @@ def make_app(
     )
     pipeline.loader = runtime.load
     setattr(app, _RUNTIME_ATTR, runtime)
+    # The hot path reads input batches directly (reader.py); faust's own delivery of the
+    # input topic stays paused. Tests through test_context() (a MemoryBroker) use the agent.
+    reader = BatchReader(runtime, settings) if kafka_broker is not None else None
+    if reader is not None:
+        runtime.highwater = reader.highwater
 
     async def rca(stream: StreamT[bytes]) -> AsyncIterator[Outcome]:
         async for event in stream.events():
             yield await runtime.handle(event)
 
     app.agent(source, name=AGENT_NAME)(rca)
+    if reader is not None:
+        app.task(_timer(reader.run))
     app.timer(settings.checkpoint_interval, name="checkpoint")(_timer(runtime.checkpoint))
     app.timer(5.0, name="consumer-lag")(_timer_sync(runtime.update_lag))
     app.timer(2.5, name="catch-up")(_timer(runtime.catch_up))
@@ -251,6 +259,8 @@ def make_app(
         await runtime.on_revoked(set(args[0]) if args else set())
 
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        if reader is not None:
+            pause_input(app.consumer, settings.input_topic)
         await runtime.on_assigned(set(args[0]) if args else set())
         _check_partitions(app, settings)
 

@@ -37,6 +37,7 @@ import hashlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,17 +45,21 @@ import faust
 from faust.types import TP, EventT
 
 from stream_rca.io.deadletter import shrink_dead_letter
+from stream_rca.streaming.batch import InputRecord, process_batch
 from stream_rca.streaming.brokers import Ack, Broker
 from stream_rca.streaming.errors import describe_error
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.records import Outcome, Output
+from stream_rca.streaming.state import CheckpointError
 
-__all__ = ["ACK_TIMEOUT", "Runtime"]
+__all__ = ["ACK_TIMEOUT", "InputMessageAt", "Runtime"]
 
 log = logging.getLogger("stream_rca.streaming")
 
 ACK_TIMEOUT = 30.0
 """Seconds a checkpoint waits, in all, for the acknowledgements of the records sent before it."""
+InputMessageAt = tuple[int, int, bytes | None, bytes | None]
+"""``(partition, offset, key, value)`` of one input message read directly."""
 _LOGGED = 5  # records not acknowledged that one checkpoint logs one by one
 
 
@@ -99,6 +104,12 @@ class Runtime:
         self.sent: dict[int, deque[_Sent]] = {}
         """Input partition to the records sent for its messages and not yet acknowledged."""
         self.ack_timeout = ACK_TIMEOUT
+        self.highwater: Callable[[int], int | None] | None = None
+        """The end offset of an input partition, when a direct reader knows it."""
+        self.owned: set[int] = set()
+        """Input partitions of the latest assignment."""
+        self.assignments = 0
+        """How many assignments this worker got (a direct reader seeks again at each)."""
 
     def load(self, graph: str) -> bytes | None:
         """The stored checkpoint of ``graph`` in the table, if any."""
@@ -117,6 +128,40 @@ class Runtime:
             if expected is not None and offset > expected:
                 await self._fill(p, expected, offset, "were not delivered")
             return await self._process(message.value, p, offset, message.topic, message.key)
+
+    async def handle_batch(self, messages: Sequence[InputMessageAt]) -> list[Outcome]:
+        """Process a batch of input messages read directly (several partitions, each in
+        offset order) and publish their records.
+
+        Messages before a partition's next offset (read again) are skipped; a gap before a
+        message is read again first, as in :meth:`handle`. The rest go through the pipeline
+        in one :func:`~stream_rca.streaming.batch.process_batch`.
+        """
+        async with self.lock:
+            now = time.monotonic()
+            records: list[InputRecord] = []
+            for p, offset, key, value in messages:
+                expected = self.positions.get(p)
+                if expected is None:  # not (or no longer) this worker's partition
+                    continue
+                self.arrived[p] = now
+                if offset < expected:
+                    continue
+                if offset > expected:
+                    await self._process_records(records)
+                    records = []
+                    await self._fill(p, expected, offset, "were not delivered")
+                records.append(InputRecord(value, p, offset, self.input_topic, key))
+                self.positions[p] = offset + 1  # provisional: set again once processed
+            return await self._process_records(records)
+
+    async def _process_records(self, records: list[InputRecord]) -> list[Outcome]:
+        if not records:
+            return []
+        outcomes = process_batch(self.pipeline, records)
+        for record, outcome in zip(records, outcomes, strict=True):
+            await self._published(record.partition, record.offset or 0, outcome)
+        return outcomes
 
     async def catch_up(self, stall: float = 5.0) -> int:
         """Read directly what faust did not deliver to a partition that went quiet.
@@ -160,6 +205,10 @@ class Runtime:
         outcome = self.pipeline.process_one(
             value, partition=partition, offset=offset, topic=topic, key=key
         )
+        return await self._published(partition, offset, outcome)
+
+    async def _published(self, partition: int, offset: int, outcome: Outcome) -> Outcome:
+        """Send the records of one processed message; move its partition past it."""
         if outcome.outputs:
             sent = self.sent.setdefault(partition, deque())
             while sent and _acked(sent[0].ack):  # keep the queue short between checkpoints
@@ -231,7 +280,10 @@ class Runtime:
             partition = self.pipeline.partition_of(graph)
             try:
                 blobs.append((graph, partition, self.pipeline.checkpoint(graph)))
-            except Exception as exc:
+            except Exception as exc:  # a CheckpointError (too large, unavailable) or a bug
+                reason = exc.reason if isinstance(exc, CheckpointError) else "error"
+                if self.pipeline.metrics is not None:
+                    self.pipeline.metrics.checkpoint_failed(graph, reason)
                 log.error(
                     "graph %r: no checkpoint (%s); the offsets of input partition %s are not "
                     "committed",
@@ -328,6 +380,7 @@ class Runtime:
         """After a rebalance: forget the graphs of input partitions now owned elsewhere."""
         mine = {tp.partition for tp in assigned if tp.topic == self.input_topic}
         log.info("assigned input partitions: %s", sorted(mine))
+        self.owned = mine
         async with self.lock:
             new = [p for p in mine if p not in self.positions]
             try:
@@ -338,6 +391,7 @@ class Runtime:
             for p, start in starts.items():
                 self.positions[p] = start
                 self.arrived[p] = time.monotonic()
+            self.assignments += 1
             if starts:
                 log.info("input partitions start at %s", starts)
             gone = [g for g in self.pipeline.graphs if self.pipeline.partition_of(g) not in mine]
@@ -353,6 +407,22 @@ class Runtime:
                     if self.pipeline.metrics is not None:
                         self.pipeline.metrics.set_lag(self.input_topic, p, None)
 
+    async def ensure_positions(self) -> dict[int, int]:
+        """The next offset of every owned input partition (read for those without one)."""
+        async with self.lock:
+            missing = [p for p in self.owned if p not in self.positions]
+            if missing:
+                try:
+                    starts = await self.broker.start_offsets(missing)
+                except Exception as exc:
+                    log.warning("could not read the start offsets of %s: %s", missing, exc)
+                    starts = {}
+                for p, start in starts.items():
+                    if p in self.owned:
+                        self.positions[p] = start
+                        self.arrived[p] = time.monotonic()
+            return {p: o for p, o in self.positions.items() if p in self.owned}
+
     def update_lag(self) -> None:
         """Set the consumer-lag gauge of every input partition this worker processed."""
         metrics = self.pipeline.metrics
@@ -361,7 +431,10 @@ class Runtime:
         consumer = self.app.consumer
         for partition, position in self.positions.items():
             try:
-                high = consumer.highwater(TP(self.input_topic, partition))
+                if self.highwater is not None:
+                    high = self.highwater(partition)
+                else:
+                    high = consumer.highwater(TP(self.input_topic, partition))
             except Exception:
                 continue
             if high is not None:
