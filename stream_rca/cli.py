@@ -63,12 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--faults", type=int, default=8, help="faults to inject (default 8)")
     demo.add_argument("--output", metavar="FILE.jsonl", help="write attribution documents here")
     demo.add_argument("--quiet", action="store_true", help="print the summary only")
+    demo.add_argument("--report", metavar="DIR", help="write an HTML page per incident here")
     add_settings(demo, "demo")
     demo.set_defaults(handler=_demo)
 
     replay = sub.add_parser("replay", help="learn from a CSV of normal operation, then explain")
     replay.add_argument(
-        "--graph", required=True, help="graph file (JSON, YAML, edge list, or a PetShop graph.csv)"
+        "--graph",
+        help="graph file (JSON, YAML, edge list, or a PetShop graph.csv); without it, metrics "
+        "are ranked by marginal score and onset (graph-free, needs --target)",
     )
     replay.add_argument("--name", help=_NAME_HELP)
     replay.add_argument("--train", required=True, help="CSV of normal operation to learn from")
@@ -119,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_change(sub)
     register(sub)
+    from stream_rca.report.command import register as register_report
+
+    register_report(sub)
     return parser
 
 
@@ -164,7 +170,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     output = open_output(args.output)
     try:
-        report = run_demo(cfg, on_step=on_step, on_incident=on_incident, output=output)
+        report = run_demo(
+            cfg, on_step=on_step, on_incident=on_incident, output=output, report_dir=args.report
+        )
     finally:
         if output is not None:
             output.close()
@@ -184,6 +192,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  per snapshot      {s['snapshot_us_mean']:.0f} us (11 nodes, learn + score)", file=out)
     if args.output:
         print(f"  documents         {args.output}", file=out)
+    if args.report:
+        print(f"  incident pages    {Path(args.report) / 'index.html'}", file=out)
     if server is not None:
         server.close()
     return EXIT_OK
@@ -311,6 +321,8 @@ def _snapshots(path: str, flag: str, read: dict[str, Any]) -> typing.Iterator[Sn
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if args.graph is None:
+        return _replay_graph_free(args)
     graph = _load_graph(args.graph, args.name)
     _input_file(args.train, "--train")
     if args.data:
@@ -380,6 +392,22 @@ def _replay(args: argparse.Namespace) -> int:
     if args.scores:
         print(f"{rows} score documents written to {args.scores}", file=out)
     return EXIT_OK
+
+
+def _replay_graph_free(args: argparse.Namespace) -> int:
+    from stream_rca.replay_graphfree import replay_graph_free
+
+    _input_file(args.train, "--train")
+    if args.data:
+        _input_file(args.data, "--data")
+    if args.to_kafka:
+        raise ConfigError("--to-kafka needs --graph (the events are a graph's)")
+    for row in args.explain or ():
+        if row < 0:
+            raise ConfigError(f"--explain {row}: expected a row number >= 0 of --data")
+    if args.explain and not args.data:
+        raise ConfigError("--explain needs --data")
+    return replay_graph_free(args, _replay_config(args), _snapshots, _open_output)
 
 
 def _open_output(stack: contextlib.ExitStack, path: str | None, flag: str) -> IO[str] | None:

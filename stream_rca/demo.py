@@ -108,6 +108,7 @@ def run_demo(
     on_step: Callable[[int, StepResult, float], None] | None = None,
     on_incident: Callable[[Attribution, frozenset[str], bool], None] | None = None,
     output: IO[str] | None = None,
+    report_dir: str | Path | None = None,
 ) -> DemoReport:
     """Stream the simulated shop through an engine and score its attributions.
 
@@ -122,6 +123,8 @@ def run_demo(
         for a false alarm) and whether the top cause is one of them.
     output
         Where to write attribution documents, one JSON per line, with the injected truth.
+    report_dir
+        Where to write an HTML page per incident (:class:`~stream_rca.report.ReportWriter`).
     """
     sim = MicroserviceSystem.shop(seed=cfg.seed)
     sim.faults = _schedule(sim, cfg)
@@ -133,6 +136,11 @@ def run_demo(
         timer=time.perf_counter,
     )
     report = DemoReport(faults=cfg.faults)
+    pages = None
+    if report_dir is not None:
+        from stream_rca.report import ReportWriter
+
+        pages = ReportWriter(report_dir, {graph.name: list(graph.edges)})
     seen_faults: set[int] = set()
     started = time.perf_counter()
     for t, row in _rows(sim, cfg.n_snapshots):
@@ -160,17 +168,23 @@ def run_demo(
             else:
                 report.false_alarms += 1
             report.attributions.append(att)
+            doc = att.to_dict()
+            doc["truth"] = {
+                "root_causes": sorted(truth),
+                "faults": [{"kind": f.kind, "nodes": list(f.nodes)} for f in active],
+            }
             if output is not None:
-                doc = att.to_dict()
-                doc["truth"] = {
-                    "root_causes": sorted(truth),
-                    "faults": [{"kind": f.kind, "nodes": list(f.nodes)} for f in active],
-                }
                 output.write(json.dumps(doc) + "\n")
+            if pages is not None:
+                pages.truth[att.incident_id] = tuple(doc["truth"]["root_causes"])
             if on_incident is not None:
                 on_incident(att, truth, hit)
+        if pages is not None:
+            pages.observe(result)
         if on_step is not None:
             on_step(t, result, seconds)
+    if pages is not None:
+        pages.flush()
     report.seconds = time.perf_counter() - started
     return report
 
