@@ -363,12 +363,15 @@ class MarginalRanker:
         *,
         graph: str | None = None,
         candidates: Sequence[str] | None = None,
+        incident: str | None = None,
+        revision: int = 0,
         extra: Mapping[str, object] | None = None,
     ) -> Attribution:
         """The graph-free attribution document of the last processed snapshot.
 
         ``snapshot`` is that snapshot (for its window and graph name); ``candidates`` limits
-        the ranking to these metrics (default: all).
+        the ranking to these metrics (default: all); ``incident`` and ``revision`` come from
+        the caller's trigger (default: an id of this window).
         """
         ranking = self.rank(target)
         if candidates is not None:
@@ -383,6 +386,8 @@ class MarginalRanker:
             ts=snapshot.ts,
             end=snapshot.end,
             target_score=float(score),
+            incident=incident,
+            revision=revision,
             extra=extra,
         )
 
@@ -395,6 +400,8 @@ def ranking_attribution(
     ts: float,
     end: float | None,
     target_score: float,
+    incident: str | None = None,
+    revision: int = 0,
     extra: Mapping[str, object] | None = None,
 ) -> Attribution:
     """An :class:`Attribution` (method ``graph-free``) of a ranking.
@@ -421,7 +428,7 @@ def ranking_attribution(
     }
     doc_extra.update(extra or {})
     return Attribution(
-        incident_id=incident_id(graph, target, ts),
+        incident_id=incident or incident_id(graph, target, ts),
         graph=graph,
         target=target,
         window_start=ts,
@@ -435,6 +442,7 @@ def ranking_attribution(
         n_samples=0,
         n_permutations=0,
         seed=0,
+        revision=revision,
         missing=tuple(c.node for c in ranking if c.score is None),
         extra=doc_extra,
     )
