@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.accuracy import AccuracySettings, accuracy
+from benchmarks.change import ChangeSettings, change_attribution
 from benchmarks.common import REPO, Report, Table, machine_info, say
 from benchmarks.multicause import MulticauseSettings, multicause
 from benchmarks.multicause import quick_settings as multicause_quick
@@ -30,7 +31,7 @@ from benchmarks.speed import SpeedSettings, attribution_speed
 
 __all__ = ["RunSettings", "main", "quick_settings", "render", "run"]
 
-SECTIONS = ("speed", "scale", "accuracy", "multicause", "peers")
+SECTIONS = ("speed", "scale", "accuracy", "multicause", "peers", "change")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class RunSettings:
     accuracy: AccuracySettings = field(default_factory=AccuracySettings)
     multicause: MulticauseSettings = field(default_factory=MulticauseSettings)
     peers: PeersSettings = field(default_factory=PeersSettings)
+    change: ChangeSettings = field(default_factory=ChangeSettings)
 
 
 def quick_settings(*, run_dowhy: bool = True, budget: float = 300.0) -> RunSettings:
@@ -75,6 +77,8 @@ def run(settings: RunSettings) -> tuple[Report, dict[str, Report]]:
             part = multicause(settings.multicause)
         elif name == "peers":
             part = petshop_peers(settings.peers)
+        elif name == "change":
+            part = change_attribution(settings.change)
         else:
             raise ValueError(f"unknown section {name!r}; use {', '.join(SECTIONS)}")
         say(f"== {name} done in {time.perf_counter() - started:.0f} s")
@@ -89,6 +93,7 @@ _TITLES = {
     "accuracy": "Accuracy",
     "multicause": "Multi-cause faults: stream-rca beside the reference rankers",
     "peers": "PetShop: the reference rankers",
+    "change": "Why did the distribution change? stream-rca vs DoWhy-GCM",
 }
 
 _METHOD = """\
@@ -162,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     speed = dataclasses.replace(
         base.speed, run_dowhy=base.speed.run_dowhy and not args.no_dowhy, dowhy_budget=budget
     )
-    settings = dataclasses.replace(base, sections=sections, speed=speed)
+    change = dataclasses.replace(base.change, run_dowhy=not args.no_dowhy)
+    settings = dataclasses.replace(base, sections=sections, speed=speed, change=change)
     argv_text = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     info = machine_info(f"python -m benchmarks.run {argv_text}".strip())
     report, parts = run(settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,18 @@ def test_table_markdown_escapes_and_formats() -> None:
 def test_cli_rejects_unknown_section() -> None:
     with pytest.raises(SystemExit):
         main(["--only", "nonsense", "--out", "-"])
+
+
+def test_change_section_renders(shared_data: Path) -> None:
+    from benchmarks.change import ChangeSettings
+
+    settings = RunSettings(
+        sections=("change",),
+        change=ChangeSettings(folder=shared_data / "dowhy-supply-chain", repeat=1, run_dowhy=False),
+    )
+    report, parts = run(settings)
+    page = render(report, parts, {"command": "pytest", "date": "today"})
+    assert "Why did the distribution change?" in page
+    assert "| confirmed |" in page
+    first = next(c for c in report.checks if "rank first" in c.target)
+    assert first.met
