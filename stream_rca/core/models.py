@@ -26,6 +26,11 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
+MARGINAL_SIZE = 4
+"""The targets' marginal samples hold this many times ``reservoir`` values."""
+CAUTION = 0.25
+"""Standard errors added to the tail shape of the trigger's marginal models."""
+
 _SCALE_FLOOR = 1e-4
 """Least tail scale of a noise model, relative to the typical magnitude of the node's values:
 a series that was constant in training (an availability of exactly 1) still gives finite,
@@ -70,7 +75,10 @@ class GraphModels:
         self.bank = LinearBank(parent_index, members, forgetting=cfg.forgetting, ridge=cfg.ridge)
         self.noise = NoiseBank(n, cfg.reservoir, seed=cfg.seed)
         self.targets = targets
-        self.marginal = NoiseBank(len(targets), cfg.reservoir, seed=cfg.seed + 1)
+        # the trigger's distributions: few rows, so a larger sample for the far tail
+        self.marginal = NoiseBank(
+            len(targets), MARGINAL_SIZE * cfg.reservoir, caution=CAUTION, seed=cfg.seed + 1
+        )
         self.fitted = np.zeros(n, dtype=np.int64)
         self.min_fit = np.array([2 * p.size + 2 if p.size else 0 for p in parent_index])
         self.n_parents = np.array([p.size for p in parent_index])

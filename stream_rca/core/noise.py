@@ -158,6 +158,9 @@ class NoiseBank:
         Share (and least number) of the sample used to fit each tail.
     n_knots
         Order statistics kept to interpolate the body of the CDF.
+    caution
+        Standard errors added to each fitted tail shape (see
+        :func:`~stream_rca.core.tails.fit_tail_sorted`).
     seed
         Salt of the slot hash.
 
@@ -183,6 +186,7 @@ class NoiseBank:
         tail_fraction: float = 0.05,
         min_tail: int = 16,
         n_knots: int = 33,
+        caution: float = 0.0,
         seed: int = 0,
     ) -> None:
         if capacity < 16:
@@ -194,6 +198,7 @@ class NoiseBank:
         self.tail_fraction = tail_fraction
         self.min_tail = min_tail
         self.n_knots = n_knots
+        self.caution = caution
         self.seed = seed
         self.samples = np.zeros((n_nodes, capacity))
         self.count = np.zeros(n_nodes, dtype=np.int64)
@@ -292,8 +297,8 @@ class NoiseBank:
             bottom = -asc[:, :k]
         gt = n - le[:, -1]
         lt0 = lt[:, 0]
-        hi = fit_tail_sorted(top, u_hi, np.log((gt + 0.5) / n1), floor)
-        lo = fit_tail_sorted(bottom, -u_lo, np.log((lt0 + 0.5) / n1), floor)
+        hi = fit_tail_sorted(top, u_hi, np.log((gt + 0.5) / n1), floor, self.caution)
+        lo = fit_tail_sorted(bottom, -u_lo, np.log((lt0 + 0.5) / n1), floor, self.caution)
         for dst, src in ((self._hi, hi), (self._lo, lo)):
             for name in ("u", "sigma", "xi", "log_pu"):
                 getattr(dst, name)[rows] = getattr(src, name)
@@ -398,6 +403,7 @@ class NoiseBank:
             "tail_fraction": self.tail_fraction,
             "min_tail": self.min_tail,
             "n_knots": self.n_knots,
+            "caution": self.caution,
             "seed": self.seed,
             "samples": self.samples,
             "count": self.count,
@@ -424,6 +430,7 @@ class NoiseBank:
                 tail_fraction=get_float(state, "tail_fraction"),
                 min_tail=get_int(state, "min_tail", low=1),
                 n_knots=knots,
+                caution=get_float(state, "caution"),
                 seed=get_int(state, "seed", low=0),
             )
         except ValueError as exc:

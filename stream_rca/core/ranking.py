@@ -47,6 +47,10 @@ RANK_RULES = {
         f"players with conditional score >= {ANOMALOUS:g} nats first, then the others; "
         "by Shapley contribution within each"
     ),
+    "upstream-anomalous": (
+        f"players with conditional score >= {ANOMALOUS:g} nats and no such ancestor first, "
+        "then the other anomalous players, then the rest; by Shapley contribution within each"
+    ),
 }
 
 
@@ -84,10 +88,15 @@ def rank_causes(
         keys: list[tuple[float, ...]] = [(-c,) for c in contributions]
     elif rule == "score":
         keys = [(-s, -c) for s, c in zip(own, contributions, strict=True)]
-    else:
+    elif rule == "anomalous-shapley":
         keys = [
             (0.0 if s >= ANOMALOUS else 1.0, -c) for s, c in zip(own, contributions, strict=True)
         ]
+    else:  # upstream-anomalous
+        anomalous = own >= ANOMALOUS
+        below = _has_anomalous_ancestor(anomalous, parents or [np.zeros(0, np.intp)] * len(names))
+        tier = np.where(anomalous, np.where(below, 1.0, 0.0), 2.0)
+        keys = [(t, -c) for t, c in zip(tier, contributions, strict=True)]
     order = sorted(range(len(names)), key=lambda i: (*keys[i], i))
     by_contribution = [rule != "score" for _ in order]
     causes = []
@@ -110,3 +119,13 @@ def rank_causes(
             )
         )
     return causes, RANK_RULES[rule]
+
+
+def _has_anomalous_ancestor(
+    anomalous: npt.NDArray[np.bool_], parents: Sequence[IntArray]
+) -> npt.NDArray[np.bool_]:
+    """Per player (in topological order): is any of its ancestors anomalous?"""
+    out = np.zeros(len(parents), dtype=bool)
+    for j, pa in enumerate(parents):
+        out[j] = bool(pa.size) and bool((anomalous[pa] | out[pa]).any())
+    return out

@@ -93,7 +93,7 @@ def test_gaps_emit_no_empty_snapshots() -> None:
 def test_snapshots_run_the_engine_and_attribute_the_planted_root_cause(form: str) -> None:
     h = Harness([chain_spec(step=10.0, warmup=20, threshold=9.0)], publish_scores=True)
     rows = chain_rows(60, seed=1)
-    rows.append({"db": 2.5, "api": 2.5 + 0.1, "web": 2.5 + 0.2})  # window 60: db is broken
+    rows.append({"db": 5.0, "api": 5.0 + 0.1, "web": 5.0 + 0.2})  # window 60: db is broken
     rows.append(chain_rows(1, seed=2)[0])  # window 61 closes window 60
     messages: list[bytes | None] = []
     for i, row in enumerate(rows):

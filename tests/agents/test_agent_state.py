@@ -118,7 +118,7 @@ def test_replay_after_a_crash_is_idempotent_and_keeps_incident_ids() -> None:
     """Checkpoint at offset 59, crash at 89 with offsets committed up to 49: the next owner
     restores offset 59, skips 50..59, and redoes 60..89 with the same results and ids."""
     spec = chain_spec(warmup=20)
-    messages = _stream(120, anomalies={40: 2.5, 70: 2.2, 100: 2.8})
+    messages = _stream(120, anomalies={40: 5.0, 70: 4.4, 100: 5.6})
     reference = _docs(_pipeline(spec), messages, 0, 120)
     assert [d["window"]["start"] for d in reference] == [T0 + 400, T0 + 700, T0 + 1000]
 
