@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from stream_rca.report.command import register as register_report
 
     register_report(sub)
+    from stream_rca.ingest.command import register as register_ingest  # remote-write, OTLP
+
+    register_ingest(sub)
     from stream_rca.graph_commands import register as register_graph  # graph from-traces
 
     register_graph(sub)

@@ -41,8 +41,9 @@ ENV_PREFIX = "STREAM_RCA_"
 
 WORKER = ("worker",)
 KAFKA = ("worker", "simulate")
-CONNECTION = ("worker", "simulate", "replay")
+CONNECTION = ("worker", "simulate", "replay", "ingest")
 """Security settings and the input topic: replay takes them for ``--to-kafka``."""
+INGEST = ("ingest",)
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
@@ -135,9 +136,11 @@ class Settings:
         "Kafka bootstrap servers, comma-separated",
         flags=("--bootstrap",),
         metavar="HOST:PORT",
-        commands=KAFKA,
+        commands=(*KAFKA, *INGEST),
     )
-    config: str | None = setting(None, "graphs file (YAML or JSON) to serve", metavar="FILE")
+    config: str | None = setting(
+        None, "graphs file (YAML or JSON) to serve", metavar="FILE", commands=(*WORKER, *INGEST)
+    )
     input_topic: str = setting(
         "metrics",
         "topic of the metric events",
@@ -163,6 +166,12 @@ class Settings:
         expected="an integer >= 1",
     )
     publish_scores: bool = setting(False, "publish node scores of every snapshot")
+    report_dir: str | None = setting(
+        None,
+        "write an HTML page per incident into this directory (default: off); serve it and "
+        "set Prometheus' external label stream_rca_report_url to its URL for the alert's link",
+        metavar="DIR",
+    )
     app_id: str = setting("stream-rca", "consumer group and state-table prefix", metavar="ID")
     checkpoint_interval: float = setting(
         30.0,
@@ -191,7 +200,9 @@ class Settings:
     data_dir: str = setting(
         ".stream-rca", "local data directory (a subdirectory per worker)", metavar="DIR"
     )
-    loglevel: str = setting("info", "log level", metavar="LEVEL", choices=LOG_LEVELS)
+    loglevel: str = setting(
+        "info", "log level", metavar="LEVEL", choices=LOG_LEVELS, commands=(*WORKER, *INGEST)
+    )
     metrics_port: int | None = setting(
         None,
         "serve Prometheus /metrics on this port (default: off)",
@@ -260,10 +271,80 @@ class Settings:
     )
     ssl_keyfile: str | None = setting(None, "client key (PEM)", metavar="FILE", commands=CONNECTION)
 
+    ingest_addr: str = setting(
+        "127.0.0.1", "address the ingest receiver listens on", metavar="ADDR", commands=INGEST
+    )
+    ingest_port: int = setting(
+        9201,
+        "port of the ingest receiver (0: any free port)",
+        metavar="PORT",
+        commands=INGEST,
+        check=_port,
+        expected="an integer from 0 to 65535",
+    )
+    ingest_token: str | None = setting(
+        None,
+        "bearer token the ingest endpoints want (default: none); a flag is visible in `ps`: "
+        "prefer the variable",
+        metavar="TOKEN",
+        commands=INGEST,
+        secret=True,
+    )
+    ingest_tls_cert: str | None = setting(
+        None, "serve HTTPS with this certificate chain (PEM)", metavar="FILE", commands=INGEST
+    )
+    ingest_tls_key: str | None = setting(
+        None, "private key of --ingest-tls-cert (PEM)", metavar="FILE", commands=INGEST
+    )
+    ingest_max_body: int = setting(
+        4 * 1024 * 1024,
+        "largest request body in bytes (413 beyond; it may decompress to 16 times that)",
+        metavar="BYTES",
+        commands=INGEST,
+        check=lambda n: n >= 1024,
+        expected="an integer >= 1024",
+    )
+    ingest_pending_bytes: int = setting(
+        16 * 1024 * 1024,
+        "bytes of events sent and not yet acknowledged by Kafka before requests are refused "
+        "with 503/429 and Retry-After",
+        metavar="BYTES",
+        commands=INGEST,
+        check=lambda n: n >= 1024,
+        expected="an integer >= 1024",
+    )
+    ingest_ack_timeout: float = setting(
+        10.0,
+        "seconds to wait for Kafka's acknowledgement of a request's events (then 503)",
+        metavar="SECONDS",
+        commands=INGEST,
+        check=_positive,
+        expected="a number of seconds > 0",
+    )
+    ingest_retry_after: int = setting(
+        2,
+        "seconds the Retry-After header of a 429/503 answer says",
+        metavar="SECONDS",
+        commands=INGEST,
+        check=lambda n: n >= 0,
+        expected="an integer >= 0",
+    )
+    ingest_embedded: bool = setting(
+        False,
+        "run the engine in this process instead of writing to Kafka (attributions as JSON lines)",
+        flags=("--embedded",),
+        commands=INGEST,
+    )
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = _checked(f.name, getattr(self, f.name), f"setting {f.name}")
             object.__setattr__(self, f.name, value)
+        if (self.ingest_tls_cert is None) != (self.ingest_tls_key is None):
+            raise ConfigError(
+                f"{env_name('ingest_tls_cert')} and {env_name('ingest_tls_key')} go together: "
+                "give both for HTTPS, or neither"
+            )
         if self.sasl_password_file and self.sasl_password is None:
             object.__setattr__(self, "sasl_password", _read_secret(self.sasl_password_file))
         if self.security_protocol.startswith("SASL"):

@@ -13,12 +13,15 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.trigger import TriggerConfig
 from stream_rca.errors import ConfigError, StreamRCAError
+
+if TYPE_CHECKING:
+    from stream_rca.ingest.mapping import SeriesRule
 
 __all__ = ["KEY_RULES", "GraphSpec", "KeyRule", "check_value", "load_graphs"]
 
@@ -34,6 +37,8 @@ class GraphSpec:
     allowed_lateness: float = 0.0
     engine: EngineConfig = field(default_factory=EngineConfig)
     mechanisms: Mapping[str, str] = field(default_factory=dict)
+    ingest: tuple[SeriesRule, ...] = ()
+    """Which incoming series feed which node (``stream-rca ingest``; the ``ingest`` key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,16 @@ config class itself, whose message is then given for the key."""
 
 _ENGINE_KEYS = {f.name for f in fields(EngineConfig)} - {"trigger"}
 _TRIGGER_KEYS = {f.name for f in fields(TriggerConfig)}
-_SPEC_KEYS = {"name", "graph", "edges", "targets", "step", "allowed_lateness", "mechanisms"}
+_SPEC_KEYS = {
+    "name",
+    "graph",
+    "edges",
+    "targets",
+    "step",
+    "allowed_lateness",
+    "mechanisms",
+    "ingest",
+}
 
 
 def load_graphs(path: str | Path) -> list[GraphSpec]:
@@ -85,7 +99,8 @@ def load_graphs(path: str | Path) -> list[GraphSpec]:
     ``step``, ``allowed_lateness``, ``mechanisms`` (node -> mechanism name), engine settings
     (``warmup``, ``reservoir``, ``forgetting``, ``protect``, ``n_samples``, ...) and trigger
     settings (``threshold``, ``close_threshold``, ``close_after``, ``confirm``, ``cooldown``,
-    ``worsen_delta``); :data:`KEY_RULES` lists what each accepts. Each graph's engine is built
+    ``worsen_delta``) and ``ingest`` (node -> the series that feed it, read by ``stream-rca
+    ingest``: :func:`stream_rca.ingest.mapping.parse_ingest`); :data:`KEY_RULES` lists what each accepts. Each graph's engine is built
     once here, so a file that loads is a file the worker can run.
 
     Raises
@@ -160,7 +175,16 @@ def _spec(entry: dict[str, Any], name: str, base: Path, where: str) -> GraphSpec
     _prove_engine(graph, engine, targets, mechanisms, where)
     step = float(values.get("step", 1.0))
     lateness = float(values.get("allowed_lateness", 0.0))
-    return GraphSpec(name, graph, targets, step, lateness, engine, mechanisms)
+    ingest = _ingest(entry.get("ingest"), name, graph, where)
+    return GraphSpec(name, graph, targets, step, lateness, engine, mechanisms, ingest)
+
+
+def _ingest(value: Any, name: str, graph: CausalGraph, where: str) -> tuple[SeriesRule, ...]:
+    if value is None:
+        return ()
+    from stream_rca.ingest.mapping import parse_ingest
+
+    return parse_ingest(value, name, graph.nodes, f"{where}: ingest")
 
 
 def check_value(key: str, value: Any, where: str) -> Any:
