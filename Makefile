@@ -24,6 +24,7 @@ check: $(BIN)/.installed
 test: $(BIN)/.installed
 	bash deploy/kafka/kafka.sh fetch
 	bash deploy/prometheus/install.sh
+	bash deploy/chromium/install.sh
 	$(MAKE) check
 	$(BIN)/pytest
 

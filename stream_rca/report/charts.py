@@ -128,7 +128,7 @@ def waterfall_svg(incident: Incident, *, limit: int = 10, width: int = 600) -> s
     out.append(
         f'<g class="step total"><title>target score {incident.target_score:.2f} nats</title>'
         f'<text x="{left - 8}" y="{y + 16}" text-anchor="end" {_FONT} font-weight="600" '
-        f'fill="#111827">{e(short(incident.target, 20))} score</text>'
+        f'fill="#111827">{e(short(incident.target, 16))} score</text>'
         f'<rect x="{x0:.1f}" y="{y + 4}" width="{max(x1 - x0, 1.0):.1f}" height="{row_h - 8}" '
         f'rx="2" fill="{_TOTAL}"/>'
         f'<text x="{width - right + 6}" y="{y + 16}" {_FONT} font-weight="600" '

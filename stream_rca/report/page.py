@@ -102,7 +102,9 @@ def render_page(
     """
     e = html.escape
     top = incident.causes[0] if incident.causes else None
-    path = cause_path(edges or (), top.node if top else None, incident.target)
+    members = {*incident.players, *(c.node for c in incident.causes), incident.target}
+    inner = [(a, b) for a, b in edges or () if a in members and b in members]
+    path = cause_path(inner, top.node if top else None, incident.target)
     watched = [c.node for c in incident.causes if c.node != incident.target][:TOP_CAUSES]
     parts = [
         "<!DOCTYPE html>",

@@ -45,6 +45,7 @@ from faust.types import StreamT
 from stream_rca.config import GraphSpec, Settings
 from stream_rca.errors import ConfigError
 from stream_rca.observability import PipelineMetrics
+from stream_rca.report import ReportWriter
 from stream_rca.streaming.brokers import Broker, KafkaBroker
 from stream_rca.streaming.errors import QuarantinePolicy
 from stream_rca.streaming.pipeline import Pipeline
@@ -244,9 +245,14 @@ def make_app(
     if reader is not None:
         runtime.highwater = reader.highwater
 
+    pages = _pages(settings, specs)
+
     async def rca(stream: StreamT[bytes]) -> AsyncIterator[Outcome]:
         async for event in stream.events():
-            yield await runtime.handle(event)
+            outcome = await runtime.handle(event)
+            if pages is not None:
+                _write_pages(pages, outcome)
+            yield outcome
 
     app.agent(source, name=AGENT_NAME)(rca)
     if reader is not None:
@@ -273,6 +279,22 @@ def make_app(
     _connect(app.on_partitions_assigned, on_assigned)
     _connect(app.on_before_shutdown, on_shutdown)
     return app
+
+
+def _pages(settings: Settings, specs: Sequence[GraphSpec]) -> ReportWriter | None:
+    """The incident-page writer of ``settings.report_dir``, if set."""
+    if settings.report_dir is None:
+        return None
+    return ReportWriter(settings.report_dir, {s.name: list(s.graph.edges) for s in specs})
+
+
+def _write_pages(pages: ReportWriter, outcome: Outcome) -> None:
+    """Pages of the outcome's incidents; a page that cannot be written is logged, not fatal."""
+    for result in outcome.results:
+        try:
+            pages.observe(result)
+        except (OSError, ValueError) as exc:
+            log.warning("incident page not written to %s: %s", pages.out, exc)
 
 
 def _connect(signal: Any, handler: Callable[..., Awaitable[None]]) -> None:
