@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grafana.dashgen.panels import (
+    DS,
     GRAPH_VAR,
     GT,
     SCORE_THRESHOLDS,
@@ -177,12 +178,65 @@ def incidents() -> Json:
             options={"showHeader": True, "sortBy": [{"displayName": "Opened at", "desc": True}]},
         ),
     )
+    b.add(_pages(), 24, 6)
     return dashboard(
         "stream-rca-incidents",
         "stream-rca incidents",
         "Incidents on watched targets and their ranked root causes.",
         b,
-        [GRAPH_VAR, TARGET_VAR],
+        [GRAPH_VAR, TARGET_VAR, REPORT_URL_VAR],
+    )
+
+
+REPORT_URL_VAR: Json = {
+    "name": "report_url",
+    "label": "Incident pages at",
+    "type": "textbox",
+    "datasource": DS,
+    "query": "http://localhost:8088",
+    "current": {"text": "http://localhost:8088", "value": "http://localhost:8088"},
+    "options": [],
+    "hide": 0,
+    "description": "URL where the worker's report_dir (STREAM_RCA_REPORT_DIR) is served",
+}
+"""Where the incident pages are served (the worker writes them to ``report_dir``)."""
+
+PAGE_LINK = "${report_url}/${__value.raw:percentencode}.html"
+"""An incident's page: the id percent-encoded, as ``stream_rca.report.page_url`` builds it."""
+
+
+def _pages() -> Json:
+    """A table of the latest incident of each target, each linking to its page."""
+    return panel(
+        "table",
+        "Incident pages",
+        "The latest incident of every watched target; click an id to open its page (causal "
+        "graph, waterfall of contributions, scores around it), written by the worker to "
+        "report_dir and served at the report_url variable.",
+        queries(
+            (f"max by (target, incident_id) (stream_rca_latest_incident_info{{{G}}})", ""),
+            table=True,
+        ),
+        transformations=[
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "Value": True},
+                    "indexByName": {"target": 0, "incident_id": 1},
+                    "renameByName": {"target": "Target", "incident_id": "Incident page"},
+                },
+            }
+        ],
+        overrides=[
+            _override(
+                "Incident page",
+                (
+                    "links",
+                    [{"title": "Open the incident page", "url": PAGE_LINK, "targetBlank": True}],
+                ),
+            )
+        ],
+        options={"showHeader": True},
     )
 
 

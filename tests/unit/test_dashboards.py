@@ -26,6 +26,7 @@ from tests.fixtures.prometheus import (
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "grafana" / "provisioning"
 BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range", "__from", "__to", "__all"}
+BUILTIN_VARIABLES |= {"__value"}  # in data links: the clicked cell
 PROMETHEUS_SERIES = {"up"}  # written by Prometheus itself for every scrape target
 SCRAPE_LABELS = {"job", "instance"}
 VARIABLES = {"graph": "shop", "target": "Website", "node": ".+"}
@@ -216,7 +217,7 @@ def test_selectors_use_labels_the_metrics_have() -> None:
 
 def test_incidents_dashboard_ranks_root_causes_of_the_selected_target() -> None:
     doc = load(DASHBOARDS_DIR / "stream-rca-incidents.json")
-    assert [v["name"] for v in doc["templating"]["list"]] == ["graph", "target"]
+    assert [v["name"] for v in doc["templating"]["list"]] == ["graph", "target", "report_url"]
     by_title = {p["title"]: p for p in panels(doc)}
     share = by_title["Root causes: share of the anomaly"]
     assert share["type"] == "bargauge"
@@ -227,6 +228,25 @@ def test_incidents_dashboard_ranks_root_causes_of_the_selected_target() -> None:
     assert share["targets"][0]["instant"] is True
     assert by_title["Target score"]["type"] == "timeseries"
     assert by_title["Latest incidents"]["type"] == "table"
+
+
+def test_incidents_dashboard_links_each_incident_to_its_page() -> None:
+    from stream_rca.report import page_url
+
+    doc = load(DASHBOARDS_DIR / "stream-rca-incidents.json")
+    pages = {p["title"]: p for p in panels(doc)}["Incident pages"]
+    assert "stream_rca_latest_incident_info" in pages["targets"][0]["expr"]
+    (override,) = pages["fieldConfig"]["overrides"]
+    assert override["matcher"]["options"] == "Incident page"
+    (links,) = [p["value"] for p in override["properties"] if p["id"] == "links"]
+    url = links[0]["url"]
+    # Grafana's percentencode leaves only letters, digits and -_.~ as they are: page_url's rule.
+    incident = "shop:Product DB+1:1700000000"
+    encoded = "".join(c if c.isalnum() or c in "-_.~" else f"%{ord(c):02X}" for c in incident)
+    filled = url.replace("${report_url}", "http://h/p").replace(
+        "${__value.raw:percentencode}", encoded
+    )
+    assert filled == page_url("http://h/p", incident)
 
 
 def test_nodes_dashboard_has_a_heatmap_and_a_ranking() -> None:
