@@ -45,6 +45,7 @@ from stream_rca.io.aligner import AlignStatus
 from stream_rca.io.deadletter import DEAD_LETTER_MAX_BYTES, dead_letter_record
 from stream_rca.io.events import DEFAULT_MAX_SKEW, Sample, decode_event
 from stream_rca.observability import PipelineMetrics
+from stream_rca.streaming.changes import ChangeService
 from stream_rca.streaming.errors import (
     ErrorContext,
     ErrorPolicy,
@@ -113,6 +114,9 @@ class Pipeline:
     max_dead_letter_bytes
         The most bytes a dead letter (value plus key) may have: the dead-letter topic's
         ``max.message.bytes`` less the record batch overhead.
+    changes
+        Keeps each graph's reference mechanisms and answers "why did it change?"
+        (:mod:`stream_rca.streaming.changes`); ``None``: no change answers.
 
     Examples
     --------
@@ -138,6 +142,7 @@ class Pipeline:
         max_skew: float = DEFAULT_MAX_SKEW,
         error_policy: ErrorPolicy | None = None,
         max_dead_letter_bytes: int = DEAD_LETTER_MAX_BYTES,
+        changes: ChangeService | None = None,
     ) -> None:
         self.specs: dict[str, GraphSpec] = {s.name: s for s in specs}
         self.known: dict[str, frozenset[str]] = {s.name: frozenset(s.graph.nodes) for s in specs}
@@ -149,6 +154,7 @@ class Pipeline:
         self.max_skew = max_skew
         self.error_policy: ErrorPolicy = error_policy or QuarantinePolicy()
         self.max_dead_letter_bytes = max_dead_letter_bytes
+        self.changes = changes
         self._live: dict[str, _Live] = {}
         self._dirty: set[str] = set()
         self._failures: dict[str, int] = {}  # graph -> processing errors in a row
@@ -212,6 +218,8 @@ class Pipeline:
             self._live.pop(g, None)
             self._dirty.discard(g)
             self.release(g)
+            if self.changes is not None:
+                self.changes.drop([g])
             if self.metrics is not None:
                 self.metrics.forget_graph(g)
 
@@ -375,6 +383,8 @@ class Pipeline:
                 metrics.observe_step(result, took)
             for att in result.attributions:
                 outputs.append(Output("attributions", gkey, json_bytes(att.to_dict())))
+            if self.changes is not None:  # the reference mechanisms; change answers
+                outputs.extend(self.changes.observe(graph, snap, result))
             if self.publish_scores:
                 doc = scores_document(result, snap, state.engine.n_snapshots)
                 outputs.append(Output("scores", gkey, json_bytes(doc)))

@@ -21,12 +21,12 @@ __all__ = ["SCORES_SCHEMA", "Outcome", "Output", "OutputKind", "json_bytes", "sc
 
 SCORES_SCHEMA = "stream-rca.scores/v1"
 
-OutputKind = Literal["attributions", "scores", "deadletter", "checkpoint"]
+OutputKind = Literal["attributions", "scores", "deadletter", "checkpoint", "changes"]
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One record to publish: to the attributions, scores, dead-letter or changelog topic."""
+    """One record to publish: attributions, scores, dead letters, changes or a checkpoint."""
 
     kind: OutputKind
     key: bytes | None

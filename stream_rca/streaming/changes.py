@@ -1,0 +1,180 @@
+"""Distribution-change answers in the worker: on request, and when an incident does not close.
+
+:class:`ChangeService` keeps a :class:`~stream_rca.core.change_reference.ChangeTracker` per
+graph (the reference copy of its mechanisms), fed by the pipeline with every snapshot and its
+result (:meth:`ChangeService.observe`). It answers with a ``stream-rca.change/v1`` document
+(published to ``rca.changes``, keyed by graph):
+
+- **automatically**, once per incident, when an incident has stayed open for ``after``
+  snapshots ("the latency did not come back: which mechanism moved?"): reference rows
+  against the recent rows, for the incident's target and statistic ``statistic``;
+- **on request**: a JSON message on the request topic (``rca.change-requests``),
+  ``{"graph": "shop", "target": "api", "statistic": "p99"}`` (``statistic`` optional).
+  A request that does not decode, names an unknown graph or node, or comes before the
+  reference has enough rows becomes a dead letter with a reason of the input events' fixed
+  set (``malformed_json``, ``not_an_object``, ``missing_field``, ``wrong_type``,
+  ``unknown_graph``, ``unknown_node``, ``too_large``; ``processing_error`` when the reference
+  is not full enough yet), and its text says what was wrong.
+
+Kafka-free like the pipeline: it returns :class:`~stream_rca.streaming.records.Output`
+records for the caller to publish.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_rca.config import GraphSpec
+from stream_rca.core.change import parse_statistic
+from stream_rca.core.change_reference import ChangeTracker
+from stream_rca.core.types import Snapshot, StepResult
+from stream_rca.errors import ConfigError, NotWarmError
+from stream_rca.io.deadletter import dead_letter_record
+from stream_rca.streaming.records import Output, json_bytes
+
+__all__ = ["ChangeService"]
+
+MAX_REQUEST_BYTES = 4096
+
+
+@dataclass(slots=True)
+class _Graph:
+    tracker: ChangeTracker
+    open_for: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Target to (incident id, snapshots it has been open)."""
+    answered: set[str] = field(default_factory=set)
+    """Incident ids already answered automatically."""
+
+
+class ChangeService:
+    """Per-graph reference mechanisms and the change answers made from them.
+
+    Parameters
+    ----------
+    specs
+        The graphs served.
+    after
+        Snapshots an incident stays open before it is answered automatically (0: never).
+    statistic
+        The statistic of automatic answers (``"mean"``, ``"p99"``...).
+    capacity, recent
+        Rows of each graph's reference and of its recent window.
+    clock
+        Unix seconds, for the dead letters' ``rejected_at``.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[GraphSpec],
+        *,
+        after: int = 30,
+        statistic: str = "mean",
+        capacity: int = 1000,
+        recent: int = 250,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        parse_statistic(statistic)
+        self.specs = {s.name: s for s in specs}
+        self.after = after
+        self.statistic = statistic
+        self.capacity = capacity
+        self.recent = recent
+        self.clock = clock or (lambda: 0.0)
+        self._graphs: dict[str, _Graph] = {}
+
+    def tracker(self, graph: str) -> ChangeTracker:
+        """The reference of ``graph`` (made on first use)."""
+        live = self._graphs.get(graph)
+        if live is None:
+            spec = self.specs[graph]
+            seed = sum(graph.encode()) % 2**31
+            tracker = ChangeTracker(
+                spec.graph, capacity=self.capacity, recent=self.recent, seed=seed
+            )
+            live = self._graphs[graph] = _Graph(tracker)
+        return live.tracker
+
+    def drop(self, graphs: Sequence[str]) -> None:
+        """Forget graphs that went to another worker."""
+        for g in graphs:
+            self._graphs.pop(g, None)
+
+    def observe(self, graph: str, snapshot: Snapshot, result: StepResult) -> list[Output]:
+        """Learn one processed snapshot; the automatic answers it triggers."""
+        tracker = self.tracker(graph)
+        live = self._graphs[graph]
+        tracker.learn_one(snapshot.values, snapshot.ts, anomalous=bool(result.open_incidents))
+        outputs: list[Output] = []
+        for target in list(live.open_for):
+            if target not in result.open_incidents:
+                del live.open_for[target]
+        for target, incident in result.open_incidents.items():
+            seen, n = live.open_for.get(target, (incident, 0))
+            n = n + 1 if seen == incident else 1
+            live.open_for[target] = (incident, n)
+            if self.after and n >= self.after and incident not in live.answered:
+                live.answered.add(incident)
+                doc = self._answer(graph, target, self.statistic)
+                if doc is not None:
+                    doc |= {"trigger": "incident", "incident_id": incident, "open_snapshots": n}
+                    outputs.append(Output("changes", graph.encode(), json_bytes(doc)))
+        return outputs
+
+    def request(self, raw: bytes | str | None) -> Output:
+        """Answer one request message: a change document, or a dead letter with the reason."""
+        try:
+            graph, target, statistic = self._decode(raw)
+        except _RejectedError as exc:
+            record = dead_letter_record(raw, exc.reason, exc.text, now=self.clock())
+            return Output("deadletter", None, record)
+        try:
+            doc = self.tracker(graph).why_changed(target, statistic=statistic).to_dict()
+        except NotWarmError as exc:
+            text = f"change request too early: {exc}"
+            record = dead_letter_record(raw, "processing_error", text, now=self.clock())
+            return Output("deadletter", None, record)
+        doc |= {"graph": graph, "trigger": "request"}
+        return Output("changes", graph.encode(), json_bytes(doc))
+
+    def _answer(self, graph: str, target: str, statistic: str) -> dict[str, Any] | None:
+        try:
+            result = self.tracker(graph).why_changed(target, statistic=statistic)
+        except (NotWarmError, ConfigError):
+            return None  # too few rows yet: a later request can still ask
+        return result.to_dict() | {"graph": graph}
+
+    def _decode(self, raw: bytes | str | None) -> tuple[str, str, str]:
+        if raw is None:
+            raise _RejectedError("malformed_json", "a tombstone is no change request")
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise _RejectedError("too_large", f"change request over {MAX_REQUEST_BYTES} bytes")
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _RejectedError("malformed_json", f"change request not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise _RejectedError("not_an_object", "a change request is a JSON object")
+        graph, target = doc.get("graph"), doc.get("target")
+        statistic = doc.get("statistic", "mean")
+        if graph is None or target is None:
+            raise _RejectedError("missing_field", 'a change request needs "graph" and "target"')
+        if not (isinstance(graph, str) and isinstance(target, str) and isinstance(statistic, str)):
+            raise _RejectedError("wrong_type", "graph, target and statistic are strings")
+        if graph not in self.specs:
+            raise _RejectedError("unknown_graph", f"graph {graph!r} is not served here")
+        if target not in self.specs[graph].graph:
+            raise _RejectedError("unknown_node", f"graph {graph!r} has no node {target!r}")
+        try:
+            parse_statistic(statistic)
+        except ConfigError as exc:
+            raise _RejectedError("wrong_type", str(exc)) from None
+        return graph, target, statistic
+
+
+class _RejectedError(Exception):
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason, self.text = reason, text
