@@ -112,11 +112,11 @@ def attribute_noise(
     hi, lo = _event(marginal, x_target, floor)
 
     def values_of(samples: npt.NDArray[np.floating[Any]]) -> FloatArray:
-        vals = log_event(samples, hi, lo, _TAIL_FRACTION, _MIN_TAIL, floor)
+        vals = log_event(samples, hi, lo, _TAIL_FRACTION, _MIN_TAIL, floor, overwrite=True)
         out: FloatArray = np.minimum(0.0, vals)
         return out
 
-    empty = float(values_of(marginal[None, :])[0])
+    empty = float(values_of(marginal[None, :].copy())[0])
     if gap is not None and d <= exact_max_players:
         # All 2**d coalitions at once: the sum of the gaps of a coalition's members, built by
         # doubling (coalition 2**p + c is coalition c plus player p), one add per coalition.

@@ -123,15 +123,50 @@ def log_event(
     tail_fraction: float = 0.05,
     min_tail: int = 10,
     min_scale: float = 0.0,
+    *,
+    overwrite: bool = False,
 ) -> FloatArray:
     """``log P(X >= hi or X <= lo)`` per row of ``(rows, S)`` samples (``lo < hi``).
 
-    Both tails as in :func:`log_exceedance`.
+    Both tails as in :func:`log_exceedance`, from one sort of each row (in place when
+    ``overwrite``: the order of the values in a row is then lost, nothing else).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = np.random.default_rng(3).normal(size=(2, 4000))
+    >>> both = log_event(s, 2.0, -2.0)
+    >>> bool(np.allclose(np.exp(both), 0.0455, rtol=0.25))
+    True
     """
-    up = _log_sf_rows(samples, np.array(hi, dtype=np.float64), tail_fraction, min_tail, min_scale)
-    neg = np.negative(samples)
-    down = _log_sf_rows(neg, np.array(-lo, dtype=np.float64), tail_fraction, min_tail, min_scale)
-    result: FloatArray = np.logaddexp(up, down)
+    rows, size = samples.shape
+    k = int(tail_size(size, tail_fraction, min_tail))
+    k = max(1, min(k, (size - 2) // 2))
+    part = samples if overwrite else samples.copy()
+    part.sort(axis=1)  # a vectorised sort is far faster than a two-sided partition here
+    n1 = size + 1.0
+    sides = []
+    for upper in (True, False):
+        u = (part[:, size - k - 1] if upper else -part[:, k]).astype(np.float64)
+        x = hi if upper else -lo
+        out = np.empty(rows)
+        far = np.flatnonzero(x > u)
+        if far.size:  # beyond the threshold: the fitted tail of the k most extreme values
+            ext = part[far, size - k :][:, ::-1] if upper else -part[far, :k]
+            top = ext.astype(np.float64)  # most extreme first
+            above = np.count_nonzero(top > u[far, None], axis=1)
+            log_pu = np.log((above + 0.5) / n1)
+            tail = fit_tail_sorted(top, u[far], log_pu, np.full(far.size, min_scale))
+            out[far] = tail.log_sf(np.full(far.size, x))
+        near = np.flatnonzero(x <= u)
+        if near.size:  # inside the sample: the mid-rank empirical exceedance
+            body = part[near]
+            xv = body.dtype.type(hi if upper else lo)
+            beyond = np.count_nonzero(body > xv if upper else body < xv, axis=1)
+            tied = np.count_nonzero(body == xv, axis=1)
+            out[near] = np.log((beyond + 0.5 * tied + 0.5) / n1)
+        sides.append(out)
+    result: FloatArray = np.logaddexp(sides[0], sides[1])
     return result
 
 
