@@ -157,6 +157,22 @@ class Settings:
     deadletter_topic: str = setting(
         "rca.deadletter", "topic of rejected events", metavar="TOPIC", commands=KAFKA
     )
+    changes_topic: str = setting(
+        "rca.changes", "topic of the distribution-change answers", metavar="TOPIC"
+    )
+    change_requests_topic: str = setting(
+        "rca.change-requests",
+        "topic of requests for a distribution-change answer",
+        metavar="TOPIC",
+    )
+    change_after: int = setting(
+        30,
+        "snapshots an incident stays open before the worker publishes why the distribution "
+        "changed (0: never)",
+        metavar="N",
+        check=lambda n: n >= 0,
+        expected="an integer >= 0",
+    )
     partitions: int = setting(
         4,
         "partitions of the input topic and the state table",

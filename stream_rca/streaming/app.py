@@ -47,6 +47,7 @@ from stream_rca.errors import ConfigError
 from stream_rca.observability import PipelineMetrics
 from stream_rca.report import ReportWriter
 from stream_rca.streaming.brokers import Broker, KafkaBroker
+from stream_rca.streaming.changes import ChangeService, serve_change_requests
 from stream_rca.streaming.errors import QuarantinePolicy
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.reader import BatchReader, pause_input
@@ -207,6 +208,7 @@ def make_app(
             ("attributions", settings.attributions_topic),
             ("scores", settings.scores_topic),
             ("deadletter", settings.deadletter_topic),
+            ("changes", settings.changes_topic),
         )
     }
     table = app.Table(
@@ -220,6 +222,7 @@ def make_app(
             "min.cleanable.dirty.ratio": "0.1",
         },
     )
+    changes = ChangeService(specs, after=settings.change_after, clock=clock)
     pipeline = Pipeline(
         specs,
         publish_scores=settings.publish_scores,
@@ -227,6 +230,7 @@ def make_app(
         clock=clock,
         codec=codec,
         error_policy=QuarantinePolicy(settings.quarantine_after),
+        changes=changes,
     )
     chosen: Broker = KafkaBroker(app, settings, topics, table) if broker is None else broker
     kafka_broker = chosen if isinstance(chosen, KafkaBroker) else None
@@ -255,6 +259,7 @@ def make_app(
             yield outcome
 
     app.agent(source, name=AGENT_NAME)(rca)
+    serve_change_requests(app, settings.change_requests_topic, runtime, changes)
     if reader is not None:
         app.task(_timer(reader.run))
     app.timer(settings.checkpoint_interval, name="checkpoint")(_timer(runtime.checkpoint))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream_rca.config import GraphSpec
 from stream_rca.core.change import parse_statistic
@@ -35,7 +35,12 @@ from stream_rca.errors import ConfigError, NotWarmError
 from stream_rca.io.deadletter import dead_letter_record
 from stream_rca.streaming.records import Output, json_bytes
 
-__all__ = ["ChangeService"]
+if TYPE_CHECKING:
+    import faust
+
+    from stream_rca.streaming.runtime import Runtime
+
+__all__ = ["ChangeService", "serve_change_requests"]
 
 MAX_REQUEST_BYTES = 4096
 
@@ -172,6 +177,26 @@ class ChangeService:
         except ConfigError as exc:
             raise _RejectedError("wrong_type", str(exc)) from None
         return graph, target, statistic
+
+
+def serve_change_requests(
+    app: faust.App, topic: str, runtime: Runtime, service: ChangeService
+) -> None:
+    """Add the agent that answers the request topic's messages (under the runtime's lock).
+
+    Requests are not input of the engine: faust commits their offsets as usual, after the
+    answer (or the dead letter) was handed to the producer.
+    """
+    source = app.topic(topic, key_serializer="raw", value_serializer="raw", allow_empty=True)
+
+    async def change_requests(stream: Any) -> Any:
+        async for value in stream:
+            async with runtime.lock:
+                output = service.request(value)
+            await runtime.broker.send(output)
+            yield output.kind
+
+    app.agent(source, name="change-requests")(change_requests)
 
 
 class _RejectedError(Exception):
