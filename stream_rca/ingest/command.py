@@ -175,7 +175,6 @@ def _producer(settings: Settings) -> Any:
         settings,
         client_id="stream-rca-ingest",
         linger_ms=2,
-        buffer_memory=max(32 * 1024 * 1024, 2 * settings.ingest_pending_bytes),
         max_block_ms=5000,
     )
     try:

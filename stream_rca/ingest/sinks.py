@@ -52,8 +52,8 @@ class KafkaSink:
     Parameters
     ----------
     producer
-        A kafka-python ``KafkaProducer`` (its ``buffer_memory`` should exceed
-        ``max_pending_bytes``, so that ``send`` never blocks).
+        A kafka-python ``KafkaProducer`` (with the topic's metadata loaded, so that ``send``
+        does not wait for it).
     topic
         The input topic.
     max_pending_bytes

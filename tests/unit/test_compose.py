@@ -14,7 +14,7 @@ from stream_rca.config import ENV_PREFIX, Settings, load_graphs
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
-SUBCOMMANDS = {"worker", "simulate", "replay", "demo", "check-graph"}
+SUBCOMMANDS = {"worker", "simulate", "replay", "demo", "check-graph", "ingest", "simulate-exporter"}
 WORKERS = ("worker-1", "worker-2")
 METRICS_PORT = 9100
 
@@ -55,14 +55,14 @@ def host_ports(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
 
 
 def test_services(services: dict[str, Any]) -> None:
-    assert set(services) == {"kafka", "prometheus", "grafana", *WORKERS, "simulator"}
+    assert set(services) == {"kafka", "prometheus", "grafana", *WORKERS, "simulator", "ingest"}
 
 
 def test_published_ports_bind_loopback_only(services: dict[str, Any]) -> None:
     assert host_ports(services["prometheus"]) == {9090: ("127.0.0.1", 9090)}
     assert host_ports(services["grafana"]) == {3000: ("127.0.0.1", 3000)}
     assert host_ports(services["kafka"]) == {29092: ("127.0.0.1", 29092)}
-    for name in (*WORKERS, "simulator"):
+    for name in (*WORKERS, "simulator", "ingest"):
         assert not services[name].get("ports"), f"{name} needs no host port"
 
 
@@ -87,7 +87,7 @@ def test_mounted_host_paths_exist(services: dict[str, Any]) -> None:
                 assert path.is_relative_to(REPO), f"{name}: {source} is outside the repository"
                 assert path.exists(), f"{name}: {source} does not exist"
                 mounts += 1
-    assert mounts == 5
+    assert mounts == 6
 
 
 def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str, Any]) -> None:
@@ -100,7 +100,7 @@ def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str,
 
 
 def test_workers_and_simulator_use_the_cli(services: dict[str, Any]) -> None:
-    for name in (*WORKERS, "simulator"):
+    for name in (*WORKERS, "simulator", "ingest"):
         service = services[name]
         cmd = command(service)
         assert cmd[0] == "stream-rca", name
@@ -109,12 +109,13 @@ def test_workers_and_simulator_use_the_cli(services: dict[str, Any]) -> None:
         assert (REPO / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
         for key in env(service):
             assert key.startswith(ENV_PREFIX), f"{name}: {key} is not a STREAM_RCA_ variable"
-    assert command(services["simulator"])[1] == "simulate"
+    assert command(services["simulator"])[1] == "simulate-exporter"
+    assert command(services["ingest"])[1:] == ["ingest", "--config", "/etc/stream-rca/graphs.yaml"]
 
 
 def test_environment_names_are_settings(services: dict[str, Any]) -> None:
     known = {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
-    for name in (*WORKERS, "simulator"):
+    for name in (*WORKERS, "simulator", "ingest"):
         unknown = set(env(services[name])) - known
         assert not unknown, f"{name}: no such setting: {unknown}"
 
@@ -184,3 +185,31 @@ def test_dockerfile() -> None:
             assert (REPO / source).exists(), f"COPY {source}: not in the repository"
     ignore = (REPO / "deploy" / "Dockerfile.dockerignore").read_text()
     assert "!stream_rca/" in ignore
+
+
+def test_prometheus_remote_writes_the_simulator_to_ingest(services: dict[str, Any]) -> None:
+    """The real path: simulator -> Prometheus scrape -> remote-write -> ingest -> Kafka."""
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (sim,) = [j for j in config["scrape_configs"] if j["job_name"] == "simulator"]
+    simulator = command(services["simulator"])
+    port = simulator[simulator.index("--port") + 1]
+    assert [t for sc in sim["static_configs"] for t in sc["targets"]] == [f"simulator:{port}"]
+    specs = load_graphs(REPO / "deploy" / "compose" / "graphs.yaml")
+    for spec in specs:  # the scrape interval is every graph's step; every node is fed
+        assert spec.step == float(sim["scrape_interval"].rstrip("s"))
+        assert {r.node for r in spec.ingest} == set(spec.graph.nodes)
+    graphs = int(simulator[simulator.index("--graphs") + 1])
+    assert sorted(s.name for s in specs) == [f"shop-{k}" for k in range(graphs)]
+    (remote,) = config["remote_write"]
+    e = env(services["ingest"])
+    assert remote["url"] == f"http://ingest:{e['STREAM_RCA_INGEST_PORT']}/api/v1/write"
+    assert e["STREAM_RCA_INGEST_ADDR"] == "0.0.0.0"
+    assert e["STREAM_RCA_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    keep = remote["write_relabel_configs"][0]
+    assert keep["action"] == "keep"
+    assert {r.metric for s in specs for r in s.ingest} == {keep["regex"].split(";")[0]}
+    assert "simulate" not in [
+        command(s)[1]
+        for s in services.values()
+        if "command" in s and isinstance(s["command"], list) and s["command"][0] == "stream-rca"
+    ]
