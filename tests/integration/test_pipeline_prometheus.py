@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,8 @@ LAG_ATTEMPTS = 3
 
 # -- subprocesses -------------------------------------------------------------------------------
 
+_KEY = f"checkpoint-key-{uuid.uuid4().hex}"
+
 
 class Process:
     """A subprocess logging to a file; stopped (SIGCONT first if stopped) by :meth:`close`."""
@@ -96,7 +99,8 @@ class Process:
         self.name = name
         self.log_path = log_path
         self.stopped = False
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # workers refuse to start without a key for their checkpoints: one per test run
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAM_RCA_CHECKPOINT_KEY": _KEY}
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "stream_rca.cli", *args],
