@@ -145,15 +145,19 @@ class Batch:
         self._acc: dict[tuple[str, float], dict[str, list[Any]]] = {}
         self._counters: dict[tuple[str, str, SeriesKey], tuple[float, float]] = {}
         self._hists: dict[tuple[str, str, SeriesKey], _Hist] = {}
+        self._good_ts: set[float] = set()
 
     # -- checks ---------------------------------------------------------------------------------
 
     def seconds(self, ts: float, labels: SeriesKey | Mapping[str, str]) -> float:
         """``ts`` (unix seconds) checked; a bad one refuses the request."""
+        if ts in self._good_ts:  # a request's samples share a few scrape times
+            return ts
         try:
             check_timestamp(ts, now=self.now, max_skew=self.converter.max_skew)
         except ValueError as exc:
             raise RejectedError("bad_timestamp", f"{describe(labels)}: {exc}") from None
+        self._good_ts.add(ts)
         return ts
 
     def matches(self, labels: SeriesKey) -> tuple[Match, ...]:
