@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-STREAM_RCA = "stream-rca (contribution)"
+STREAM_RCA = "stream-rca (its ranking, rule anomalous-first)"
 STREAM_RCA_SCORE = "stream-rca (own conditional score)"
 KS = (1, 2, 3, 4, 5)
 

@@ -71,7 +71,7 @@ class EngineConfig:
     generic_samples: int = 200
     impute_learn: float = 0.5
     min_coverage: float = 0.5
-    rank_by: str = "anomalous-shapley"
+    rank_by: str = "anomalous-first"
     seed: int = 0
 
     def __post_init__(self) -> None:

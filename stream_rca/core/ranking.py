@@ -14,10 +14,21 @@ Rules (``EngineConfig.rank_by``):
     By Shapley contribution, largest first (the method of DoWhy-GCM's ``attribute_anomalies``).
 ``"score"``
     By the node's own conditional score, largest first; ties by contribution.
-``"anomalous-shapley"`` (default)
+``"anomalous-first"`` (default)
     First the players whose conditional score reaches :data:`ANOMALOUS` nats (their mechanisms
     produced a value that normal operation gives less than once in ``e^5`` = 150 snapshots),
-    then the others; by Shapley contribution within each group.
+    by the size of their Shapley contribution, whatever its sign (a cause that pushed the target
+    the other way is still a cause: several faults at once can partly cancel); then the others
+    by their conditional score (their contributions are mostly sampling noise).
+``"anomalous-shapley"``
+    The anomalous players first, then the others; by Shapley contribution within each group.
+``"upstream-anomalous"``
+    Anomalous players with no anomalous ancestor first, then the other anomalous players, then
+    the rest; by contribution within each group (the idea of anomaly traversal).
+
+Measured side by side (``python -m benchmarks.multicause``, the PetShop benchmark): ordering by
+contribution alone loses causes that cancel; ordering by score alone lets a node whose
+mechanism is misfitted at the fault rank first.
 
 Every root cause keeps both figures, and each attribution names the rule.
 """
@@ -41,6 +52,10 @@ ANOMALOUS = 5.0
 """Conditional score (nats) from which a player counts as anomalous in ``anomalous-*`` rules."""
 
 RANK_RULES = {
+    "anomalous-first": (
+        f"players with conditional score >= {ANOMALOUS:g} nats first, by |Shapley contribution|; "
+        "then the others by conditional score"
+    ),
     "shapley": "by Shapley contribution",
     "score": "by conditional score",
     "anomalous-shapley": (
@@ -65,16 +80,17 @@ def rank_causes(
     """Root causes in the order of ``rule``, and the rule's description.
 
     ``tied`` marks a cause whose contribution is within three standard errors of the next
-    cause's, when both are ordered by contribution: their order is not resolved.
+    cause's, when both are ordered by contribution: their order is not resolved (for
+    ``anomalous-first``, their contributions' sizes).
 
     Examples
     --------
     >>> import numpy as np
     >>> causes, rule = rank_causes(
-    ...     "anomalous-shapley", ["a", "b", "t"], np.array([1.0, 3.0, 0.5]), np.zeros(3),
-    ...     {"a": 12.0, "b": 1.0, "t": 0.3})
+    ...     "anomalous-first", ["a", "b", "c", "t"], np.array([1.0, 3.0, -2.0, 0.5]),
+    ...     np.zeros(4), {"a": 12.0, "b": 1.0, "c": 9.0, "t": 0.3})
     >>> [c.node for c in causes]
-    ['a', 'b', 't']
+    ['c', 'a', 'b', 't']
     >>> [c.node for c in rank_causes("shapley", ["a", "b", "t"], np.array([1.0, 3.0, 0.5]),
     ...     np.zeros(3), {})[0]]
     ['b', 'a', 't']
@@ -88,6 +104,11 @@ def rank_causes(
         keys: list[tuple[float, ...]] = [(-c,) for c in contributions]
     elif rule == "score":
         keys = [(-s, -c) for s, c in zip(own, contributions, strict=True)]
+    elif rule == "anomalous-first":
+        keys = [
+            (0.0, -abs(c)) if s >= ANOMALOUS else (1.0, -s)
+            for s, c in zip(own, contributions, strict=True)
+        ]
     elif rule == "anomalous-shapley":
         keys = [
             (0.0 if s >= ANOMALOUS else 1.0, -c) for s, c in zip(own, contributions, strict=True)
@@ -98,7 +119,7 @@ def rank_causes(
         tier = np.where(anomalous, np.where(below, 1.0, 0.0), 2.0)
         keys = [(t, -c) for t, c in zip(tier, contributions, strict=True)]
     order = sorted(range(len(names)), key=lambda i: (*keys[i], i))
-    by_contribution = [rule != "score" for _ in order]
+    by_contribution = [rule not in ("score", "anomalous-first") or keys[i][0] == 0.0 for i in order]
     causes = []
     for rank, i in enumerate(order):
         c = float(contributions[i])
@@ -106,7 +127,8 @@ def rank_causes(
         same_tier = rank + 1 < len(order) and keys[i][:-1] == keys[order[rank + 1]][:-1]
         if same_tier and by_contribution[rank]:
             nxt = order[rank + 1]
-            gap = c - float(contributions[nxt])
+            ci, cn = c, float(contributions[nxt])
+            gap = abs(ci) - abs(cn) if rule == "anomalous-first" else ci - cn
             tied = gap <= 3.0 * float(np.hypot(stderr[i], stderr[nxt]))
         causes.append(
             RootCause(
