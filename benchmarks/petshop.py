@@ -1,289 +1,192 @@
-"""The PetShop root-cause benchmark (Hardt et al. 2024), train split, both scenarios.
+"""The PetShop root-cause benchmark (Hardt et al. 2024), train split, through ``stream-rca replay``.
 
-Per scenario and (metric, statistic) of the issues' ``target.json``:
+Exactly what a user runs, with no option beyond files, target, metric and statistic:
 
-1. Read ``noissue/metrics.csv`` (empty cells are missing values) on the causal graph (the call
-   graph reversed).
-2. Specificity: learn the first ``train_share`` of the normal rows, then stream the rest with
-   the trigger on; count the held-out windows on which an incident opens, and those on which the
-   target's score reaches the trigger threshold.
-3. Keep learning the held-out rows (the whole normal file has then been streamed), and for each
-   issue, on a copy of that engine: stream rows 0 and 1 of the issue, rank the root causes of
-   the middle row (index 2, as the benchmark's own methods score) with :meth:`Engine.explain`,
-   then stream it and record whether an incident is open on the target.
+- accuracy: per issue, ``stream-rca replay --graph graph.csv --train noissue/metrics.csv --data
+  issue/metrics.csv --target PetSite --metric M --statistic S --explain 2 --output out.jsonl``;
+  the attribution of row 2 (the row the benchmark's own methods score; the one the trigger
+  made there, else the explanation asked for) is ranked against the issue's root cause;
+- specificity: the normal file split in time (the first ``train_share`` learned, the rest
+  streamed), ``replay --train head.csv --data tail.csv``; specificity is the share of the held-out
+  windows on which no incident opens.
 
-Two graph variants: the graph as given, and the graph with its sparse nodes marginalised (a
-node with data in fewer than ``min_coverage`` of the training windows is removed and its
-parents are connected to its children, so that ancestry is kept). The rule looks only at how
-much data a node has, never at its name. Nothing else is special-cased.
+Latency and availability issues are reported apart. Everything else (sparse nodes, missing
+values, the rank rule) is the product's defaults.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import io
+import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
-import numpy as np
-import numpy.typing as npt
+from benchmarks.common import DATA, Check, Report, Table, say
+from stream_rca.cli import main as cli_main
+from stream_rca.io import read_petshop_target
 
-from benchmarks.common import DATA, Report, Table, say, snapshot
-from stream_rca.core.engine import Engine, EngineConfig
-from stream_rca.core.graph import CausalGraph
-from stream_rca.core.trigger import TriggerConfig
-from stream_rca.io import PetshopTarget, read_petshop_graph, read_petshop_metrics
-from stream_rca.io import read_petshop_target as _read_target
-
-__all__ = ["PUBLISHED", "PetshopSettings", "marginalise", "petshop"]
-
-FloatArray = npt.NDArray[np.float64]
+__all__ = ["PUBLISHED", "PetshopSettings", "petshop"]
 
 PETSHOP_DIR = DATA / "petshop"
 PUBLISHED = {"anomaly traversal": (0.67, 0.83), "ranked correlation": (0.65, 0.83)}
 """Best published top-1 / top-3 on the full benchmark (52 issues, strict ranking)."""
+TARGETS = {"top-1": 0.75, "top-3": 0.92, "specificity": 0.95}
 
 
 @dataclass(frozen=True)
 class PetshopSettings:
     scenarios: tuple[str, ...] = ("low_traffic", "high_traffic")
     train_share: float = 0.8
-    min_coverage: float = 0.5
-    thresholds: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
-    config: EngineConfig = field(
-        default_factory=lambda: EngineConfig(warmup=100, trigger=TriggerConfig(threshold=9.0))
-    )
+    metrics: tuple[str, ...] = ("latency", "availability")
 
 
 @dataclass
-class _Issue:
+class _Outcome:
     scenario: str
-    name: str
-    target: PetshopTarget
-    ranks: dict[str, int | None] = field(default_factory=dict)
-    tops: dict[str, list[str]] = field(default_factory=dict)
-    fired: dict[str, bool] = field(default_factory=dict)
-    score: dict[str, float] = field(default_factory=dict)
+    issue: str
+    metric: str
+    truth: str
+    rank: int | None
+    top3: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Normal:
-    windows: int = 0
-    opened: int = 0
-    above: int = 0
-    nodes: int = 0
-    scores: list[float] = field(default_factory=list)
-    """The target's trigger score on every held-out window (NaN: none)."""
+def _replay(argv: list[str]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = cli_main(argv)
+    if code != 0:
+        raise RuntimeError(f"stream-rca {' '.join(argv)} exited {code}")
+    return out.getvalue()
 
 
-def marginalise(edges: list[tuple[str, str]], nodes: list[str], drop: set[str]) -> CausalGraph:
-    """The causal graph without ``drop``; each dropped node's parents feed its children."""
-    dag = nx.DiGraph()
-    dag.add_nodes_from(nodes)
-    dag.add_edges_from(edges)
-    for n in [v for v in nx.topological_sort(dag) if v in drop]:
-        dag.add_edges_from((p, c) for p in dag.predecessors(n) for c in dag.successors(n))
-        dag.remove_node(n)
-    kept = [v for v in nodes if v not in drop]
-    return CausalGraph(list(dag.edges), kept)
-
-
-def _issues(folder: Path) -> list[tuple[str, PetshopTarget, Path]]:
-    out = []
-    for d in sorted(folder.glob("train/issue_*"), key=lambda p: int(p.name.split("_")[1])):
-        out.append((d.name, _read_target(d / "target.json"), d / "metrics.csv"))
-    return out
-
-
-def _run_group(
-    scenario: str,
-    variant: str,
-    edges: list[tuple[str, str]],
-    metric: tuple[str, str],
-    issues: list[_Issue],
-    paths: dict[str, Path],
-    settings: PetshopSettings,
-) -> _Normal:
-    folder = PETSHOP_DIR / scenario
-    full = CausalGraph(edges, name=scenario)
-    normal = read_petshop_metrics(
-        folder / "noissue" / "metrics.csv", *metric, nodes=full.nodes, ignore_extra=True
+def _issue(folder: Path, scenario: Path, tmp: Path) -> _Outcome:
+    target = read_petshop_target(folder / "target.json")
+    out = tmp / f"{scenario.name}-{folder.name}.jsonl"
+    _replay(
+        [
+            "replay", "--graph", str(scenario / "graph.csv"),
+            "--train", str(scenario / "noissue" / "metrics.csv"),
+            "--data", str(folder / "metrics.csv"), "--target", target.node,
+            "--metric", target.metric, "--statistic", target.agg,
+            "--explain", "2", "--output", str(out),
+        ]
+    )  # fmt: skip
+    docs = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    row2 = [d for d in docs if d["window"]["start"] == _row_ts(folder, 2)] or docs[-1:]
+    ranked = [rc["node"] for rc in row2[-1]["root_causes"]] if row2 else []
+    truth = target.root_cause
+    return _Outcome(
+        scenario.name,
+        folder.name,
+        target.metric,
+        truth,
+        ranked.index(truth) if truth in ranked else None,
+        ranked[:3],
     )
-    n_train = int(settings.train_share * normal.values.shape[0])
-    target = issues[0].target.node
-    if variant == "marginalised":
-        coverage = (~np.isnan(normal.values[:n_train])).mean(axis=0)
-        drop = {
-            n
-            for n, c in zip(full.nodes, coverage, strict=True)
-            if c < settings.min_coverage and n != target
-        }
-        graph = marginalise(edges, list(full.nodes), drop)
-    else:
-        graph = full
-    cols = [full.index[n] for n in graph.nodes]
-    values = normal.values[:, cols]
-    cfg = settings.config
-    engine = Engine(graph, cfg, targets=[target])
-    ts = normal.timestamps
-    for t, row in zip(ts[:n_train], values[:n_train], strict=True):
-        engine.process_array(float(t), row)
-    out = _Normal(windows=values.shape[0] - n_train, nodes=len(graph))
-    for t, row in zip(ts[n_train:], values[n_train:], strict=True):
-        r = engine.process_array(float(t), row)
-        out.opened += any(ev.kind == "opened" for ev in r.events)
-        out.scores.append(r.target_scores.get(target, float("nan")))
-        out.above += out.scores[-1] >= cfg.trigger.threshold
-    for issue in issues:
-        table = read_petshop_metrics(
-            paths[issue.name], *metric, nodes=graph.nodes, ignore_extra=True
-        )
-        e = copy.deepcopy(engine)
-        for k in range(2):
-            e.process_array(float(table.timestamps[k]), table.values[k])
-        middle = snapshot(graph, table.values[2], float(table.timestamps[2]))
-        att = e.explain(middle, target)
-        names = [rc.node for rc in att.root_causes]
-        cause = issue.target.root_cause
-        issue.ranks[variant] = names.index(cause) + 1 if cause in names else None
-        issue.tops[variant] = names[:3]
-        r = e.process_array(float(table.timestamps[2]), table.values[2])
-        issue.fired[variant] = target in r.open_incidents
-        issue.score[variant] = r.target_scores.get(target, float("nan"))
-    return out
+
+
+def _row_ts(folder: Path, row: int) -> float:
+    lines = (folder / "metrics.csv").read_text().splitlines()
+    return float(lines[4 + row].split(",")[0])  # three header rows, then unix_timestamp
+
+
+def _specificity(
+    scenario: Path, metric: str, statistic: str, share: float, tmp: Path
+) -> tuple[int, int]:
+    lines = (scenario / "noissue" / "metrics.csv").read_text().splitlines()
+    head, body = lines[:4], [line for line in lines[4:] if line.strip()]
+    cut = int(len(body) * share)
+    train, rest = tmp / f"{scenario.name}-head.csv", tmp / f"{scenario.name}-tail.csv"
+    train.write_text("\n".join(head + body[:cut]) + "\n")
+    rest.write_text("\n".join(head + body[cut:]) + "\n")
+    out = tmp / f"{scenario.name}-{metric}-normal.jsonl"
+    _replay(
+        [
+            "replay", "--graph", str(scenario / "graph.csv"), "--train", str(train),
+            "--data", str(rest), "--target", "PetSite", "--metric", metric,
+            "--statistic", statistic, "--output", str(out),
+        ]
+    )  # fmt: skip
+    docs = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    opened = len({d["incident_id"] for d in docs})
+    return opened, len(body) - cut
 
 
 def petshop(settings: PetshopSettings) -> Report:
-    """Top-1/top-3 recall and specificity per scenario and metric, for both graph variants."""
-    report = Report()
-    variants = ("as given", "marginalised")
-    summary = Table(
-        "PetShop (train split): recall of the root cause and specificity",
+    """Top-1 / top-3 of the root cause and specificity, latency and availability apart."""
+    outcomes: list[_Outcome] = []
+    statistics: dict[str, str] = {}
+    normal: dict[str, tuple[int, int]] = {}
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        for scen in settings.scenarios:
+            scenario = PETSHOP_DIR / scen
+            for folder in sorted((scenario / "train").iterdir()):
+                say(f"[petshop] {scen} {folder.name}")
+                outcome = _issue(folder, scenario, tmp)
+                outcomes.append(outcome)
+                statistics.setdefault(
+                    outcome.metric, read_petshop_target(folder / "target.json").agg
+                )
+            for metric, stat in statistics.items():
+                opened_here, n = _specificity(scenario, metric, stat, settings.train_share, tmp)
+                a, b = normal.get(metric, (0, 0))
+                normal[metric] = (a + opened_here, b + n)
+    table = Table(
+        "PetShop train split through `stream-rca replay` (default configuration)",
         [
-            "scenario",
             "metric",
-            "graph",
-            "nodes",
             "issues",
             "top-1",
             "top-3",
-            "trigger fired",
             "held-out normal windows",
-            "specificity (no incident opened)",
-            "specificity (score below threshold)",
+            "incidents",
+            "specificity",
         ],
     )
-    all_issues: list[_Issue] = []
-    held_out: list[float] = []
-    totals = {v: [0, 0, 0, 0, 0, 0] for v in variants}  # issues, top1, top3, fired, win, quiet
-    for scenario in settings.scenarios:
-        folder = PETSHOP_DIR / scenario
-        edges = read_petshop_graph(folder / "graph.csv")
-        found = _issues(folder)
-        paths = {name: path for name, _, path in found}
-        groups: dict[tuple[str, str], list[_Issue]] = {}
-        for name, target, _ in found:
-            issue = _Issue(scenario, name, target)
-            groups.setdefault((target.metric, target.agg), []).append(issue)
-            all_issues.append(issue)
-        for metric, issues in groups.items():
-            for variant in variants:
-                say(f"[petshop] {scenario} {metric[0]}/{metric[1]}, graph {variant}")
-                normal = _run_group(scenario, variant, edges, metric, issues, paths, settings)
-                if variant == "marginalised":
-                    held_out.extend(normal.scores)
-                ranks = [i.ranks[variant] for i in issues]
-                top1 = sum(r == 1 for r in ranks)
-                top3 = sum(r is not None and r <= 3 for r in ranks)
-                fired = sum(i.fired[variant] for i in issues)
-                summary.add(
-                    scenario,
-                    f"{metric[0]} ({metric[1]})",
-                    variant,
-                    normal.nodes,
-                    len(issues),
-                    top1 / len(issues),
-                    top3 / len(issues),
-                    f"{fired}/{len(issues)}",
-                    normal.windows,
-                    1 - normal.opened / normal.windows,
-                    1 - normal.above / normal.windows,
-                )
-                t = totals[variant]
-                t[0] += len(issues)
-                t[1] += top1
-                t[2] += top3
-                t[3] += fired
-                t[4] += normal.windows
-                t[5] += normal.windows - normal.opened
-    for variant in variants:
-        n, top1, top3, fired, windows, quiet = totals[variant]
-        if n:
-            summary.add(
-                "all",
-                "all",
-                variant,
-                "-",
-                n,
-                top1 / n,
-                top3 / n,
-                f"{fired}/{n}",
-                windows,
-                quiet / windows,
-                "-",
-            )
-    for name, (p1, p3) in PUBLISHED.items():
-        summary.add("published", name, "-", "-", 52, p1, p3, "-", "-", "-", "-")
-    cfg = settings.config
-    summary.notes.append(
-        f"Engine: warmup {cfg.warmup}, reservoir {cfg.reservoir}, forgetting {cfg.forgetting:g},"
-        f" protect {cfg.protect:g}, trigger threshold {cfg.trigger.threshold:g} nats; trained "
-        f"on the first {settings.train_share:.0%} of noissue/metrics.csv, specificity on the "
-        "rest, then issues after the whole file. Marginalised: nodes with data in fewer than "
-        f"{settings.min_coverage:.0%} of the training windows are removed (parents connected to "
-        "children). Published baselines are on the full benchmark (52 issues, including the "
-        "test split that is not in this copy), so they are indicative only."
+    summary: dict[str, tuple[float, float, float]] = {}
+    for metric in settings.metrics:
+        rows = [o for o in outcomes if o.metric == metric]
+        if not rows:
+            continue
+        top1 = sum(o.rank == 0 for o in rows) / len(rows)
+        top3 = sum(o.rank is not None and o.rank < 3 for o in rows) / len(rows)
+        opened, windows = normal.get(metric, (0, 0))
+        spec = 1.0 - opened / windows if windows else float("nan")
+        summary[metric] = (top1, top3, spec)
+        table.add(metric, len(rows), top1, top3, windows, opened, spec)
+    table.notes.append(
+        "Specificity: the normal file learned up to "
+        f"{settings.train_share:.0%} of its rows, the rest streamed; incidents opened / windows."
     )
-    report.tables.append(summary)
+    table.notes.append(
+        "Published on the full benchmark (52 issues): "
+        + "; ".join(f"{k} {a:.2f} / {b:.2f}" for k, (a, b) in PUBLISHED.items())
+    )
     detail = Table(
-        "PetShop issues: rank of the root cause (marginalised graph / as given)",
-        ["scenario", "issue", "metric", "rank", "top 3 (marginalised)", "target score", "fired"],
+        "PetShop issues: rank of the root cause (0 = first)",
+        ["scenario", "issue", "metric", "root cause", "rank", "top 3"],
     )
-    for i in all_issues:
-        detail.add(
-            i.scenario,
-            i.name,
-            i.target.metric,
-            " / ".join(str(i.ranks.get(v) or "-") for v in reversed(variants)),
-            ", ".join(i.tops.get("marginalised", [])),
-            i.score.get("marginalised", float("nan")),
-            i.fired.get("marginalised"),
-        )
-    detail.notes.append(
-        "Rank 1 = the root cause is the top node; target score: the trigger's score of the "
-        "middle row (nats)."
-    )
-    report.tables.append(detail)
-    report.tables.append(_sweep(all_issues, held_out, settings))
+    for o in outcomes:
+        detail.add(o.scenario, o.issue, o.metric, o.truth, o.rank, ", ".join(o.top3))
+    report = Report(tables=[table, detail])
+    for metric, (top1, top3, spec) in summary.items():
+        for what, value in (("top-1", top1), ("top-3", top3), ("specificity", spec)):
+            report.checks.append(
+                Check(
+                    f"PetShop {metric} {what} >= {TARGETS[what]:g}",
+                    f"{value:.3g}",
+                    value >= TARGETS[what],
+                )
+            )
     return report
 
 
-def _sweep(issues: list[_Issue], held_out: list[float], settings: PetshopSettings) -> Table:
-    """Detection against specificity for other trigger thresholds, from the recorded scores."""
-    table = Table(
-        "PetShop: trigger threshold against detection and specificity (marginalised graph)",
-        ["threshold (nats)", "issues whose middle row reaches it", "held-out windows below it"],
-    )
-    middle = np.array([i.score.get("marginalised", np.nan) for i in issues])
-    normal = np.array(held_out)
-    for th in settings.thresholds:
-        table.add(
-            th,
-            f"{int(np.sum(middle >= th))}/{middle.size}",
-            float(np.mean(~(normal >= th))) if normal.size else float("nan"),
-        )
-    table.notes.append(
-        "Read off the scores of the run above (the ranking does not depend on the threshold); "
-        "a window without a score counts as below."
-    )
-    return table
+if __name__ == "__main__":
+    rep = petshop(PetshopSettings())
+    for t in rep.tables:
+        print(t.markdown())
+    for c in rep.checks:
+        print(f"{c.verdict:8s} {c.target}: {c.measured}")

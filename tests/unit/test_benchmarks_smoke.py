@@ -9,7 +9,6 @@ import pytest
 
 from benchmarks.accuracy import AccuracySettings, simulated_streams
 from benchmarks.common import Report, Table
-from benchmarks.petshop import marginalise
 from benchmarks.run import RunSettings, main, render, run
 from benchmarks.scale import ScaleSettings
 from benchmarks.speed import SpeedSettings, rank_correlation
@@ -61,13 +60,6 @@ def test_simulated_stream_counts_add_up() -> None:
         faults, detected, missed = row[3], row[4], row[5]
         assert faults == 2
         assert detected + missed == faults  # type: ignore[operator]
-
-
-def test_marginalise_keeps_ancestry() -> None:
-    edges = [("a", "b"), ("b", "c"), ("x", "c"), ("c", "t")]
-    g = marginalise(edges, ["a", "b", "x", "c", "t"], {"b", "c"})
-    assert set(g.nodes) == {"a", "x", "t"}
-    assert set(g.ancestors("t")) == {"a", "x"}
 
 
 def test_rank_correlation() -> None:
