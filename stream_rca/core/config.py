@@ -41,7 +41,8 @@ class EngineConfig:
     exact_max_players
         Exact Shapley values up to this many players; permutation sampling beyond.
     n_permutations
-        Player orders sampled (in antithetic pairs) beyond ``exact_max_players``.
+        Least number of player orders sampled (in antithetic pairs) beyond
+        ``exact_max_players``; at least four per player are sampled.
     generic_samples
         Draws per coalition when a non-linear mechanism is on the way (they are slower).
     impute_learn
