@@ -42,7 +42,7 @@ class EngineConfig:
         Exact Shapley values up to this many players; permutation sampling beyond.
     n_permutations
         Least number of player orders sampled (in antithetic pairs) beyond
-        ``exact_max_players``; at least four per player are sampled.
+        ``exact_max_players``; at least two per player are sampled.
     generic_samples
         Draws per coalition when a non-linear mechanism is on the way (they are slower).
     impute_learn

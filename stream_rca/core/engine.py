@@ -433,8 +433,8 @@ class Engine:
             draws,
             rng,
             exact_max_players=cfg.exact_max_players,
-            # sampled orders: at least four per player, so large player sets stay resolved
-            n_permutations=max(cfg.n_permutations, 2 * ((4 * players.size + 1) // 2)),
+            # sampled orders: at least two per player, so large player sets stay resolved
+            n_permutations=max(cfg.n_permutations, 2 * players.size),
         )
         names = [self.graph.nodes[j] for j in players]
         # Players still in warm-up take part with what they have learned (an empty model draws
