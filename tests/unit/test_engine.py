@@ -284,3 +284,22 @@ def test_block_processing_matches_one_by_one_on_a_warm_engine() -> None:
     assert opened_one == opened_many
     assert len(opened_one) >= 1
     assert opened_one[0]["root_causes"][0]["node"] == graph.nodes[-1]
+
+
+def test_availability_like_metrics_give_finite_ordered_scores() -> None:
+    """A series that is 1.0 nearly always (an availability) does not make every later value
+    infinitely anomalous: small drops score high but finite, larger drops higher."""
+    graph = CausalGraph([("db", "api")])
+    engine = Engine(graph, EngineConfig(warmup=50), targets=["api"])
+    rng = np.random.default_rng(3)
+    for t in range(400):
+        db = 1.0 if rng.random() > 0.01 else 0.99
+        engine.process_one(Snapshot(float(t), {"db": db, "api": db}))
+    scores = []
+    for t, drop in enumerate((1.0, 0.999, 0.98, 0.5)):
+        r = engine.process_one(Snapshot(400.0 + t, {"db": drop, "api": drop}))
+        scores.append(r.target_scores["api"])
+    assert scores[0] < 1.0
+    assert all(math.isfinite(s) for s in scores)
+    assert scores[1] < scores[2] < scores[3]
+    assert scores[2] >= 9.0  # a drop never seen in normal operation opens an incident
