@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.accuracy import AccuracySettings, accuracy
+from benchmarks.calibration import calibration
 from benchmarks.change import ChangeSettings, change_attribution
 from benchmarks.common import REPO, Report, Table, machine_info, say
 from benchmarks.multicause import MulticauseSettings, multicause
@@ -31,7 +32,7 @@ from benchmarks.speed import SpeedSettings, attribution_speed
 
 __all__ = ["RunSettings", "main", "quick_settings", "render", "run"]
 
-SECTIONS = ("speed", "scale", "accuracy", "multicause", "peers", "change")
+SECTIONS = ("speed", "scale", "calibration", "accuracy", "multicause", "peers", "change")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ def run(settings: RunSettings) -> tuple[Report, dict[str, Report]]:
             part = attribution_speed(settings.speed)
         elif name == "scale":
             part = scaling(settings.scale)
+        elif name == "calibration":
+            part = calibration()
         elif name == "accuracy":
             part = accuracy(settings.accuracy)
         elif name == "multicause":
