@@ -1,39 +1,51 @@
-"""Throughput and end-to-end latency of one streaming worker through a real Kafka broker.
+"""Throughput, latency and recovery of streaming workers, beside the raw consumer, on one broker.
 
     python benchmarks/streaming_throughput.py                 # starts its own local broker
     python benchmarks/streaming_throughput.py --bootstrap 127.0.0.1:9092
 
-Throughput: the input topic is filled first (simulated shop systems, ``--graphs`` of them), then
-one worker (``python -m stream_rca.streaming worker``, a subprocess) reads it all; the figure is
-input messages (and node values) per second between the first and the last per-snapshot score
-document the worker publishes. It is measured for the batch form (one message per snapshot)
-and the single form (one message per node value).
+Every figure of one run comes from the same broker, side by side:
 
-Latency: with the worker caught up, simulated snapshots stream at ``--rate`` per graph and
-second, with a large fault every ``--every`` windows. A window is complete when the next
-window's first event arrives, so the benchmark sends the anomalous window and the next one back
-to back; the latency is from producing the anomalous window's last event to consuming its
-attribution (revision 0) from ``rca.attributions``: p50 and p99.
+- **raw ceiling**: an aiokafka consumer (no group) that only counts the messages of the input
+  topic, read from the beginning: what the broker and the client library give;
+- **one worker** (``python -m stream_rca.streaming worker``, a subprocess) on the same filled
+  topic: input messages (and node values) per second between its first and its last per-window
+  score document; in the single form (one message per node value) and the batch form (one
+  message per window of a graph);
+- **recovery**: the same topic read again by a new worker after the group's offsets were reset
+  to the start: every message is already in the restored checkpoints and is skipped; time until
+  the worker counted them all as replayed (its ``/metrics``);
+- **two workers** against one on the same host: both in one group (2 partitions each), the
+  input produced once they hold their partitions;
+- **latency** at a given input rate (default 50,000 single events/s): windows stream with a
+  large fault every ``--every`` windows; from producing the last event of the window that
+  closes an anomalous one to consuming its attribution (revision 0): p50, p99. Only the
+  attributions that an in-process reference run of the same messages makes are awaited.
 
-Not a test: it prints figures. Every run uses fresh topics and a fresh consumer group.
+Not a test: it prints figures (ratios of a run are what to compare; machines differ). Every
+phase uses fresh topics and a fresh consumer group.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import json
 import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from stream_rca.config import Settings
-from stream_rca.streaming.producers import kafka_producer
+from stream_rca.streaming.producers import _kafka, kafka_producer
 from stream_rca.streaming.simulator import (
     RateLimiter,
     Simulation,
@@ -41,11 +53,14 @@ from stream_rca.streaming.simulator import (
     graphs_document,
 )
 from stream_rca.streaming.testing import (
+    Message,
     TopicReader,
     WorkerProcess,
     isolated_settings,
     publish,
+    reference_attributions,
     simulated_messages,
+    wait_until,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,37 +95,106 @@ def local_broker(state: Path) -> Iterator[str]:
         subprocess.run(["bash", str(KAFKA_SH), "stop"], env=env, check=False, capture_output=True)
 
 
-def settings_for(bootstrap: str, tmp: Path, sim: SimulationConfig, warmup: int) -> Settings:
-    """Fresh topics and consumer group for one phase."""
-    graphs = graphs_document(sim, warmup=warmup)
-    return isolated_settings(bootstrap, tmp, graphs, prefix="bench", checkpoint_interval=30.0)
-
-
-def throughput(
-    bootstrap: str, tmp: Path, args: argparse.Namespace, batch: bool
-) -> dict[str, float]:
-    n = args.snapshots if batch else args.single_snapshots
-    sim_config = SimulationConfig(
+def simulation(args: argparse.Namespace, *, batch: bool, count: int, seed: int = 1) -> Any:
+    return SimulationConfig(
         graphs=args.graphs,
-        seed=1,
-        count=n,
+        seed=seed,
+        count=count,
         faults=2,
-        first_fault=n // 2,
-        fault_every=n // 4,
+        first_fault=count // 2,
+        fault_every=count // 4,
         fault_duration=3,
         strength=(8.0, 12.0),
         batch=batch,
         rate=0.0,
     )
-    settings = settings_for(bootstrap, tmp, sim_config, args.warmup)
+
+
+def settings_for(
+    bootstrap: str, tmp: Path, sim: SimulationConfig, warmup: int, **more: Any
+) -> Settings:
+    """Fresh topics and consumer group for one phase."""
+    graphs = graphs_document(sim, warmup=warmup)
+    return isolated_settings(
+        bootstrap, tmp, graphs, prefix="bench", checkpoint_interval=30.0, **more
+    )
+
+
+# -- the raw ceiling -----------------------------------------------------------------------
+
+
+def raw_ceiling(settings: Settings, expected: int) -> float:
+    """Messages/s an aiokafka consumer (no group) reads the input topic at, only counting."""
+
+    async def run() -> float:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(settings.input_topic, p) for p in range(settings.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            seen, started = 0, time.perf_counter()
+            while seen < expected:
+                got = await consumer.getmany(timeout_ms=200, max_records=5000)
+                seen += sum(len(rs) for rs in got.values())
+            return seen / (time.perf_counter() - started)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+# -- one worker, recovery --------------------------------------------------------------------
+
+
+def metric(port: int, name: str, labels: str) -> float:
+    """One sample of a worker's /metrics (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    m = re.search(rf"^{name}\{{{labels}\}} (\S+)$", text, re.MULTILINE)
+    return float(m.group(1)) if m else 0.0
+
+
+def reset_offsets(settings: Settings) -> None:
+    """Commit offset 0 on every input partition for the worker's group (no member running)."""
+    kafka = _kafka()
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+    )
+    try:
+        tps = [kafka.TopicPartition(settings.input_topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        consumer.commit({tp: kafka.structs.OffsetAndMetadata(0, "", -1) for tp in tps})
+    finally:
+        consumer.close(autocommit=False)
+
+
+def one_worker(
+    bootstrap: str, tmp: Path, args: argparse.Namespace, batch: bool
+) -> dict[str, float]:
+    n = args.snapshots if batch else args.single_snapshots
+    sim_config = simulation(args, batch=batch, count=n)
+    port = free_port()
+    settings = settings_for(bootstrap, tmp, sim_config, args.warmup, metrics_port=port)
     sim = Simulation(sim_config, now=time.time())
     messages = publish(settings, simulated_messages(sim, n), linger_ms=20)
+    ceiling = raw_ceiling(settings, messages)
     expected_scores = args.graphs * (n - 1)  # each graph's last window stays open
     form = "batch" if batch else "single"
-    log = tmp / f"worker-{form}.log"
     with (
         TopicReader(settings, [settings.scores_topic, settings.attributions_topic]) as reader,
-        WorkerProcess(settings, log, worker_id=f"bench-{form}") as worker,
+        WorkerProcess(settings, tmp / f"worker-{form}.log", worker_id=f"bench-{form}") as worker,
     ):
         worker.ready(120)
         reader.wait_until(
@@ -118,10 +202,24 @@ def throughput(
             args.timeout,
             what=f"{expected_scores} score documents",
         )
-        worker.stop()
+        assert worker.stop() == 0, worker.tail()
         scores = reader.records(settings.scores_topic)
         seconds = scores[-1].received - scores[0].received
         attributions = len(reader.records(settings.attributions_topic))
+    reset_offsets(settings)  # recovery: everything is in the checkpoints, read it all again
+    with WorkerProcess(settings, tmp / f"worker-{form}-2.log", worker_id=f"re-{form}") as again:
+        again.ready(120)
+        started = time.monotonic()
+        wait_until(
+            lambda: metric(port, "stream_rca_records_total", 'outcome="replayed"') >= messages,
+            args.timeout,
+            f"{messages} messages replayed",
+            alive=again.running,
+            detail=again.tail,
+            interval=0.05,
+        )
+        replay_seconds = time.monotonic() - started
+        processed = metric(port, "stream_rca_records_total", 'outcome="processed"')
     nodes = len(sim.graphs[0].system.nodes)
     return {
         "messages": messages,
@@ -129,9 +227,53 @@ def throughput(
         "seconds": seconds,
         "messages_per_s": messages / seconds,
         "values_per_s": args.graphs * n * nodes / seconds,
-        "snapshots_per_s": expected_scores / seconds,
+        "ceiling_per_s": ceiling,
         "attributions": attributions,
+        "replay_per_s": messages / replay_seconds,
+        "replay_processed": processed,
     }
+
+
+# -- two workers against one -----------------------------------------------------------------
+
+
+def workers(bootstrap: str, tmp: Path, args: argparse.Namespace, count: int) -> dict[str, float]:
+    """Single-form throughput of ``count`` workers in one group, input produced once they
+    hold their partitions."""
+    n = args.single_snapshots
+    sim_config = simulation(args, batch=False, count=n, seed=3)
+    settings = settings_for(bootstrap, tmp, sim_config, args.warmup)
+    messages = simulated_messages(Simulation(sim_config, now=time.time()), n)
+    expected = args.graphs * (n - 1)
+    procs = [
+        WorkerProcess(settings, tmp / f"group{count}-{i}.log", worker_id=f"g{count}-{i}")
+        for i in range(count)
+    ]
+    with TopicReader(settings, [settings.scores_topic]) as reader, contextlib.ExitStack() as st:
+        for proc in procs:
+            st.enter_context(proc).ready(120)
+        wait_until(
+            lambda: (
+                sorted(p for w in procs for p in (w.assigned() or [])) == [0, 1, 2, 3]
+                and all(w.assigned() for w in procs)
+            ),
+            120,
+            "the partitions split",
+        )
+        time.sleep(2.0)  # let the last rebalance settle (its recovery, the readers' seeks)
+        produced = time.monotonic()
+        publish(settings, messages, linger_ms=20)
+        produce_seconds = time.monotonic() - produced
+        reader.wait_until(lambda r: len(r.records(settings.scores_topic)) >= expected, 600)
+        scores = reader.records(settings.scores_topic)
+        seconds = scores[-1].received - produced
+    return {
+        "messages_per_s": len(messages) / seconds,
+        "producer_per_s": len(messages) / produce_seconds,
+    }
+
+
+# -- latency ---------------------------------------------------------------------------------
 
 
 def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -146,39 +288,55 @@ def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, fl
         fault_every=every,
         fault_duration=1,
         strength=(10.0, 14.0),
-        batch=True,
+        batch=False,
     )
     settings = settings_for(bootstrap, tmp, sim_config, args.warmup)
     sim = Simulation(sim_config, now=time.time())
     fault_windows = {doc["start_step"] for doc in sim.truth()}
+    # windows: (messages, the anomalous window this one closes, if any)
+    steps: list[tuple[list[Message], list[tuple[str, float]]]] = []
+    for i in range(count):
+        window = sim.window(i)
+        msgs: list[Message] = [(k, v) for k, values in sim.snapshots(1) for v in values]
+        closes = [(g.name, sim.window(i - 1)) for g in sim.graphs] if i - 1 in fault_windows else []
+        steps.append((msgs, closes))
+        del window
+    assert settings.config is not None
+    reference = reference_attributions(settings.config, [m for msgs, _ in steps for m in msgs])
+    wanted = {(d["graph"], d["window"]["start"]) for d in reference.values() if d["revision"] == 0}
+    per_window = args.graphs * len(sim.graphs[0].system.nodes)
     sent: dict[tuple[str, float], float] = {}
-    log = tmp / "worker-latency.log"
     with (
         TopicReader(settings, [settings.attributions_topic]) as reader,
-        WorkerProcess(settings, log, worker_id="bench-latency") as worker,
+        WorkerProcess(settings, tmp / "worker-latency.log", worker_id="bench-latency") as worker,
     ):
         worker.ready(120)
-        producer = kafka_producer(settings, linger_ms=0)
-        limiter = RateLimiter(args.rate)
-        while sim.index < count:
-            pair = 2 if sim.index in fault_windows else 1  # anomalous window + the next
-            for _ in range(pair):
-                window, anomalous = sim.window(sim.index), sim.index in fault_windows
-                for key, values in sim.snapshots(1):
-                    for value in values:
-                        producer.send(settings.input_topic, key=key, value=value)
-                    if anomalous:
-                        sent[(key.decode(), window)] = time.monotonic()
-            producer.flush()
-            limiter.wait(sim.index)
+        producer = kafka_producer(settings, linger_ms=2)
+        limiter = RateLimiter(args.rate / per_window)  # windows (of every graph) per second
+        started = time.monotonic()
+        for i, (msgs, closes) in enumerate(steps):
+            for key, value in msgs:
+                producer.send(settings.input_topic, key=key, value=value)
+            if closes:
+                producer.flush()
+                now = time.monotonic()
+                for name in closes:
+                    sent[name] = now
+            limiter.wait(i + 1)
+        producer.flush()
+        achieved = count * per_window / (time.monotonic() - started)
         producer.close()
-        wanted = len(sent)
         reader.wait_until(
             lambda r: (
-                sum(1 for d in r.docs(settings.attributions_topic) if d["revision"] == 0) >= wanted
+                sum(
+                    1
+                    for d in r.docs(settings.attributions_topic)
+                    if d["revision"] == 0 and (d["graph"], d["window"]["start"]) in wanted
+                )
+                >= len(wanted)
             ),
             args.timeout,
-            what=f"{wanted} attributions",
+            what=f"{len(wanted)} attributions",
         )
         worker.stop()
         delays = []
@@ -191,6 +349,7 @@ def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, fl
     p99 = delays[min(len(delays) - 1, round(0.99 * (len(delays) - 1)))]
     return {
         "attributions": len(delays),
+        "rate": achieved,
         "p50_ms": 1000 * statistics.median(delays),
         "p99_ms": 1000 * p99,
         "max_ms": 1000 * delays[-1],
@@ -201,37 +360,65 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", help="a running broker (default: start a local one)")
     parser.add_argument("--graphs", type=int, default=4, help="simulated shop systems")
-    parser.add_argument("--snapshots", type=int, default=3000, help="per graph, batch form")
-    parser.add_argument("--single-snapshots", type=int, default=1000, help="per graph, single")
+    parser.add_argument("--snapshots", type=int, default=10000, help="per graph, batch form")
+    parser.add_argument("--single-snapshots", type=int, default=5000, help="per graph, single")
     parser.add_argument("--warmup", type=int, default=100, help="engine warm-up (snapshots)")
-    parser.add_argument("--faults", type=int, default=25, help="faults per graph (latency)")
-    parser.add_argument("--every", type=int, default=12, help="windows between faults")
-    parser.add_argument("--rate", type=float, default=25.0, help="snapshots/s (latency phase)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per phase")
+    parser.add_argument("--faults", type=int, default=50, help="faults per graph (latency)")
+    parser.add_argument("--every", type=int, default=100, help="windows between faults")
+    parser.add_argument("--rate", type=float, default=50000.0, help="events/s (latency phase)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per wait")
+    parser.add_argument(
+        "--phases", default="single,batch,workers,latency", help="which phases to run"
+    )
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
+    phases = set(args.phases.split(","))
+    figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="stream-rca-bench-") as tmp_name:
         tmp = Path(tmp_name)
         with contextlib.ExitStack() as stack:
             bootstrap = args.bootstrap or stack.enter_context(local_broker(tmp / "kafka"))
             say(
-                f"broker {bootstrap}; {args.graphs} shop graphs (11 nodes); one worker; "
+                f"broker {bootstrap}; {args.graphs} shop graphs (11 nodes); "
                 f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}"
             )
-            for batch in (True, False):
-                r = throughput(bootstrap, tmp, args, batch)
-                form = "batch " if batch else "single"
+            for batch in (False, True):
+                form = "batch" if batch else "single"
+                if form not in phases:
+                    continue
+                r = figures[form] = one_worker(bootstrap, tmp, args, batch)
                 say(
-                    f"throughput {form}: {r['messages']:.0f} messages ({r['values']:.0f} values)"
-                    f" in {r['seconds']:.1f} s: {r['messages_per_s']:,.0f} messages/s, "
-                    f"{r['values_per_s']:,.0f} values/s, {r['snapshots_per_s']:,.0f} "
-                    f"snapshots/s; {r['attributions']:.0f} attributions"
+                    f"one worker, {form:6}: {r['messages']:.0f} messages ({r['values']:.0f} "
+                    f"values) in {r['seconds']:.1f} s: {r['messages_per_s']:,.0f} messages/s, "
+                    f"{r['values_per_s']:,.0f} values/s; raw consumer {r['ceiling_per_s']:,.0f}"
+                    f" messages/s ({r['messages_per_s'] / r['ceiling_per_s']:.0%} of it); "
+                    f"{r['attributions']:.0f} attributions"
                 )
-            r = latency(bootstrap, tmp, args)
-            say(
-                f"latency (anomalous event produced -> attribution consumed), "
-                f"{r['attributions']:.0f} attributions at {args.rate:g} snapshots/s per graph: "
-                f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms"
-            )
+                say(
+                    f"recovery, {form:6}: all {r['messages']:.0f} messages read again and "
+                    f"skipped at {r['replay_per_s']:,.0f} messages/s "
+                    f"({r['replay_per_s'] / r['ceiling_per_s']:.0%} of the raw consumer); "
+                    f"{r['replay_processed']:.0f} processed again"
+                )
+            if "workers" in phases:
+                one = figures["one_worker_group"] = workers(bootstrap, tmp, args, 1)
+                two = figures["two_worker_group"] = workers(bootstrap, tmp, args, 2)
+                say(
+                    f"workers, single form, input produced after the split: one "
+                    f"{one['messages_per_s']:,.0f} messages/s, two {two['messages_per_s']:,.0f}"
+                    f" ({two['messages_per_s'] / one['messages_per_s']:.2f}x); producer "
+                    f"{one['producer_per_s']:,.0f} / {two['producer_per_s']:,.0f} messages/s"
+                )
+            if "latency" in phases:
+                r = figures["latency"] = latency(bootstrap, tmp, args)
+                say(
+                    f"latency (last event of the closing window produced -> attribution "
+                    f"consumed), {r['attributions']:.0f} attributions at {r['rate']:,.0f} "
+                    f"events/s (asked {args.rate:,.0f}): p50 {r['p50_ms']:.0f} ms, "
+                    f"p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms"
+                )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0
 
 

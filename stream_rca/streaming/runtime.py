@@ -159,8 +159,15 @@ class Runtime:
         if not records:
             return []
         outcomes = process_batch(self.pipeline, records)
+        last: dict[int, int] = {}
         for record, outcome in zip(records, outcomes, strict=True):
-            await self._published(record.partition, record.offset or 0, outcome)
+            offset = record.offset or 0
+            if outcome.outputs:
+                await self._published(record.partition, offset, outcome)
+            last[record.partition] = offset
+        for partition, offset in last.items():
+            self.positions[partition] = offset + 1
+            self.uncommitted.add(partition)
         return outcomes
 
     async def catch_up(self, stall: float = 5.0) -> int:
