@@ -274,6 +274,36 @@ class LinearBank:
             out[grp.members] = grp.w
         return out
 
+    def node_statistics(self, j: int) -> dict[str, FloatArray]:
+        """The statistics of member ``j`` alone, its parents in the constructor's order.
+
+        ``w``, ``my`` and ``syy`` are 0-d arrays; ``mx``, ``sxy`` and ``coef`` have one entry
+        per parent, ``sxx`` one row and column. :meth:`set_node_statistics` takes them back
+        (into this bank or another with the same parents for ``j``, in any order).
+        """
+        self._solve()
+        grp, row = self._locate(j)
+        k = int(grp.k[row])
+        return {
+            "w": np.array(grp.w[row]),
+            "my": np.array(grp.my[row]),
+            "syy": np.array(grp.syy[row]),
+            "mx": grp.mx[row, :k].copy(),
+            "sxy": grp.sxy[row, :k].copy(),
+            "coef": grp.coef[row, :k].copy(),
+            "sxx": grp.sxx[row, :k, :k].copy(),
+        }
+
+    def set_node_statistics(self, j: int, stats: dict[str, FloatArray]) -> None:
+        """Give member ``j`` the statistics of :meth:`node_statistics` (same parent order)."""
+        grp, row = self._locate(j)
+        k = int(grp.k[row])
+        if stats["mx"].shape != (k,):
+            raise ValueError(f"node {j} has {k} parents, the statistics {stats['mx'].shape[0]}")
+        grp.w[row], grp.my[row], grp.syy[row] = stats["w"], stats["my"], stats["syy"]
+        grp.mx[row, :k], grp.sxy[row, :k] = stats["mx"], stats["sxy"]
+        grp.coef[row, :k], grp.sxx[row, :k, :k] = stats["coef"], stats["sxx"]
+
     def _locate(self, j: int) -> tuple[_Group, int]:
         try:
             width, row = self._where[j]
