@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -246,6 +247,13 @@ def _print_incident(
         f"     {att.method} Shapley over {len(att.players)} players, {att.n_samples} samples{ms}",
         file=out,
     )
+    if att.extra.get("marginalised"):
+        print(f"     marginalised (no data): {', '.join(att.extra['marginalised'])}", file=out)
+    hot = [
+        c for c in att.extra.get("extra_candidates", ()) if c["group"] in ("new", "pre-existing")
+    ]
+    for c in hot[:3]:
+        print(f"     not in graph: {c['node']:<24} score {c['score']:6.1f}  {c['group']}", file=out)
 
 
 # -- replay ---------------------------------------------------------------------------------------
@@ -334,7 +342,9 @@ def _replay(args: argparse.Namespace) -> int:
     if args.data:
         _input_file(args.data, "--data")
     read = {
-        "nodes": graph.nodes,
+        # without --ignore-extra every column is read: those not in the graph are scored
+        # marginally and named as not_in_graph candidates (stream_rca.core.partial)
+        "nodes": graph.nodes if args.ignore_extra or args.to_kafka else None,
         "ignore_extra": args.ignore_extra,
         "graph": graph.name,
         "metric": args.metric,
@@ -349,9 +359,21 @@ def _replay(args: argparse.Namespace) -> int:
     if (args.explain or args.scores) and not args.data:
         raise ConfigError(f"{'--explain' if args.explain else '--scores'} needs --data")
     from stream_rca.core.engine import Engine
+    from stream_rca.core.graphfree import GraphFreeConfig
+    from stream_rca.core.partial import ExtraSeries
     from stream_rca.streaming.records import json_bytes, scores_document
 
     engine = Engine(graph, config, targets=_targets(graph, args.target), timer=time.perf_counter)
+    extras = ExtraSeries(graph.nodes, engine.targets, GraphFreeConfig(warmup=config.warmup))
+
+    def split(snap: Snapshot, **learn: bool) -> Snapshot:
+        """The graph's part of ``snap``; the extra series go to ``extras``."""
+        if args.ignore_extra:
+            return snap
+        own, _ = extras.split(snap.values)
+        extras.observe(snap, **learn)
+        return dataclasses.replace(snap, values=own)
+
     out = sys.stdout
     print(
         f"graph {graph.name!r} ({_name_source(args, graph)}): {len(graph)} nodes, "
@@ -360,7 +382,7 @@ def _replay(args: argparse.Namespace) -> int:
     n_train = 0
     block: list[Snapshot] = []
     for snap in _snapshots(args.train, "--train", read):
-        block.append(snap)
+        block.append(split(snap, trusted=True))
         if len(block) == _TRAIN_BLOCK:
             n_train += len(engine.process_many(block))
             block.clear()
@@ -370,13 +392,27 @@ def _replay(args: argparse.Namespace) -> int:
         f"({'warm' if engine.warm else 'NOT warm: more normal data needed'})",
         file=out,
     )
+    if engine.marginalised:
+        print(
+            f"marginalised (graph nodes with too little data): {', '.join(engine.marginalised)}",
+            file=out,
+        )
+    if extras.series:
+        print(
+            f"not in the graph, scored marginally as candidates: {len(extras.series)} series "
+            f"({', '.join(extras.series[:6])}{', ...' if len(extras.series) > 6 else ''})",
+            file=out,
+        )
     incidents = rows = 0
+    open_now = False
     with contextlib.ExitStack() as stack:
         output = _open_output(stack, args.output, "--output")
         scores = _open_output(stack, args.scores, "--scores")
         if args.data:
-            for rows, snap in enumerate(_snapshots(args.data, "--data", read), start=1):
+            for rows, full in enumerate(_snapshots(args.data, "--data", read), start=1):
+                snap = split(full, learn=not open_now)  # nothing learns inside an incident
                 result = engine.process_one(snap)
+                open_now = bool(result.open_incidents)
                 if scores is not None:
                     doc = scores_document(result, snap, engine.n_snapshots)
                     scores.write(json_bytes(doc).decode() + "\n")
@@ -385,6 +421,8 @@ def _replay(args: argparse.Namespace) -> int:
                     explained.append(engine.explain(snap, engine.targets[0]))
                 for att in explained:
                     incidents += 1
+                    if extras.series:
+                        att = extras.annotate(att)
                     _print_incident(att, out)
                     if output is not None:
                         output.write(json.dumps(att.to_dict()) + "\n")
