@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from grafana_foundation_sdk.builders import bargauge as sdk_bargauge
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import table as sdk_table
+from grafana_foundation_sdk.builders.dashboard import TextBoxVariable
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
 from grafana.dashgen.panels import (
-    DS,
     GRAPH_VAR,
     GT,
-    SCORE_THRESHOLDS,
+    SCORE_STEPS,
     TARGET_VAR,
     Board,
     G,
@@ -14,29 +22,28 @@ from grafana.dashgen.panels import (
     bargauge,
     dashboard,
     levels,
-    panel,
     queries,
     solid,
     stat,
-    timeline,
+    state_timeline,
+    table,
     timeseries,
 )
 
 __all__ = ["incidents"]
 
-OPEN_MAPPING = [
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "OK", "color": "green", "index": 0},
-            "1": {"text": "INCIDENT", "color": "red", "index": 1},
-        },
-    }
+OPEN_MAPPING: list[dm.ValueMapping] = [
+    dm.ValueMap(
+        options={
+            "0": dm.ValueMappingResult(text="OK", color="green", index=0),
+            "1": dm.ValueMappingResult(text="INCIDENT", color="red", index=1),
+        }
+    )
 ]
 """``stream_rca_incident_open`` shown as OK (green) or INCIDENT (red)."""
 
 
-def _root_causes(what: str, description: str, metric: str, **kw: object) -> Json:
+def _root_causes(what: str, description: str, metric: str, **kw: Any) -> sdk_bargauge.Panel:
     """A bar gauge ranking the nodes of the latest attribution of the target by ``metric``."""
     return bargauge(
         f"Root causes: {what}",
@@ -55,15 +62,15 @@ def incidents() -> Json:
             "Incident open",
             "Whether an incident is open on the selected target now.",
             queries((f"max(stream_rca_incident_open{{{GT}}})", "open")),
-            defaults={"mappings": OPEN_MAPPING, **solid("green")},
-        ),
+            steps=solid("green"),
+        ).mappings(OPEN_MAPPING),
         stat(
             "Target score now",
             "Marginal IT outlier score of the target in the latest snapshot, in nats "
             "(5: a one-in-150 value, 10: one in 22,000).",
             queries((f"max(stream_rca_target_score{{{GT}}})", "score")),
-            defaults={"decimals": 1, **SCORE_THRESHOLDS},
-        ),
+            steps=SCORE_STEPS,
+        ).decimals(1),
         stat(
             "Top root cause",
             "The node that explains most of the latest attributed anomaly of the target.",
@@ -73,15 +80,15 @@ def incidents() -> Json:
                     "{{node}}",
                 )
             ),
-            text_mode="name",
-            defaults=solid("purple"),
+            show_name=True,
+            steps=solid("purple"),
         ),
         stat(
             "Incidents in range",
             "Incidents opened on the target in the dashboard's time range.",
             queries((f"sum(increase(stream_rca_incidents_total{{{GT}}}[$__range]))", "incidents")),
-            defaults={"decimals": 0, **solid("blue")},
-        ),
+            steps=solid("blue"),
+        ).decimals(0),
     )
     b.row(
         10,
@@ -91,93 +98,39 @@ def incidents() -> Json:
             "(Shapley values over the target and its ancestors), largest first.",
             "stream_rca_root_cause_share",
             unit="percentunit",
-            defaults={"min": 0, "max": 1, **solid("red")},
-        ),
+            steps=solid("red"),
+        )
+        .min(0)
+        .max(1),
         _root_causes(
             "contribution (nats)",
             "each node's Shapley contribution, in nats; "
             "they add up to the target's score. Negative: the node made the value less unusual.",
             "stream_rca_root_cause_contribution",
-            defaults={"decimals": 2, **solid("orange")},
-        ),
+            steps=solid("orange"),
+        ).decimals(2),
     )
     b.add(
         timeseries(
             "Target score",
             "Marginal IT outlier score of the target over time (nats).",
             queries((f"max by (target) (stream_rca_target_score{{{GT}}})", "{{target}}")),
-            defaults=SCORE_THRESHOLDS,
+            steps=SCORE_STEPS,
         ),
         16,
         8,
     )
     b.add(
-        timeline(
-            "state-timeline",
+        state_timeline(
             "Incident open, per target",
             "When incidents were open on each watched target of the graph.",
             queries((f"max by (target) (stream_rca_incident_open{{{G}}})", "{{target}}")),
-            defaults={"mappings": OPEN_MAPPING, **levels("green", (1, "red"))},
-        ),
+            steps=levels("green", (1, "red")),
+        ).mappings(OPEN_MAPPING),
         8,
         8,
     )
-    latest = queries(
-        (f"max by (target, incident_id) (stream_rca_latest_incident_info{{{G}}})", ""),
-        (f"max by (target) (stream_rca_incident_open{{{G}}})", ""),
-        (f"max by (target) (stream_rca_incident_start_timestamp_seconds{{{G}}}) * 1000", ""),
-        (f"max by (target, node) (graph_target:stream_rca_root_cause_share:top1{{{G}}})", ""),
-        (f"max by (target) (stream_rca_target_score{{{G}}})", ""),
-        table=True,
-    )
-    b.row(
-        8,
-        panel(
-            "table",
-            "Latest incidents",
-            "The latest incident of every watched target of the graph: id, whether it is still "
-            "open, when it opened, its top root cause and that cause's share.",
-            latest,
-            transformations=[
-                {"id": "merge", "options": {}},
-                {
-                    "id": "organize",
-                    "options": {
-                        "excludeByName": {"Time": True, "Value #A": True},
-                        "indexByName": {
-                            "target": 0,
-                            "incident_id": 1,
-                            "Value #B": 2,
-                            "Value #C": 3,
-                            "node": 4,
-                            "Value #D": 5,
-                            "Value #E": 6,
-                        },
-                        "renameByName": {
-                            "target": "Target",
-                            "incident_id": "Incident",
-                            "Value #B": "Open",
-                            "Value #C": "Opened at",
-                            "node": "Top root cause",
-                            "Value #D": "Share",
-                            "Value #E": "Target score now",
-                        },
-                    },
-                },
-            ],
-            overrides=[
-                _override("Opened at", ("unit", "dateTimeAsIso")),
-                _override("Share", ("unit", "percentunit")),
-                _override(
-                    "Open",
-                    ("mappings", OPEN_MAPPING),
-                    ("custom.cellOptions", {"type": "color-background"}),
-                    ("color", {"mode": "thresholds"}),
-                ),
-            ],
-            options={"showHeader": True, "sortBy": [{"displayName": "Opened at", "desc": True}]},
-        ),
-    )
+    b.row(8, _latest())
     b.add(_pages(), 24, 6)
     return dashboard(
         "stream-rca-incidents",
@@ -188,61 +141,100 @@ def incidents() -> Json:
     )
 
 
-REPORT_URL_VAR: Json = {
-    "name": "report_url",
-    "label": "Incident pages at",
-    "type": "textbox",
-    "datasource": DS,
-    "query": "http://localhost:8088",
-    "current": {"text": "http://localhost:8088", "value": "http://localhost:8088"},
-    "options": [],
-    "hide": 0,
-    "description": "URL where the worker's report_dir (STREAM_RCA_REPORT_DIR) is served",
-}
+def _latest() -> sdk_table.Panel:
+    """A table of the latest incident of each target: id, open, start, top cause, share."""
+    latest = queries(
+        (f"max by (target, incident_id) (stream_rca_latest_incident_info{{{G}}})", ""),
+        (f"max by (target) (stream_rca_incident_open{{{G}}})", ""),
+        (f"max by (target) (stream_rca_incident_start_timestamp_seconds{{{G}}}) * 1000", ""),
+        (f"max by (target, node) (graph_target:stream_rca_root_cause_share:top1{{{G}}})", ""),
+        (f"max by (target) (stream_rca_target_score{{{G}}})", ""),
+        table=True,
+    )
+    columns = {  # query column: header, in the order shown
+        "target": "Target",
+        "incident_id": "Incident",
+        "Value #B": "Open",
+        "Value #C": "Opened at",
+        "node": "Top root cause",
+        "Value #D": "Share",
+        "Value #E": "Target score now",
+    }
+    return (
+        table(
+            "Latest incidents",
+            "The latest incident of every watched target of the graph: id, whether it is still "
+            "open, when it opened, its top root cause and that cause's share.",
+            latest,
+        )
+        .transformations(
+            [
+                dm.DataTransformerConfig(id_val="merge", options={}),
+                _organize(["Time", "Value #A"], columns),
+            ]
+        )
+        .override_by_name("Opened at", [_prop("unit", "dateTimeAsIso")])
+        .override_by_name("Share", [_prop("unit", "percentunit")])
+        .override_by_name(
+            "Open",
+            [
+                _prop("mappings", OPEN_MAPPING),
+                _prop("custom.cellOptions", cm.TableColoredBackgroundCellOptions()),
+                _prop("color", dm.FieldColor(mode=dm.FieldColorModeId.THRESHOLDS)),
+            ],
+        )
+        .sort_by([cb.TableSortByFieldState().display_name("Opened at").desc(True)])
+    )
+
+
+REPORT_URL = "http://localhost:8088"
+REPORT_URL_VAR = (
+    TextBoxVariable("report_url")
+    .label("Incident pages at")
+    .description("URL where the worker's report_dir (STREAM_RCA_REPORT_DIR) is served")
+    .default_value(REPORT_URL)
+    .current(dm.VariableOption(text=REPORT_URL, value=REPORT_URL))
+    .hide(dm.VariableHide.DONT_HIDE)
+)
 """Where the incident pages are served (the worker writes them to ``report_dir``)."""
 
 PAGE_LINK = "${report_url}/${__value.raw:percentencode}.html"
 """An incident's page: the id percent-encoded, as ``stream_rca.report.page_url`` builds it."""
 
 
-def _pages() -> Json:
+def _pages() -> sdk_table.Panel:
     """A table of the latest incident of each target, each linking to its page."""
-    return panel(
-        "table",
-        "Incident pages",
-        "The latest incident of every watched target; click an id to open its page (causal "
-        "graph, waterfall of contributions, scores around it), written by the worker to "
-        "report_dir and served at the report_url variable.",
-        queries(
-            (f"max by (target, incident_id) (stream_rca_latest_incident_info{{{G}}})", ""),
-            table=True,
-        ),
-        transformations=[
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True, "Value": True},
-                    "indexByName": {"target": 0, "incident_id": 1},
-                    "renameByName": {"target": "Target", "incident_id": "Incident page"},
-                },
-            }
-        ],
-        overrides=[
-            _override(
-                "Incident page",
-                (
-                    "links",
-                    [{"title": "Open the incident page", "url": PAGE_LINK, "targetBlank": True}],
-                ),
-            )
-        ],
-        options={"showHeader": True},
+    link = {"title": "Open the incident page", "url": PAGE_LINK, "targetBlank": True}
+    return (
+        table(
+            "Incident pages",
+            "The latest incident of every watched target; click an id to open its page (causal "
+            "graph, waterfall of contributions, scores around it), written by the worker to "
+            "report_dir and served at the report_url variable.",
+            queries(
+                (f"max by (target, incident_id) (stream_rca_latest_incident_info{{{G}}})", ""),
+                table=True,
+            ),
+        )
+        .transformations(
+            [_organize(["Time", "Value"], {"target": "Target", "incident_id": "Incident page"})]
+        )
+        .override_by_name("Incident page", [_prop("links", [link])])
     )
 
 
-def _override(name: str, *properties: tuple[str, object]) -> Json:
-    """Field properties ``(id, value)`` of the table column called ``name``."""
-    return {
-        "matcher": {"id": "byName", "options": name},
-        "properties": [{"id": key, "value": value} for key, value in properties],
-    }
+def _organize(exclude: list[str], columns: dict[str, str]) -> dm.DataTransformerConfig:
+    """Grafana's organize transformation: drop ``exclude``, keep ``columns`` in order, renamed."""
+    return dm.DataTransformerConfig(
+        id_val="organize",
+        options={
+            "excludeByName": dict.fromkeys(exclude, True),
+            "indexByName": {name: i for i, name in enumerate(columns)},
+            "renameByName": columns,
+        },
+    )
+
+
+def _prop(key: str, value: object) -> dm.DynamicConfigValue:
+    """One field property of an override."""
+    return dm.DynamicConfigValue(id_val=key, value=value)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from grafana.dashgen.panels import (
     GRAPH_VAR,
     NODE_VAR,
-    SCORE_THRESHOLDS,
+    SCORE_STEPS,
     Board,
     G,
     Json,
+    Query,
     bargauge,
     dashboard,
     queries,
     rate,
-    timeline,
+    status_history,
     timeseries,
 )
 
@@ -22,7 +23,7 @@ __all__ = ["nodes"]
 GN = f'{G}, node=~"$node"'
 
 
-def _node_scores() -> list[Json]:
+def _node_scores() -> list[Query]:
     return queries((f"max by (node) (stream_rca_node_score{{{GN}}})", "{{node}}"))
 
 
@@ -36,19 +37,18 @@ def nodes() -> Json:
             "Conditional IT outlier score of each node (nats): how unusual its value is given "
             "its parents' values. High on a node and low on its parents points at the node.",
             _node_scores(),
-            defaults=SCORE_THRESHOLDS,
+            steps=SCORE_STEPS,
         ),
     )
     b.row(
         10,
-        timeline(
-            "status-history",
+        status_history(
             "Node scores heatmap",
             "One row per node, coloured by its conditional score: green < 3, yellow < 5, "
             "orange < 10, red >= 10 nats.",
             _node_scores(),
-            defaults={"decimals": 1, **SCORE_THRESHOLDS},
-        ),
+            steps=SCORE_STEPS,
+        ).decimals(1),
     )
     b.row(
         9,
@@ -59,13 +59,15 @@ def nodes() -> Json:
                 (f"sort_desc(topk(10, max by (node) (stream_rca_node_score{{{G}}})))", "{{node}}"),
                 instant=True,
             ),
-            defaults={"decimals": 1, "min": 0, **SCORE_THRESHOLDS},
-        ),
+            steps=SCORE_STEPS,
+        )
+        .decimals(1)
+        .min(0),
         timeseries(
             "Worst node score, every graph",
             "The highest conditional score of any node, per graph (a fleet overview).",
             queries(("graph:stream_rca_node_score:max", "{{graph}}")),
-            defaults=SCORE_THRESHOLDS,
+            steps=SCORE_STEPS,
         ),
         timeseries(
             "Missing and invalid values",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import stat as sdk_stat
+from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
+
 from grafana.dashgen.panels import (
     GRAPH_VAR,
     Board,
@@ -20,18 +23,18 @@ from grafana.dashgen.panels import (
 __all__ = ["pipeline"]
 
 
-def _per_second(name: str, what: str) -> Json:
+def _per_second(name: str, what: str) -> sdk_stat.Panel:
     """A stat of the recorded 1-minute rate of ``stream_rca_<name>_total``."""
     return stat(
         f"{name.capitalize()}/s",
         f"{what} per second (1-minute rate).",
         queries((f"sum(graph:stream_rca_{name}:rate1m{{{G}}})", f"{name}/s")),
         unit="ops",
-        defaults=solid("green"),
+        steps=solid("green"),
     )
 
 
-def _latency(title: str, description: str, metric: str) -> Json:
+def _latency(title: str, description: str, metric: str) -> sdk_timeseries.Panel:
     return timeseries(title, description, quantiles(metric), unit="s")
 
 
@@ -44,7 +47,7 @@ def pipeline() -> Json:
             "Workers up",
             "stream-rca workers Prometheus scrapes successfully.",
             queries(('sum(up{job="stream-rca"})', "up")),
-            defaults=levels("red", (1, "green")),
+            steps=levels("red", (1, "green")),
         ),
         _per_second("events", "Metric events accepted"),
         _per_second("snapshots", "Snapshots processed"),
@@ -52,7 +55,7 @@ def pipeline() -> Json:
             "Nodes warming up",
             "Nodes whose models have not yet seen enough snapshots to score.",
             queries((f"max(stream_rca_warmup_nodes{{{G}}})", "warming")),
-            defaults=levels("green", (1, "yellow")),
+            steps=levels("green", (1, "yellow")),
         ),
         stat(
             "Latest snapshot age",
@@ -60,14 +63,14 @@ def pipeline() -> Json:
             "a replay of old data).",
             queries((f"time() - max(stream_rca_last_snapshot_timestamp_seconds{{{G}}})", "age")),
             unit="s",
-            defaults=levels("green", (30, "yellow"), (300, "red")),
+            steps=levels("green", (30, "yellow"), (300, "red")),
         ),
         stat(
             "Version",
             "stream-rca versions running.",
             queries(("count by (version) (stream_rca_build_info)", "{{version}}")),
-            text_mode="name",
-            defaults=solid("blue"),
+            show_name=True,
+            steps=solid("blue"),
         ),
     )
     b.row(
