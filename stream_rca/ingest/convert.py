@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from stream_rca.errors import StreamRCAError
 from stream_rca.ingest.mapping import Match, SeriesIndex, SeriesRule, is_stale
 from stream_rca.io.events import DEFAULT_MAX_SKEW, DEFAULT_MAX_VALUES, encode_batch
@@ -62,6 +64,15 @@ REJECT_REASONS = (
 """Why a request is refused (the ``reason`` label of the receiver's counters)."""
 
 SeriesKey = tuple[tuple[str, str], ...]
+Resolved = tuple[int, SeriesKey, tuple[Match, ...]]
+"""A series resolved once: its gauge slot (``-1``: not a plain gauge of one node), its
+labels and its rules."""
+FastGroup = tuple[str, float, list[str], list[float], list[float], list[float]]
+"""The gauge values of one graph at one time from the fast path: graph, unix seconds, node
+names, and per node the mean, the sum and the number of the samples that feed it."""
+
+
+_ENCODE = msgspec.json.Encoder().encode
 
 
 class RejectedError(StreamRCAError, ValueError):
@@ -110,6 +121,21 @@ class Converter:
         self.max_values = max_values
         self.counters: dict[tuple[str, str, SeriesKey], tuple[float, float]] = {}
         self.histograms: dict[tuple[str, str, SeriesKey], _Hist] = {}
+        self.encoded: dict[bytes, Resolved] = {}
+        """Series seen on the wire, by their encoded labels (the fast remote-write path's
+        cache, see :mod:`~stream_rca.ingest.fastwrite`; bounded, cleared when full)."""
+        self.slots: list[tuple[str, str]] = []
+        """``(graph, node)`` of every gauge node the fast path has fed, by slot number."""
+        self._slot_of: dict[tuple[str, str], int] = {}
+
+    def slot(self, graph: str, node: str) -> int:
+        """The slot number of a gauge node (given out on first use)."""
+        key = (graph, node)
+        found = self._slot_of.get(key)
+        if found is None:
+            found = self._slot_of[key] = len(self.slots)
+            self.slots.append(key)
+        return found
 
     def batch(self, now: float) -> Batch:
         """A new request's batch; ``now`` is the wall clock (unix seconds)."""
@@ -146,6 +172,23 @@ class Batch:
         self._counters: dict[tuple[str, str, SeriesKey], tuple[float, float]] = {}
         self._hists: dict[tuple[str, str, SeriesKey], _Hist] = {}
         self._good_ts: set[float] = set()
+        self._fast: list[FastGroup] = []
+        self._fast_values = 0
+
+    def reset(self) -> None:
+        """Forget every value and state change of this batch (checked timestamps stay)."""
+        self.samples = self.repeats = 0
+        self._acc.clear()
+        self._counters.clear()
+        self._hists.clear()
+        self._fast.clear()
+        self._fast_values = 0
+
+    def add_groups(self, groups: list[FastGroup], samples: int) -> None:
+        """Gauge values already checked and averaged per node (the fast path's)."""
+        self.samples += samples
+        self._fast.extend(groups)
+        self._fast_values += sum(len(g[2]) for g in groups)
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -300,6 +343,15 @@ class Batch:
         """``(key, value)`` batch events, one per graph and time (split past ``max_values``)."""
         out: list[tuple[bytes, bytes]] = []
         limit = self.converter.max_values
+        if self._fast and not self._acc:
+            for graph, ts, names, means, _, _ in self._fast:
+                key = graph.encode()
+                for start in range(0, len(names), limit):
+                    end = start + limit
+                    values = dict(zip(names[start:end], means[start:end], strict=True))
+                    out.append((key, _ENCODE({"graph": graph, "ts": ts, "values": values})))
+            return out
+        self._merge()
         for (graph, ts), nodes in self._acc.items():
             values = {
                 node: total if additive else total / n
@@ -311,10 +363,23 @@ class Batch:
                 out.append((key, encode_batch(graph, ts, dict(items[start : start + limit]))))
         return out
 
+    def _merge(self) -> None:
+        """Put the fast path's values among the others."""
+        for graph, ts, names, _, totals, counts in self._fast:
+            nodes = self._acc.setdefault((graph, ts), {})
+            for name, total, n in zip(names, totals, counts, strict=True):
+                slot = nodes.setdefault(name, [0.0, 0.0, False])
+                slot[0] += total
+                slot[1] += n
+        self._fast.clear()
+        self._fast_values = 0
+
     @property
     def values(self) -> int:
         """Node values in the events."""
-        return sum(len(nodes) for nodes in self._acc.values())
+        if self._fast and self._acc:
+            self._merge()
+        return self._fast_values + sum(len(nodes) for nodes in self._acc.values())
 
     def commit(self) -> None:
         """Keep this batch's counter and histogram state (its events were acknowledged)."""
@@ -352,6 +417,8 @@ def histogram_value(
     0.3
     """
     if quantile is None:
+        if not {"sum", "count"} <= prev.keys():
+            return None  # the earlier sample lacked a part: no interval to take a mean over
         count = cur["count"] - prev["count"]
         total = cur["sum"] - prev["sum"]
         if count < 0:  # reset

@@ -20,17 +20,17 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from stream_rca.ingest.convert import Batch, Converter, RejectedError
+from stream_rca.ingest.fastwrite import feed_write_body, feed_write_request
 from stream_rca.ingest.metrics import IngestMetrics
 from stream_rca.ingest.otlp import decode_otlp, feed_otlp, otlp_response
 from stream_rca.ingest.sinks import Sink
-from stream_rca.ingest.wire import decode_write_request, status_message
+from stream_rca.ingest.wire import decompress_write_request, status_message
 
 __all__ = ["Receiver", "feed_write_request"]
 
@@ -38,24 +38,6 @@ log = logging.getLogger("stream_rca.ingest")
 
 _GRPC_CODE = {400: 3, 401: 16, 413: 3, 415: 3, 429: 8, 503: 14}
 _LOGGED_PER_REASON = 5
-
-
-def feed_write_request(request: Any, batch: Batch) -> None:
-    """Add every sample of a decoded ``WriteRequest`` to ``batch`` (the first bad one refuses
-    the whole request)."""
-    sample = batch.sample
-    seconds = batch.seconds
-    for series in request.timeseries:
-        labels = tuple((label.name, label.value) for label in series.labels)
-        matches = batch.matches(labels)
-        if len(series.histograms):
-            raise RejectedError(
-                "wrong_type", "native histograms are not part of remote-write 1.0; send classic"
-            )
-        for s in series.samples:
-            ts = seconds(s.timestamp / 1000.0, labels)
-            for match in matches:
-                sample(match, labels, ts, s.value)
 
 
 class Receiver:
@@ -129,9 +111,9 @@ class Receiver:
                     415,
                 )
             body = await self._body(request)
-            write = decode_write_request(body, max_decoded=self.max_decoded)
+            raw = decompress_write_request(body, max_decoded=self.max_decoded)
             batch = self.converter.batch(self.clock())
-            feed_write_request(write, batch)
+            feed_write_body(raw, batch)
             events = await self._store(batch)
         except RejectedError as exc:
             return self._refuse("remote_write", exc, json_body=None)

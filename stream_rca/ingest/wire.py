@@ -26,9 +26,13 @@ from google.protobuf.message import DecodeError
 from stream_rca.ingest.convert import RejectedError
 
 __all__ = [
+    "RawWriteRequest",
+    "TimeSeries",
     "WriteRequest",
     "decode_write_request",
+    "decompress_write_request",
     "encode_write_request",
+    "parse_write_request",
     "snappy_length",
     "status_message",
 ]
@@ -64,6 +68,11 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         ("timeseries", 1, _F.TYPE_MESSAGE, many, ".stream_rca.prompb.TimeSeries"),
         ("metadata", 3, _F.TYPE_BYTES, many, ""),
     )
+    message(  # the same bytes, each series left as its encoded bytes (the fast path's view)
+        "RawWriteRequest",
+        ("timeseries", 1, _F.TYPE_BYTES, many, ""),
+        ("metadata", 3, _F.TYPE_BYTES, many, ""),
+    )
     message("Status", ("code", 1, _F.TYPE_INT32, one, ""), ("message", 2, _F.TYPE_STRING, one, ""))
     return f
 
@@ -74,6 +83,14 @@ WriteRequest: Any = message_factory.GetMessageClass(
     _POOL.FindMessageTypeByName("stream_rca.prompb.WriteRequest")
 )
 """The ``prometheus.WriteRequest`` message class."""
+TimeSeries: Any = message_factory.GetMessageClass(
+    _POOL.FindMessageTypeByName("stream_rca.prompb.TimeSeries")
+)
+"""The ``prometheus.TimeSeries`` message class."""
+RawWriteRequest: Any = message_factory.GetMessageClass(
+    _POOL.FindMessageTypeByName("stream_rca.prompb.RawWriteRequest")
+)
+"""A ``WriteRequest`` whose series stay encoded: ``timeseries`` is a list of bytes."""
 _Status: Any = message_factory.GetMessageClass(
     _POOL.FindMessageTypeByName("stream_rca.prompb.Status")
 )
@@ -103,6 +120,48 @@ def snappy_length(body: bytes) -> int:
     raise RejectedError("bad_compression", "the body is not snappy-compressed (block format)")
 
 
+def decompress_write_request(body: bytes, *, max_decoded: int) -> bytes:
+    """Undo the snappy block compression of a remote-write body, its declared size checked
+    against the limit first.
+
+    Raises
+    ------
+    RejectedError
+        ``too_large`` (413) or ``bad_compression`` (400).
+    """
+    import cramjam
+
+    declared = snappy_length(body)
+    if declared > max_decoded:
+        raise RejectedError(
+            "too_large",
+            f"the body decompresses to {declared} bytes, more than the limit of {max_decoded}",
+            413,
+        )
+    try:
+        return bytes(cramjam.snappy.decompress_raw(body))
+    except Exception as exc:  # cramjam raises its own DecompressionError
+        raise RejectedError("bad_compression", f"snappy: {_one_line(exc)}") from None
+
+
+def parse_write_request(raw: bytes) -> Any:
+    """Parse an uncompressed ``WriteRequest``.
+
+    Raises
+    ------
+    RejectedError
+        ``malformed_protobuf`` (400).
+    """
+    request = WriteRequest()
+    try:
+        request.ParseFromString(raw)
+    except DecodeError as exc:
+        raise RejectedError(
+            "malformed_protobuf", f"not a remote-write WriteRequest: {_one_line(exc)}"
+        ) from None
+    return request
+
+
 def decode_write_request(body: bytes, *, max_decoded: int) -> Any:
     """Decompress and parse a remote-write body; refuse it whole when it is not one.
 
@@ -118,27 +177,7 @@ def decode_write_request(body: bytes, *, max_decoded: int) -> Any:
     RejectedError
         ``too_large`` (413), ``bad_compression`` or ``malformed_protobuf`` (400).
     """
-    import cramjam
-
-    declared = snappy_length(body)
-    if declared > max_decoded:
-        raise RejectedError(
-            "too_large",
-            f"the body decompresses to {declared} bytes, more than the limit of {max_decoded}",
-            413,
-        )
-    try:
-        raw = cramjam.snappy.decompress_raw(body)
-    except Exception as exc:  # cramjam raises its own DecompressionError
-        raise RejectedError("bad_compression", f"snappy: {_one_line(exc)}") from None
-    request = WriteRequest()
-    try:
-        request.ParseFromString(bytes(raw))
-    except DecodeError as exc:
-        raise RejectedError(
-            "malformed_protobuf", f"not a remote-write WriteRequest: {_one_line(exc)}"
-        ) from None
-    return request
+    return parse_write_request(decompress_write_request(body, max_decoded=max_decoded))
 
 
 def encode_write_request(series: list[tuple[dict[str, str], list[tuple[int, float]]]]) -> bytes:
