@@ -39,6 +39,13 @@ class GraphSpec:
     mechanisms: Mapping[str, str] = field(default_factory=dict)
     ingest: tuple[SeriesRule, ...] = ()
     """Which incoming series feed which node (``stream-rca ingest``; the ``ingest`` key)."""
+    accept_unknown: bool = False
+    """Series not in the graph are scored marginally and named as ``not_in_graph``
+    candidates (:mod:`stream_rca.core.partial`), instead of dead letters."""
+    max_extra_series: int = 100
+    """The most such series a graph follows; beyond, dead letters ``extra_series_limit``."""
+    grow_from_spans: bool = False
+    """New call edges seen on the spans topic grow the graph (:mod:`stream_rca.core.grow`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,9 @@ KEY_RULES: dict[str, KeyRule] = {
     "seed": KeyRule(int, lambda x: x >= 0, ">= 0"),
     "step": KeyRule(float, lambda x: x > 0, "> 0 (seconds)"),
     "allowed_lateness": KeyRule(float, lambda x: x >= 0, ">= 0 (seconds)"),
+    "accept_unknown": KeyRule(bool),
+    "max_extra_series": KeyRule(int, lambda x: 0 <= x <= 100_000, "in [0, 100000]"),
+    "grow_from_spans": KeyRule(bool),
 }
 """Keys whose range is checked here. Every other key of :class:`EngineConfig` and
 :class:`TriggerConfig` is checked against its annotated type here and for its range by the
@@ -88,6 +98,9 @@ _SPEC_KEYS = {
     "allowed_lateness",
     "mechanisms",
     "ingest",
+    "accept_unknown",
+    "max_extra_series",
+    "grow_from_spans",
 }
 
 
@@ -99,7 +112,9 @@ def load_graphs(path: str | Path) -> list[GraphSpec]:
     ``step``, ``allowed_lateness``, ``mechanisms`` (node -> mechanism name), engine settings
     (``warmup``, ``reservoir``, ``forgetting``, ``protect``, ``n_samples``, ...) and trigger
     settings (``threshold``, ``close_threshold``, ``close_after``, ``confirm``, ``cooldown``,
-    ``worsen_delta``) and ``ingest`` (node -> the series that feed it, read by ``stream-rca
+    ``worsen_delta``), ``accept_unknown`` (series not in the graph become ``not_in_graph``
+    candidates, at most ``max_extra_series`` of them, default 100), ``grow_from_spans`` (new
+    call edges on the spans topic grow the graph) and ``ingest`` (node -> the series that feed it, read by ``stream-rca
     ingest``: :func:`stream_rca.ingest.mapping.parse_ingest`); :data:`KEY_RULES` lists what each accepts. Each graph's engine is built
     once here, so a file that loads is a file the worker can run.
 
@@ -164,7 +179,7 @@ def _spec(entry: dict[str, Any], name: str, base: Path, where: str) -> GraphSpec
         raise ConfigError(
             f"{where}: unknown key{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}"
         )
-    typed = _ENGINE_KEYS | _TRIGGER_KEYS | {"step", "allowed_lateness"}
+    typed = _ENGINE_KEYS | _TRIGGER_KEYS | set(KEY_RULES)
     values = {k: check_value(k, v, f"{where}: {k}") for k, v in entry.items() if k in typed}
     graph = _graph(entry, name, base, where)
     targets = _targets(entry.get("targets"), graph, where)
@@ -176,7 +191,12 @@ def _spec(entry: dict[str, Any], name: str, base: Path, where: str) -> GraphSpec
     step = float(values.get("step", 1.0))
     lateness = float(values.get("allowed_lateness", 0.0))
     ingest = _ingest(entry.get("ingest"), name, graph, where)
-    return GraphSpec(name, graph, targets, step, lateness, engine, mechanisms, ingest)
+    return GraphSpec(
+        name, graph, targets, step, lateness, engine, mechanisms, ingest,
+        accept_unknown=bool(values.get("accept_unknown", False)),
+        max_extra_series=int(values.get("max_extra_series", 100)),
+        grow_from_spans=bool(values.get("grow_from_spans", False)),
+    )  # fmt: skip
 
 
 def _ingest(value: Any, name: str, graph: CausalGraph, where: str) -> tuple[SeriesRule, ...]:

@@ -37,6 +37,8 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
     "late_event",
     "processing_error",
     "graph_quarantined",
+    "extra_series_limit",
+    "bad_spans",
 )
 """Every reason code an input event can be dead-lettered with (a bounded metric label set).
 
@@ -45,7 +47,9 @@ reported by the aligner (:attr:`stream_rca.io.aligner.AlignStatus.LATE`) for an 
 window was already emitted; ``"processing_error"`` (the engine raised while processing the
 event; the message names the exception) and ``"graph_quarantined"`` (the event's graph failed
 too often in a row and is no longer run) come from the processing loop's error policy
-(:mod:`stream_rca.streaming.errors`).
+(:mod:`stream_rca.streaming.errors`); ``"extra_series_limit"`` (series not in a graph that
+accepts unknown nodes, beyond its ``max_extra_series``) and ``"bad_spans"`` (a message of the
+spans topic that is not OTLP JSON nor Jaeger JSON) come from the pipeline.
 """
 
 DEAD_LETTER_SCHEMA = "stream-rca.dead-letter/v1"

@@ -44,8 +44,10 @@ __all__ = [
     "Span",
     "TraceError",
     "TraceGraph",
+    "break_cycles",
     "call_graph",
     "read_spans",
+    "spans_of_document",
 ]
 
 CYCLE_RULE = (
@@ -288,6 +290,52 @@ def _jaeger(doc: dict[str, Any], out: SpanRead, where: str) -> None:
             )
 
 
+def break_cycles(
+    services: Iterable[str], calls: Mapping[tuple[str, str], int]
+) -> tuple[list[tuple[str, str, int]], list[tuple[str, ...]]]:
+    """The call edges :data:`CYCLE_RULE` drops, ``(caller, callee, calls)``, and the cycles.
+
+    Examples
+    --------
+    >>> break_cycles(["a", "b"], {("a", "b"): 5, ("b", "a"): 2})
+    ([('b', 'a', 2)], [('a', 'b')])
+    """
+    g = nx.DiGraph()
+    g.add_nodes_from(services)
+    g.add_edges_from(calls)
+    cycles: list[tuple[str, ...]] = []
+    dropped: list[tuple[str, str, int]] = []
+    while True:
+        try:
+            cycle = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            break
+        cycles.append(tuple(str(u) for u, _ in cycle))
+        edges = [(str(u), str(v)) for u, v in cycle]
+        a, b = max(edges, key=lambda e: (-calls[e], e))
+        g.remove_edge(a, b)
+        dropped.append((a, b, calls[(a, b)]))
+    return dropped, cycles
+
+
+def spans_of_document(doc: Any, where: str = "message") -> SpanRead:
+    """The spans of one decoded OTLP JSON or Jaeger JSON document (a topic's message).
+
+    Raises
+    ------
+    TraceError
+        For a document of neither format.
+    """
+    out = SpanRead()
+    if isinstance(doc, dict) and "resourceSpans" in doc:
+        _otlp(doc, out, where)
+    elif isinstance(doc, dict) and "data" in doc:
+        _jaeger(doc, out, where)
+    else:
+        raise TraceError(f"{where}: neither OTLP JSON (resourceSpans) nor Jaeger JSON (data)")
+    return out
+
+
 def call_graph(read: SpanRead) -> TraceGraph:
     """The call graph of the spans, cycles broken by :data:`CYCLE_RULE`."""
     by_id = {(s.trace_id, s.span_id): s for s in read.spans}
@@ -306,21 +354,7 @@ def call_graph(read: SpanRead) -> TraceGraph:
             continue
         calls[(parent.service, s.service)] += 1
     services = sorted({s.service for s in read.spans})
-    g = nx.DiGraph()
-    g.add_nodes_from(services)
-    g.add_edges_from(calls)
-    cycles: list[tuple[str, ...]] = []
-    dropped: list[tuple[str, str, int]] = []
-    while True:
-        try:
-            cycle = nx.find_cycle(g)
-        except nx.NetworkXNoCycle:
-            break
-        cycles.append(tuple(str(u) for u, _ in cycle))
-        edges = [(str(u), str(v)) for u, v in cycle]
-        a, b = max(edges, key=lambda e: (-calls[e], e))
-        g.remove_edge(a, b)
-        dropped.append((a, b, calls[(a, b)]))
+    dropped, cycles = break_cycles(services, calls)
     return TraceGraph(
         calls=dict(calls),
         dropped=tuple(dropped),

@@ -167,6 +167,12 @@ class MetricFamilies:
             "Graphs quarantined after repeated processing errors (their records dead-lettered).",
             ("graph",),
         )
+        self.graph_changes = counter(
+            "stream_rca_graph_changes",
+            "Times a graph grew from new call edges on the spans topic (unchanged nodes keep "
+            "their learned state).",
+            ("graph",),
+        )
         self.unacknowledged = counter(
             "stream_rca_unacknowledged_records",
             "Records the broker refused or did not acknowledge (retried; offsets held back).",

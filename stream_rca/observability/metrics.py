@@ -225,6 +225,10 @@ class PipelineMetrics:
         ``"replayed"``."""
         self.families.records.labels(outcome).inc(n)
 
+    def graph_changed(self, graph: str) -> None:
+        """Count one change of ``graph``'s structure (grown from spans)."""
+        self.families.graph_changes.labels(graph).inc()
+
     def quarantine(self, graph: str) -> None:
         """Count one quarantine of ``graph`` (its records dead-lettered, nothing run)."""
         self.families.quarantines.labels(graph).inc()

@@ -32,7 +32,9 @@ which, and the ``stream_rca_records_total`` counter counts each outcome.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,6 +46,7 @@ from stream_rca.errors import DecodeError
 from stream_rca.io.aligner import AlignStatus
 from stream_rca.io.deadletter import DEAD_LETTER_MAX_BYTES, dead_letter_record
 from stream_rca.io.events import DEFAULT_MAX_SKEW, Sample, decode_event
+from stream_rca.io.traces import Span
 from stream_rca.observability import PipelineMetrics
 from stream_rca.streaming.changes import ChangeService
 from stream_rca.streaming.errors import (
@@ -54,6 +57,7 @@ from stream_rca.streaming.errors import (
     Verdict,
     describe_error,
 )
+from stream_rca.streaming.growth import ExtraBuffer, SpanGrowth, grow_aligner
 from stream_rca.streaming.records import (
     Outcome,
     Output,
@@ -159,6 +163,8 @@ class Pipeline:
         self._dirty: set[str] = set()
         self._failures: dict[str, int] = {}  # graph -> processing errors in a row
         self._quarantined: dict[str, str] = {}  # graph -> the error that quarantined it
+        self._extras: dict[str, ExtraBuffer] = {}  # accept_unknown graphs: their extra series
+        self._growth: dict[str, SpanGrowth] = {}  # grow_from_spans graphs: call edges seen
         if metrics is not None:
             for s in specs:
                 metrics.register_graph(s.name, s.graph.nodes, s.targets)
@@ -303,13 +309,119 @@ class Pipeline:
                 max_skew=self.max_skew,
             )
         except DecodeError as exc:
-            out = self._dead_letter(msg, exc.reason, exc.message)
-            outcome = Outcome(reason=exc.reason, outputs=(out,))
+            extra = self._accepting(raw) if exc.reason == "unknown_node" else None
+            if extra is None:
+                out = self._dead_letter(msg, exc.reason, exc.message)
+                outcome = Outcome(reason=exc.reason, outputs=(out,))
+            else:
+                outcome = self._route(extra, msg)
         else:
             outcome = self._route(samples, msg)
         if self.metrics is not None:
             self.metrics.record(_kind(outcome))
         return outcome
+
+    def process_spans(
+        self,
+        raw: bytes | str | None,
+        *,
+        partition: int = 0,
+        offset: int | None = None,
+        topic: str | None = None,
+        key: bytes | None = None,
+    ) -> Outcome:
+        """Fold one message of the spans topic into its graph; grow the graph on new calls.
+
+        The message is one OTLP JSON (``resourceSpans``) or Jaeger JSON (``data``) document;
+        its graph is the message key, else the document's ``graph`` field, else the only
+        graph with ``grow_from_spans``. When its spans show call edges the graph lacks, the
+        engine is rebuilt on the grown graph with every unchanged node's learned state
+        (:func:`~stream_rca.core.grow.grow_engine`), logged and counted
+        (``stream_rca_graph_changes_total``). Never raises for bad input: a message that is
+        not such a document is a dead letter ``bad_spans``, one of a graph that does not grow
+        from spans ``unknown_graph``.
+        """
+        msg = _Message(raw, topic, partition, offset, key)
+        outcome = self._spans(msg)
+        if self.metrics is not None:
+            self.metrics.record(_kind(outcome))
+        return outcome
+
+    def _spans(self, msg: _Message) -> Outcome:
+        from stream_rca.io.traces import TraceError, spans_of_document
+
+        raw = msg.raw
+        try:
+            doc = json.loads(raw) if raw is not None else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            out = self._dead_letter(msg, "bad_spans", f"spans: not JSON ({exc})")
+            return Outcome(reason="bad_spans", outputs=(out,))
+        growing = [s.name for s in self.specs.values() if s.grow_from_spans]
+        if msg.key:
+            graph = msg.key.decode("utf-8", "replace")
+        elif isinstance(doc, dict) and isinstance(doc.get("graph"), str):
+            graph = doc["graph"]
+        else:
+            graph = growing[0] if len(growing) == 1 else ""
+        if graph not in growing:
+            text = (
+                f"spans for graph {graph[:100]!r}: no graph of this worker grows from spans "
+                f"by that name (key the message by graph name; growing: {', '.join(growing)})"
+            )
+            out = self._dead_letter(msg, "unknown_graph", text)
+            return Outcome(reason="unknown_graph", outputs=(out,))
+        try:
+            read = spans_of_document(doc, "spans message")
+        except TraceError as exc:
+            out = self._dead_letter(msg, "bad_spans", str(exc))
+            return Outcome(graph=graph, reason="bad_spans", outputs=(out,))
+        try:
+            self._grow(graph, read.spans, msg.partition)
+        except Exception as exc:
+            return self._failed(exc, graph, msg, [])
+        return Outcome(graph=graph)
+
+    def _grow(self, graph: str, spans: Sequence[Span], partition: int) -> None:
+        from stream_rca.core.grow import grow_engine
+
+        spec = self.specs[graph]
+        growth = self._growth.setdefault(graph, SpanGrowth(spec.graph))
+        if not growth.add(spans):
+            return
+        state = self._acquire(graph, partition)
+        new = growth.graph()
+        old = state.engine.graph
+        if set(new.edges) == set(old.edges) and len(new) == len(old):
+            return
+        engine, change = grow_engine(state.engine, new, targets=spec.targets)
+        engine.timer = state.engine.timer
+        state.engine = engine
+        state.aligner = grow_aligner(state.aligner, new.nodes)
+        self.known[graph] = frozenset(new.nodes)
+        if graph in self._extras:
+            self._extras[graph].add_nodes(new.nodes)
+        for a, b, n in growth.dropped:
+            log.info("graph %r: call edge %s -> %s (%d calls) left out: cycle", graph, a, b, n)
+        log.info("graph %r grew from spans: %s", graph, change.summary())
+        if self.metrics is not None:
+            self.metrics.register_graph(graph, new.nodes, spec.targets)
+            self.metrics.graph_changed(graph)
+        self._dirty.add(graph)
+
+    def _accepting(self, raw: bytes | str | None) -> list[Sample] | None:
+        """The samples of a message naming unknown nodes, if its graph accepts them."""
+        samples = decode_event(raw, now=self.clock(), max_skew=self.max_skew)  # type: ignore[arg-type]
+        spec = self.specs.get(samples[0].graph) if samples else None
+        return samples if spec is not None and spec.accept_unknown else None
+
+    def _extra_buffer(self, graph: str, state: GraphState) -> ExtraBuffer:
+        buf = self._extras.get(graph)
+        if buf is None:
+            spec = self.specs[graph]
+            buf = self._extras[graph] = ExtraBuffer(
+                state.engine.graph.nodes, spec.targets, spec.engine.warmup, spec.max_extra_series
+            )
+        return buf
 
     def _route(self, samples: list[Sample], msg: _Message) -> Outcome:
         if not samples:  # an empty batch: valid, nothing to do
@@ -356,6 +468,16 @@ class Pipeline:
         if msg.offset is not None and state.applied(msg.partition, msg.offset):
             return Outcome(graph=graph, replayed=True)
         aligner, metrics = state.aligner, self.metrics
+        extras: ExtraBuffer | None = None
+        refused: list[str] = []
+        late_extra = 0
+        if self.specs[graph].accept_unknown:
+            extras = self._extra_buffer(graph, state)
+            own = self.known[graph]
+            others = [s for s in samples if s.node not in own]
+            if others:
+                samples = [s for s in samples if s.node in own]
+                refused, late_extra = extras.add(others, aligner.window_of)
         statuses: list[AlignStatus] = []
         snapshots: list[Snapshot] = []
         for res in aligner.add_many(samples):
@@ -381,10 +503,22 @@ class Pipeline:
             results.append(result)
             if metrics is not None:
                 metrics.observe_step(result, took)
+            if extras is not None:  # nothing learns inside an incident
+                extras.on_snapshot(snap, learn=not result.open_incidents)
             for att in result.attributions:
+                if extras is not None:
+                    att = extras.annotate(att)
                 outputs.append(Output("attributions", gkey, json_bytes(att.to_dict())))
             if self.changes is not None:  # the reference mechanisms; change answers
-                outputs.extend(self.changes.observe(graph, snap, result))
+                declared = self.specs[graph].graph.index  # a grown graph: its declared nodes
+                seen = (
+                    snap
+                    if len(declared) == len(state.engine.graph)
+                    else dataclasses.replace(
+                        snap, values={k: v for k, v in snap.values.items() if k in declared}
+                    )
+                )
+                outputs.extend(self.changes.observe(graph, seen, result))
             if self.publish_scores:
                 doc = scores_document(result, snap, state.engine.n_snapshots)
                 outputs.append(Output("scores", gkey, json_bytes(doc)))
@@ -398,12 +532,26 @@ class Pipeline:
                 f"{aligner.allowed_lateness} s)"
             )
             outputs.append(self._dead_letter(msg, "late_event", text))
+        if late_extra:
+            text = (
+                f"{late_extra} samples of series not in graph {graph!r} fall in windows already "
+                "scored"
+            )
+            outputs.append(self._dead_letter(msg, "late_event", text))
+        if refused:
+            bound = self.specs[graph].max_extra_series
+            text = (
+                f"graph {graph!r} follows at most {bound} series not in the graph "
+                f"(max_extra_series); refused: {', '.join(refused[:20])}"
+            )
+            outputs.append(self._dead_letter(msg, "extra_series_limit", text))
         if msg.offset is not None:
             state.offsets[msg.partition] = msg.offset
         self._dirty.add(graph)
+        reason = "late_event" if late or late_extra else None
         return Outcome(
             graph=graph,
-            reason="late_event" if late else None,
+            reason="extra_series_limit" if refused else reason,
             statuses=tuple(statuses),
             results=tuple(results),
             outputs=tuple(outputs),

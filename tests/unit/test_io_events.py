@@ -277,6 +277,8 @@ def test_reason_codes_are_stable() -> None:
         "late_event",
         "processing_error",
         "graph_quarantined",
+        "extra_series_limit",
+        "bad_spans",
     )
 
 
