@@ -49,6 +49,13 @@ class Sink(Protocol):
 class KafkaSink:
     """Produce events to ``topic`` and wait for the broker's acknowledgements.
 
+    An event stays counted in :attr:`pending_bytes` until the broker settles it, even after its
+    request gave up waiting (``broker_unavailable``): a slow broker keeps refusing new requests
+    (``queue_full``) instead of piling more on. An event sent again while its first send is
+    still in flight waits for that send, and one that reached Kafka after its request gave up
+    is not sent again when the sender retries (up to ``remembered`` such events), so a retry
+    after a stall adds nothing twice.
+
     Parameters
     ----------
     producer
@@ -60,16 +67,28 @@ class KafkaSink:
         Bound on the bytes sent and not yet acknowledged.
     ack_timeout
         Seconds to wait for a request's acknowledgements.
+    remembered
+        Most events kept that reached Kafka after their request gave up.
     """
 
     def __init__(
-        self, producer: Any, topic: str, *, max_pending_bytes: int, ack_timeout: float
+        self,
+        producer: Any,
+        topic: str,
+        *,
+        max_pending_bytes: int,
+        ack_timeout: float,
+        remembered: int = 100_000,
     ) -> None:
         self.producer = producer
         self.topic = topic
         self.max_pending_bytes = max_pending_bytes
         self.ack_timeout = ack_timeout
+        self.remembered = remembered
         self._pending = 0
+        self._inflight: dict[Event, asyncio.Future[None]] = {}
+        self._abandoned: set[Event] = set()
+        self._landed: dict[Event, None] = {}
 
     @property
     def pending_bytes(self) -> int:
@@ -90,16 +109,21 @@ class KafkaSink:
             )
         loop = asyncio.get_running_loop()
         waiting: list[asyncio.Future[None]] = []
-        self._pending += size
         try:
-            for key, value in events:
-                done: asyncio.Future[None] = loop.create_future()
-                future = self.producer.send(self.topic, key=key, value=value)
-                future.add_callback(_settle, loop, done, None)
-                future.add_errback(_fail, loop, done)
+            for event in events:
+                if self._landed.pop(event, 0) is None:
+                    continue  # it reached Kafka after an earlier request gave up on it
+                done = self._inflight.get(event)
+                if done is None:
+                    done = self._send(loop, event)
+                self._abandoned.discard(event)
                 waiting.append(done)
-            await asyncio.wait_for(asyncio.gather(*waiting), self.ack_timeout)
+            together = asyncio.gather(*waiting)
+            together.add_done_callback(_retrieve)
+            # shielded: on a timeout the sends go on, counted as pending until settled
+            await asyncio.wait_for(asyncio.shield(together), self.ack_timeout)
         except TimeoutError:
+            self._abandoned.update(e for e in events if e in self._inflight)
             raise RejectedError(
                 "broker_unavailable",
                 f"Kafka did not acknowledge {len(events)} events within {self.ack_timeout:g} s",
@@ -108,11 +132,37 @@ class KafkaSink:
         except RejectedError:
             raise
         except Exception as exc:  # kafka-python's errors: the broker refused or is unreachable
+            self._abandoned.update(e for e in events if e in self._inflight)
             raise RejectedError(
                 "broker_unavailable", f"Kafka refused the events: {type(exc).__name__}: {exc}", 503
             ) from None
-        finally:
-            self._pending -= size
+
+    def _send(self, loop: asyncio.AbstractEventLoop, event: Event) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = loop.create_future()
+        size = len(event[0]) + len(event[1])
+        self._pending += size
+        self._inflight[event] = done
+        done.add_done_callback(lambda f: self._settled(event, size, f))
+        try:
+            future = self.producer.send(self.topic, key=event[0], value=event[1])
+        except BaseException as exc:
+            done.set_exception(exc)
+            return done
+        future.add_callback(_settle, loop, done, None)
+        future.add_errback(_fail, loop, done)
+        return done
+
+    def _settled(self, event: Event, size: int, done: asyncio.Future[None]) -> None:
+        self._pending -= size
+        if self._inflight.get(event) is done:
+            del self._inflight[event]
+        abandoned = event in self._abandoned
+        self._abandoned.discard(event)
+        if done.cancelled() or done.exception() is not None or not abandoned:
+            return
+        self._landed[event] = None
+        while len(self._landed) > self.remembered:
+            del self._landed[next(iter(self._landed))]
 
     def close(self) -> None:
         """Flush what is pending (a few seconds at most) and close the producer."""
@@ -120,6 +170,11 @@ class KafkaSink:
             self.producer.flush(timeout=5)
         finally:
             self.producer.close(timeout=5)
+
+
+def _retrieve(together: asyncio.Future[Any]) -> None:
+    if not together.cancelled():
+        together.exception()  # seen here, so that asyncio does not log it as never retrieved
 
 
 def _settle(
