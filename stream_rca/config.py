@@ -165,6 +165,12 @@ class Settings:
         "topic of requests for a distribution-change answer",
         metavar="TOPIC",
     )
+    spans_topic: str = setting(
+        "rca.spans",
+        "topic of OpenTelemetry spans (OTLP JSON or Jaeger JSON documents, keyed by graph "
+        "name) that grow the graphs with grow_from_spans: true",
+        metavar="TOPIC",
+    )
     change_after: int = setting(
         30,
         "snapshots an incident stays open before the worker publishes why the distribution "

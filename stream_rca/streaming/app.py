@@ -260,6 +260,10 @@ def make_app(
 
     app.agent(source, name=AGENT_NAME)(rca)
     serve_change_requests(app, settings.change_requests_topic, runtime, changes)
+    if any(s.grow_from_spans for s in specs):
+        from stream_rca.streaming.growth import serve_spans
+
+        serve_spans(app, settings.spans_topic, runtime)
     if reader is not None:
         app.task(_timer(reader.run))
     app.timer(settings.checkpoint_interval, name="checkpoint")(_timer(runtime.checkpoint))

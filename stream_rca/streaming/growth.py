@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,7 +35,23 @@ from stream_rca.io.aligner import Aligner
 from stream_rca.io.events import Sample
 from stream_rca.io.traces import Span, break_cycles
 
-__all__ = ["MAX_SPANS", "ExtraBuffer", "SpanGrowth", "grow_aligner", "grown_nodes"]
+if TYPE_CHECKING:
+    import faust
+
+    from stream_rca.streaming.runtime import Runtime
+
+__all__ = [
+    "MAX_SPANS",
+    "SPANS_AGENT",
+    "ExtraBuffer",
+    "SpanGrowth",
+    "grow_aligner",
+    "grown_nodes",
+    "serve_spans",
+]
+
+SPANS_AGENT = "spans"
+"""Name of the agent that reads the spans topic."""
 
 _WindowOf = Callable[[float], tuple[float, float]]
 
@@ -199,3 +216,31 @@ def grow_aligner(aligner: Aligner, nodes: Sequence[str]) -> Aligner:
     tree["values"] = np.concatenate([tree["values"], np.zeros((rows, k))], axis=1)
     tree["present"] = np.concatenate([tree["present"], np.zeros((rows, k), dtype=bool)], axis=1)
     return Aligner.from_state(tree)
+
+
+def serve_spans(app: faust.App, topic: str, runtime: Runtime) -> None:
+    """Add the agent that folds the spans topic's messages into the graphs (under the lock).
+
+    Spans are not input of the engine: faust commits their offsets as usual, after the
+    message's dead letter (if any) was handed to the producer. Key the messages by graph
+    name, with as many partitions as the input topic, so that a graph's spans reach the
+    worker that holds it.
+    """
+    source = app.topic(topic, key_serializer="raw", value_serializer="raw", allow_empty=True)
+
+    async def spans(stream: Any) -> Any:
+        async for event in stream.events():
+            message = event.message
+            async with runtime.lock:
+                outcome = runtime.pipeline.process_spans(
+                    message.value,
+                    partition=message.partition,
+                    offset=message.offset,
+                    topic=message.topic,
+                    key=message.key,
+                )
+            for output in outcome.outputs:
+                await runtime.broker.send(output)
+            yield outcome
+
+    app.agent(source, name=SPANS_AGENT)(spans)
