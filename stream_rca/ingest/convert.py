@@ -127,6 +127,9 @@ class Converter:
         self.slots: list[tuple[str, str]] = []
         """``(graph, node)`` of every gauge node the fast path has fed, by slot number."""
         self._slot_of: dict[tuple[str, str], int] = {}
+        self.slot_graphs: list[int] = []
+        """The graph number of every slot (graphs numbered in order of first use)."""
+        self._graph_of: dict[str, int] = {}
 
     def slot(self, graph: str, node: str) -> int:
         """The slot number of a gauge node (given out on first use)."""
@@ -135,6 +138,7 @@ class Converter:
         if found is None:
             found = self._slot_of[key] = len(self.slots)
             self.slots.append(key)
+            self.slot_graphs.append(self._graph_of.setdefault(graph, len(self._graph_of)))
         return found
 
     def batch(self, now: float) -> Batch:

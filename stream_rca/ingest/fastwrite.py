@@ -217,12 +217,7 @@ def _gauges(
     cell_slot = (cells // n_ts)[order]
     cell_ts = (cells % n_ts)[order]
     names_of = batch.converter.slots
-    graph_of = {
-        g: j for j, g in enumerate(sorted({names_of[s][0] for s in set(cell_slot.tolist())}))
-    }
-    cell_graph = np.fromiter(
-        (graph_of[names_of[s][0]] for s in cell_slot.tolist()), dtype=np.int64, count=len(order)
-    )
+    cell_graph = np.asarray(batch.converter.slot_graphs, dtype=np.int64)[cell_slot]
     group_key = cell_graph * n_ts + cell_ts
     _, group_first, group_of = np.unique(group_key, return_index=True, return_inverse=True)
     group_rank = np.argsort(np.argsort(group_first, kind="stable"), kind="stable")[group_of]
