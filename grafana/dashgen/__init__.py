@@ -1,4 +1,7 @@
-"""Generator of the stream-rca Grafana dashboards (run ``python -m grafana.build_dashboards``)."""
+"""Generator of the stream-rca Grafana dashboards (run ``python -m grafana.build_dashboards``).
+
+Built with grafana-foundation-sdk, Grafana's own typed builders (a dev dependency).
+"""
 
 from __future__ import annotations
 
