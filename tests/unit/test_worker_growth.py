@@ -148,3 +148,19 @@ def test_bad_span_messages_are_dead_letters() -> None:
     assert p.process_spans(b'{"spans": []}', key=b"shop").reason == "bad_spans"
     assert p.process_spans(_otlp("api", []), key=b"other").reason == "unknown_graph"
     assert p.process_spans(_otlp("api", []), key=b"nope").reason == "unknown_graph"
+
+
+def test_a_grown_graphs_checkpoint_is_refused_after_a_restart() -> None:
+    p = Pipeline([_spec(grow_from_spans=True)], clock=lambda: CLOCK)
+    rng = np.random.default_rng(2)
+    for t in range(50):
+        p.process_one(_batch(t, {k: v for k, v in _row(rng).items() if k != "gc"}))
+    p.process_spans(_otlp("api", [("t1", "a1", None, 3)]), key=b"shop")
+    p.process_spans(_otlp("cache", [("t1", "c1", "a1", 2)]), key=b"shop")
+    blob = p.checkpoint("shop")
+    again = Pipeline([_spec(grow_from_spans=True)], clock=lambda: CLOCK, loader=lambda g: blob)
+    again.process_one(_batch(60, {"db": 1.0}))
+    state = again.state("shop")
+    assert state is not None
+    assert not state.restored  # refused: it starts afresh on the declared graph
+    assert len(state.engine.graph) == len(GRAPH)
