@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,9 +33,9 @@ from stream_rca.streaming.producers import ensure_topics
 from stream_rca.streaming.testing import publish
 
 AGENT = """
-import sys, time, faust
-mode, bootstrap, topic, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5]
-n = int(sys.argv[4])
+import os, time, faust
+mode, bootstrap, topic, out = (os.environ["SRC_" + k] for k in ("MODE", "BOOT", "TOPIC", "OUT"))
+n = int(os.environ["SRC_N"])
 app = faust.App("src-" + str(time.time_ns()), broker="kafka://" + bootstrap, store="memory://",
                 web_enabled=False, consumer_auto_offset_reset="earliest")
 source = app.topic(topic, key_serializer="raw", value_serializer="raw")
@@ -43,7 +44,7 @@ seen, first = [0], [0.0]
 def done():
     with open(out, "w") as f:
         f.write(str(seen[0] / (time.perf_counter() - first[0])))
-    raise SystemExit(0)
+    os._exit(0)
 
 @app.agent(source)
 async def count(stream):
@@ -69,10 +70,13 @@ app.main()
 def faust_rate(mode: str, bootstrap: str, topic: str, n: int, tmp: Path) -> float:
     script, out = tmp / "agent.py", tmp / f"rate-{mode}.txt"
     script.write_text(AGENT)
-    cmd = [sys.executable, str(script), mode, bootstrap, topic, str(n), str(out), "worker"]
-    cmd += ["-l", "warning", "--without-web"]
+    cmd = [sys.executable, str(script), "worker", "-l", "warn", "--without-web"]
+    env = {"SRC_MODE": mode, "SRC_BOOT": bootstrap, "SRC_TOPIC": topic, "SRC_N": str(n)}
+    env = {**os.environ, **env, "SRC_OUT": str(out)}
     with contextlib.suppress(subprocess.TimeoutExpired):
-        subprocess.run(cmd, timeout=600, capture_output=True, cwd=tmp)
+        done = subprocess.run(cmd, timeout=600, capture_output=True, cwd=tmp, text=True, env=env)
+        if not out.exists():
+            say(f"faust {mode} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return float(out.read_text()) if out.exists() else float("nan")
 
 

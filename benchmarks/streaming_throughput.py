@@ -120,11 +120,18 @@ def settings_for(
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the raw ceiling -----------------------------------------------------------------------
 
 
-def raw_ceiling(settings: Settings, expected: int) -> float:
-    """Messages/s an aiokafka consumer (no group) reads the input topic at, only counting."""
+def raw_ceiling(settings: Settings, expected: int) -> tuple[float, float]:
+    """Messages per second and per CPU second (of this process) that an aiokafka consumer (no
+    group) reads the input topic at, only counting."""
 
     async def run() -> float:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -150,7 +157,9 @@ def raw_ceiling(settings: Settings, expected: int) -> float:
         finally:
             await consumer.stop()
 
-    return asyncio.run(run())
+    cpu = time.process_time()
+    rate = asyncio.run(run())
+    return rate, expected / (time.process_time() - cpu)
 
 
 # -- one worker, recovery --------------------------------------------------------------------
@@ -189,7 +198,7 @@ def one_worker(
     settings = settings_for(bootstrap, tmp, sim_config, args.warmup, metrics_port=port)
     sim = Simulation(sim_config, now=time.time())
     messages = publish(settings, simulated_messages(sim, n), linger_ms=20)
-    ceiling = raw_ceiling(settings, messages)
+    ceiling, ceiling_cpu = raw_ceiling(settings, messages)
     expected_scores = args.graphs * (n - 1)  # each graph's last window stays open
     form = "batch" if batch else "single"
     with (
@@ -197,11 +206,13 @@ def one_worker(
         WorkerProcess(settings, tmp / f"worker-{form}.log", worker_id=f"bench-{form}") as worker,
     ):
         worker.ready(120)
+        cpu = cpu_seconds(worker.pid)
         reader.wait_until(
             lambda r: len(r.records(settings.scores_topic)) >= expected_scores,
             args.timeout,
             what=f"{expected_scores} score documents",
         )
+        cpu = cpu_seconds(worker.pid) - cpu
         assert worker.stop() == 0, worker.tail()
         scores = reader.records(settings.scores_topic)
         seconds = scores[-1].received - scores[0].received
@@ -209,7 +220,7 @@ def one_worker(
     reset_offsets(settings)  # recovery: everything is in the checkpoints, read it all again
     with WorkerProcess(settings, tmp / f"worker-{form}-2.log", worker_id=f"re-{form}") as again:
         again.ready(120)
-        started = time.monotonic()
+        started, replay_cpu = time.monotonic(), cpu_seconds(again.pid)
         wait_until(
             lambda: metric(port, "stream_rca_records_total", 'outcome="replayed"') >= messages,
             args.timeout,
@@ -219,6 +230,7 @@ def one_worker(
             interval=0.05,
         )
         replay_seconds = time.monotonic() - started
+        replay_cpu = cpu_seconds(again.pid) - replay_cpu
         processed = metric(port, "stream_rca_records_total", 'outcome="processed"')
     nodes = len(sim.graphs[0].system.nodes)
     return {
@@ -228,8 +240,13 @@ def one_worker(
         "messages_per_s": messages / seconds,
         "values_per_s": args.graphs * n * nodes / seconds,
         "ceiling_per_s": ceiling,
+        "ceiling_per_cpu_s": ceiling_cpu,
+        "worker_cpu_s": cpu,
+        "messages_per_cpu_s": messages / cpu,
+        "values_per_cpu_s": args.graphs * n * nodes / cpu,
         "attributions": attributions,
         "replay_per_s": messages / replay_seconds,
+        "replay_per_cpu_s": messages / replay_cpu,
         "replay_processed": processed,
     }
 
@@ -395,9 +412,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['attributions']:.0f} attributions"
                 )
                 say(
+                    f"one worker, {form:6}, per CPU second of the worker: "
+                    f"{r['messages_per_cpu_s']:,.0f} messages, {r['values_per_cpu_s']:,.0f} "
+                    f"values ({r['worker_cpu_s']:.1f} CPU s); raw consumer "
+                    f"{r['ceiling_per_cpu_s']:,.0f} messages per CPU second"
+                )
+                say(
                     f"recovery, {form:6}: all {r['messages']:.0f} messages read again and "
                     f"skipped at {r['replay_per_s']:,.0f} messages/s "
-                    f"({r['replay_per_s'] / r['ceiling_per_s']:.0%} of the raw consumer); "
+                    f"({r['replay_per_s'] / r['ceiling_per_s']:.0%} of the raw consumer), "
+                    f"{r['replay_per_cpu_s']:,.0f} per CPU second; "
                     f"{r['replay_processed']:.0f} processed again"
                 )
             if "workers" in phases:
