@@ -286,9 +286,9 @@ def learn_structure(
         raise ValueError("alpha in (0, 1), max_depth 0-2, n_boot >= 1 and block >= 1 expected")
     if x.shape[0] < 20:
         raise ValueError(f"at least 20 rows are needed to learn a structure, got {x.shape[0]}")
-    mean = np.nanmean(np.where(np.isfinite(x), x, np.nan), axis=0)
-    mean = np.nan_to_num(mean)
-    x = np.where(np.isfinite(x), x, mean)
+    finite = np.isfinite(x)
+    mean = np.where(finite, x, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
+    x = np.where(finite, x, mean)  # an empty column is constant 0: no edges
     live = np.flatnonzero(x.std(axis=0) > 0)
     xl = x[:, live]
     pos = {names[int(j)]: k for k, j in enumerate(live)}

@@ -52,10 +52,10 @@ def test_seeded_and_valid_document() -> None:
 
 def test_constant_and_missing_columns() -> None:
     x, names = _diamond()
-    x = np.c_[x, np.ones(len(x))]
+    x = np.c_[x, np.ones(len(x)), np.full(len(x), np.nan)]
     x[::7, 0] = np.nan
-    g = learn_structure(x, [*names, "flat"], n_boot=3)
-    assert not any("flat" in e for e in g.edges)
+    g = learn_structure(x, [*names, "flat", "empty"], n_boot=3)
+    assert not any("flat" in e or "empty" in e for e in g.edges)
     assert "flat" in g.to_graph().nodes
 
 
