@@ -30,10 +30,13 @@ class EngineConfig:
     ridge
         Relative ridge penalty of the linear mechanisms.
     protect
-        A node whose conditional score reaches this does not learn from the snapshot (and no
-        node learns from a snapshot while an incident is open on a target). High
-        enough that the tails keep the rare values of normal operation (a lower level would trim
-        exactly the values the tail fits need, and scores would over-alarm).
+        A node whose conditional score reaches this does not update its mechanism from the
+        snapshot, and a target whose marginal score reaches it does not update its marginal
+        model (and nothing learns from a snapshot while an incident is open on a target), so
+        faults are not learned as normal.
+    protect_noise
+        The same for the noise models, at a higher level: they must keep the rare values of
+        normal operation, or their tails would thin and scores over-alarm.
     trigger
         Incident thresholds of the watched targets.
     n_samples
@@ -64,7 +67,8 @@ class EngineConfig:
     refit_every: int = 16
     forgetting: float = 1e-3
     ridge: float = 1e-6
-    protect: float = 12.0
+    protect: float = 6.0
+    protect_noise: float = 12.0
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     n_samples: int = 512
     exact_max_players: int = 12
@@ -80,8 +84,8 @@ class EngineConfig:
             raise ValueError(f"warmup must be at least 10 snapshots, got {self.warmup}")
         if self.n_samples < 50 or self.generic_samples < 50:
             raise ValueError("n_samples and generic_samples must be at least 50")
-        if self.protect <= 0:
-            raise ValueError("protect must be positive")
+        if self.protect <= 0 or self.protect_noise < self.protect:
+            raise ValueError("protect must be positive and protect_noise at least protect")
         if self.reservoir < 64:
             raise ValueError(f"reservoir must be at least 64, got {self.reservoir}")
         if not 1 <= self.refit_every <= 1024:

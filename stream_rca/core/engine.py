@@ -233,10 +233,11 @@ class Engine:
             parents_ok[b] = m.parents_present(present[b], cfg.impute_learn)
         # unscored counts as calm; marginalised nodes learn nothing
         learn = present & parents_ok & ~(node_scores >= cfg.protect) & self._active
-        t_learn = t_present & ~(t_scores >= cfg.protect)
+        noise_learn = present & parents_ok & ~(node_scores >= cfg.protect_noise) & self._active
+        t_learn = t_present & ~(t_scores >= cfg.protect_noise)
         return _Segment(
-            x, filled, resid, present, node_scores, t_scores, t_vals, learn, t_learn, warm_nodes,
-            bool(t_warm.all()),
+            x, filled, resid, present, node_scores, t_scores, t_vals, learn, t_learn, noise_learn,
+            warm_nodes, bool(t_warm.all()),
         )  # fmt: skip
 
     def _segment(
@@ -248,6 +249,7 @@ class Engine:
             if r.open_incidents:  # nothing learns from a snapshot inside an incident
                 seg.learn[b] = False
                 seg.t_learn[b] = False
+                seg.noise_learn[b] = False
         self._after(seg)
         return results
 
@@ -273,6 +275,7 @@ class Engine:
             cat([s.learn for s in segs]),
             cat([s.t_vals for s in segs]),
             cat([s.t_learn for s in segs]),
+            cat([s.noise_learn for s in segs]),
         )
 
     def _fix_structure(self) -> None:
@@ -512,6 +515,7 @@ class Engine:
                 "learn": stack("learn", n, np.bool_),
                 "t_vals": stack("t_vals", k, np.float64),
                 "t_learn": stack("t_learn", k, np.bool_),
+                "noise_learn": stack("noise_learn", n, np.bool_),
             },
             "models": self._models.to_state(),
             "triggers": [self._triggers[t].to_state() for t in self.targets],
@@ -553,6 +557,7 @@ class Engine:
                     get_array(p, "t_vals", np.float64, (rows, k)).copy(),
                     get_array(p, "learn", np.bool_, (rows, n)).copy(),
                     get_array(p, "t_learn", np.bool_, (rows, k)).copy(),
+                    get_array(p, "noise_learn", np.bool_, (rows, n)).copy(),
                     np.ones(n, dtype=bool), True,
                 )
             ]  # fmt: skip
@@ -596,6 +601,7 @@ class _Segment:
     t_vals: FloatArray
     learn: BoolArray
     t_learn: BoolArray
+    noise_learn: BoolArray
     warm_nodes: BoolArray
     targets_warm: bool
 

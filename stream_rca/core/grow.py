@@ -167,18 +167,27 @@ def grow_engine(
     filled = np.zeros((rows, n_new))
     resid = np.zeros((rows, n_new))
     learn = np.zeros((rows, n_new), dtype=bool)
+    noise_learn = np.zeros((rows, n_new), dtype=bool)
     for j, i in common:
         filled[:, j] = np.asarray(sp["filled"])[:, i]
     for j, i in pairs:
         resid[:, j] = np.asarray(sp["resid"])[:, i]
         learn[:, j] = np.asarray(sp["learn"])[:, i]
+        noise_learn[:, j] = np.asarray(sp["noise_learn"])[:, i]
     k = len(targets)
     t_vals, t_learn = np.zeros((rows, k)), np.zeros((rows, k), dtype=bool)
     t_pairs = [(a, old.targets.index(t)) for a, t in enumerate(targets) if t in old.targets]
     for a, b in t_pairs:
         t_vals[:, a] = np.asarray(sp["t_vals"])[:, b]
         t_learn[:, a] = np.asarray(sp["t_learn"])[:, b]
-    tp.update(filled=filled, resid=resid, learn=learn, t_vals=t_vals, t_learn=t_learn)
+    tp.update(
+        filled=filled,
+        resid=resid,
+        learn=learn,
+        t_vals=t_vals,
+        t_learn=t_learn,
+        noise_learn=noise_learn,
+    )
     # build once with the structure (marginalised nodes), then fill in the learned rows
     shaped = Engine.from_state(graph, cfg, tree).to_state()
     shaped["pending"] = tp

@@ -139,8 +139,15 @@ class GraphModels:
         learn: BoolArray,
         t_vals: FloatArray,
         t_learn: BoolArray,
+        noise_learn: BoolArray | None = None,
     ) -> None:
-        """Learn a block ``(B, nodes)`` where ``learn`` is true, in row order, then refit."""
+        """Learn a block ``(B, nodes)`` where ``learn`` is true, in row order, then refit.
+
+        ``noise_learn`` (default ``learn``) gates the noise reservoirs apart from the
+        mechanisms: a residual too rare to update a mechanism with may still belong in the
+        sample of the noise's tail.
+        """
+        noise_learn = learn if noise_learn is None else noise_learn
         # a residual counts once the node's mechanism has learned enough, row by row
         fitted_before = self.fitted[None, :] + np.cumsum(learn, axis=0) - learn
         ready = fitted_before >= self.min_fit[None, :]
@@ -149,7 +156,7 @@ class GraphModels:
             for b in np.flatnonzero(learn[:, j]):
                 model.learn_one(self.features(j, x[b]), float(x[b, j]))
         self.fitted += learn.sum(axis=0)
-        self.noise.learn_many(resid, learn & (ready | ~self.has_parents))
+        self.noise.learn_many(resid, noise_learn & (ready | ~self.has_parents))
         self.marginal.learn_many(t_vals, t_learn)
         # the typical magnitude of each node's values floors its tail scales
         self._abs_sum += np.where(learn, np.abs(x), 0.0).sum(axis=0)
