@@ -192,7 +192,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(cluster: Cluster) -> None:
         assert "new state" not in a2.log()
         # ... so no graph warmed up again: every snapshot past the warm-up was scored warm
         scores = cluster.reader.docs(cluster.settings.scores_topic)
-        late = [d for d in scores if d["window"]["start"] >= cluster.sim.window(40)]
+        late = [d for d in scores if d["window"]["start"] >= cluster.sim.window(64)]
         assert late
         assert all(d["warm"] for d in late)
         assert b.stop() == 0

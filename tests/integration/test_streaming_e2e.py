@@ -102,7 +102,9 @@ def test_injected_faults_are_attributed_to_their_root_causes(deployment: Deploym
     scores = shop0_scores(reader)
     assert [d["window"]["start"] for d in scores] == [sim.window(i) for i in range(n)]
     assert not scores[0]["warm"]
-    assert all(d["warm"] for d in scores[40:])
+    # models learn every 16 windows, and a node with parents counts residuals once its
+    # mechanism is fitted: a 30-window warm-up is over by window 64
+    assert all(d["warm"] for d in scores[64:])
 
 
 def test_bad_messages_land_in_the_deadletter_topic(deployment: Deployment) -> None:
