@@ -202,6 +202,13 @@ class Settings:
         check=_positive,
         expected="a number of seconds > 0",
     )
+    lag_interval: float = setting(
+        5.0,
+        "seconds between reports of the consumer lag gauge",
+        metavar="SECONDS",
+        check=_positive,
+        expected="a number of seconds > 0",
+    )
     quarantine_after: int = setting(
         5,
         "processing errors of a graph in a row after which it is quarantined",

@@ -267,7 +267,7 @@ def make_app(
     if reader is not None:
         app.task(_timer(reader.run))
     app.timer(settings.checkpoint_interval, name="checkpoint")(_timer(runtime.checkpoint))
-    app.timer(5.0, name="consumer-lag")(_timer_sync(runtime.update_lag))
+    app.timer(settings.lag_interval, name="consumer-lag")(_timer_sync(runtime.update_lag))
     app.timer(2.5, name="catch-up")(_timer(runtime.catch_up))
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

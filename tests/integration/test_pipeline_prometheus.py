@@ -82,8 +82,9 @@ SIM_DURATION = 240.0
 """Bounds the simulator should the test's cleanup fail; the test stops it long before."""
 MALFORMED = 3000
 """Rejected messages sent: several percent of the input (DeadLettersRising fires above 1 %)."""
-LAG_BURST = 4
-"""Backlog produced while the worker is stopped, in multiples of ConsumerLagHigh's threshold."""
+LAG_BURST = 12
+"""Backlog produced while the worker is stopped, in multiples of ConsumerLagHigh's threshold
+(large: the batch path drains a backlog of a few times the threshold between two scrapes)."""
 LAG_ATTEMPTS = 3
 
 
@@ -346,6 +347,7 @@ def test_every_dashboard_query_and_rule_returns_data_from_a_running_pipeline(
         "--web-port=0",
         f"--data-dir={tmp_path / 'data'}",
         "--checkpoint-interval=5",
+        "--lag-interval=1",  # reports faster than the backlog drains
         "--session-timeout=60",
         "--loglevel=warning",
     ]
@@ -360,6 +362,10 @@ def test_every_dashboard_query_and_rule_returns_data_from_a_running_pipeline(
         f"--first-fault={FIRST_FAULT}",
         f"--fault-every={FAULT_EVERY}",
         f"--fault-duration={FAULT_DURATION}",
+        # large faults: every graph's incidents must reach the dashboards whatever the draw
+        "--strength",
+        "12",
+        "20",
         "--batch",
         f"--truth={truth_file}",
         "--truth-topic=",
