@@ -39,7 +39,7 @@ from stream_rca.errors import DecodeError
 from stream_rca.io.aligner import AlignStatus
 from stream_rca.io.events import Sample
 from stream_rca.io.fastdecode import decode_batch
-from stream_rca.streaming.pipeline import Pipeline, _kind, _Message
+from stream_rca.streaming.pipeline import Pipeline, _kind, _Message, count_statuses
 from stream_rca.streaming.records import Outcome, Output, json_bytes, scores_document
 
 __all__ = ["InputRecord", "process_batch"]
@@ -145,17 +145,7 @@ def _align(
             continue
         block.members.append(p)
         p.statuses = tuple(statuses)
-        used = sum(1 for s in statuses if s.used)
-        late = statuses.count(AlignStatus.LATE)
-        dupes = statuses.count(AlignStatus.DUPLICATE)
-        state.events += used
-        if metrics is not None:
-            if used:
-                metrics.event(graph, used)
-            if late:
-                metrics.late(graph, late)
-            if dupes:
-                metrics.duplicate(graph, dupes)
+        late = count_statuses(state, metrics, graph, statuses)
         if late:
             start, end = aligner.window_of(samples[0].ts)
             text = (

@@ -39,6 +39,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from stream_rca.config import GraphSpec
 from stream_rca.core.types import Snapshot, StepResult
@@ -483,17 +484,7 @@ class Pipeline:
         for res in aligner.add_many(samples):
             statuses.append(res.status)
             snapshots.extend(res.snapshots)
-        used = sum(1 for s in statuses if s.used)
-        late = statuses.count(AlignStatus.LATE)
-        dupes = statuses.count(AlignStatus.DUPLICATE)
-        state.events += used
-        if metrics is not None:
-            if used:
-                metrics.event(graph, used)
-            if late:
-                metrics.late(graph, late)
-            if dupes:
-                metrics.duplicate(graph, dupes)
+        late = count_statuses(state, metrics, graph, statuses)
         results: list[StepResult] = []
         gkey = graph.encode()
         for snap in snapshots:
@@ -593,3 +584,21 @@ def _kind(outcome: Outcome) -> str:
     if outcome.replayed:
         return "replayed"
     return "processed" if outcome.reason is None else "dead_lettered"
+
+
+def count_statuses(
+    state: Any, metrics: PipelineMetrics | None, graph: str, statuses: Sequence[AlignStatus]
+) -> int:
+    """Book what the aligner made of a message's samples (events, late, duplicates); late."""
+    used = sum(1 for s in statuses if s.used)
+    late = statuses.count(AlignStatus.LATE)
+    dupes = statuses.count(AlignStatus.DUPLICATE)
+    state.events += used
+    if metrics is not None:
+        if used:
+            metrics.event(graph, used)
+        if late:
+            metrics.late(graph, late)
+        if dupes:
+            metrics.duplicate(graph, dupes)
+    return late
