@@ -83,7 +83,7 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_no_incident(
             first.ready()
             publish(settings, windows(messages, 0, 130))  # warm-up and the first fault
             fault1 = {k for k, d in reference.items() if d["window"]["start"] < sim.window(130)}
-            reader.wait_until(lambda r: fault1 <= set(r.attributions(topic)), 90)
+            reader.wait_until(lambda r: fault1 <= set(r.attributions(topic)), 180)
             first.wait_for(r"checkpoint \(timer\)", 30)  # some of it is checkpointed
             flow = threading.Thread(
                 target=publish,
@@ -96,7 +96,7 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_no_incident(
             flow.join(timeout=60)
             second.start().ready()
             publish(settings, windows(messages, 200, COUNT))
-            reader.wait_until(lambda r: set(reference) <= set(r.attributions(topic)), 120)
+            reader.wait_until(lambda r: set(reference) <= set(r.attributions(topic)), 240)
             assert reader.attributions(topic) == reference  # none lost, none new, same ids
             assert "restored state from checkpoint" in second.log()
             assert "new state" not in second.log()
@@ -189,7 +189,7 @@ def test_a_broker_restart_mid_stream_loses_no_incident(
             worker.ready()
             publish(settings, windows(messages, 0, 130))
             fault1 = {k for k, d in reference.items() if d["window"]["start"] < sim.window(130)}
-            reader.wait_until(lambda r: fault1 <= set(r.attributions(topic)), 90)
+            reader.wait_until(lambda r: fault1 <= set(r.attributions(topic)), 180)
             own_broker.restart(down=3.0)  # the worker stays up, its connections drop
             publish(settings, windows(messages, 130, COUNT))
             reader.wait_until(lambda r: set(reference) <= set(r.attributions(topic)), 180)
