@@ -120,9 +120,7 @@ class Engine:
                 river[j] = model
         active = np.ones(len(graph), dtype=bool)
         active[list(drop)] = False
-        self._models = GraphModels(
-            parents, graph.nodes, river, self._target_idx, active, self.config
-        )
+        self._models = GraphModels(parents, graph.nodes, river, self._target_idx, self.config)
         self._active = active
         self._players = {t: self._player_index(t) for t in self.targets}
 

@@ -50,8 +50,6 @@ class GraphModels:
         Per position, a river regressor used instead of the linear mechanism.
     targets
         Positions of the watched targets (their marginal distributions are modelled too).
-    active
-        Nodes that are modelled (not marginalised out).
     config
         The engine's parameters.
     """
@@ -62,7 +60,6 @@ class GraphModels:
         names: Sequence[str],
         river: Mapping[int, Regressor],
         targets: IntArray,
-        active: BoolArray,
         config: EngineConfig,
     ) -> None:
         cfg = config
@@ -70,7 +67,6 @@ class GraphModels:
         self.parent_index = list(parent_index)
         self.names = tuple(names)
         self.river = {j: m for j, m in river.items() if parent_index[j].size}
-        self.active = active
         members = [j for j in range(n) if j not in self.river]
         self.bank = LinearBank(parent_index, members, forgetting=cfg.forgetting, ridge=cfg.ridge)
         # the reservoirs' slot hash has a fixed salt: the learned state does not depend on the

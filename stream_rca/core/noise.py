@@ -106,12 +106,9 @@ def _log_sf_rows(
         part = np.partition(samples[need], size - k - 1, axis=1)
         u = part[:, size - k - 1].astype(np.float64)
         top = -np.sort(-part[:, size - k :].astype(np.float64), axis=1)
-        above = np.count_nonzero(top > u[:, None], axis=1)
-        log_pu = np.log((above + 0.5) / (size + 1.0))
         floor = np.broadcast_to(np.asarray(min_scale, dtype=np.float64), (rows,))[need]
-        tail = fit_tail_sorted(top, u, log_pu, floor)
-        xs = x if np.ndim(x) == 0 else np.broadcast_to(x, (rows,))[need]
-        ext = tail.log_sf(xs)
+        xs = np.broadcast_to(x, (rows,))[need]
+        ext = _tail_log_sf(top, u, xs, size, floor)
         out[need] = np.where(xs > u, np.minimum(ext, out[need]), out[need])
     return out
 
@@ -140,8 +137,7 @@ def log_event(
     True
     """
     rows, size = samples.shape
-    k = int(tail_size(size, tail_fraction, min_tail))
-    k = max(1, min(k, (size - 2) // 2))
+    k = _event_k(size, tail_fraction, min_tail)
     part = samples if overwrite else samples.copy()
     part.sort(axis=1)  # a vectorised sort is far faster than a two-sided partition here
     n1 = size + 1.0
@@ -153,11 +149,7 @@ def log_event(
         far = np.flatnonzero(x > u)
         if far.size:  # beyond the threshold: the fitted tail of the k most extreme values
             ext = part[far, size - k :][:, ::-1] if upper else -part[far, :k]
-            top = ext.astype(np.float64)  # most extreme first
-            above = np.count_nonzero(top > u[far, None], axis=1)
-            log_pu = np.log((above + 0.5) / n1)
-            tail = fit_tail_sorted(top, u[far], log_pu, np.full(far.size, min_scale))
-            out[far] = tail.log_sf(np.full(far.size, x))
+            out[far] = _tail_log_sf(ext.astype(np.float64), u[far], x, size, min_scale)
         near = np.flatnonzero(x <= u)
         if near.size:  # inside the sample: the mid-rank empirical exceedance
             body = part[near]
@@ -202,7 +194,7 @@ def log_event_groups(
     blocks.sort(axis=2)
     k = _event_k(groups * m, tail_fraction, min_tail)
     kb = _event_k(m, tail_fraction, min_tail)
-    if kb + 1 > m or k + 1 > m:
+    if k + 1 > m:
         raise ValueError(f"blocks of {m} values are too small for tails of {k} values")
     whole_sides, part_sides = [], []
     for upper in (True, False):
@@ -220,9 +212,7 @@ def log_event_groups(
         whole_sides.append(
             _side(merged[:, :k], u, beyond.sum(axis=1), tied.sum(axis=1), groups * m, x, min_scale)
         )
-        top_b = ext[:, :, :kb].reshape(rows * groups, kb) if kb <= k else None
-        if top_b is None:  # pragma: no cover - kb <= k always (m < groups * m)
-            raise AssertionError
+        top_b = ext[:, :, :kb].reshape(rows * groups, kb)  # kb <= k: blocks are smaller
         part = _side(
             top_b.astype(np.float64), u_b.ravel(), beyond.ravel(), tied.ravel(), m, x, min_scale
         )
@@ -233,6 +223,7 @@ def log_event_groups(
 
 
 def _event_k(size: int, tail_fraction: float, min_tail: int) -> int:
+    """The tail size of a sample of ``size``, leaving a body between the two tails."""
     k = int(tail_size(size, tail_fraction, min_tail))
     return max(1, min(k, (size - 2) // 2))
 
@@ -247,16 +238,23 @@ def _side(
     min_scale: float,
 ) -> FloatArray:
     """One side's log exceedance: the fitted tail beyond ``u``, the mid-rank count inside."""
-    n1 = size + 1.0
-    out = np.log((beyond + 0.5 * tied + 0.5) / n1)
+    out: FloatArray = np.log((beyond + 0.5 * tied + 0.5) / (size + 1.0))
     far = np.flatnonzero(x > u)
     if far.size:
-        t = top[far]
-        above = np.count_nonzero(t > u[far, None], axis=1)
-        log_pu = np.log((above + 0.5) / n1)
-        tail = fit_tail_sorted(t, u[far], log_pu, np.full(far.size, min_scale))
-        out[far] = tail.log_sf(np.full(far.size, x))
+        out[far] = _tail_log_sf(top[far], u[far], x, size, min_scale)
     return out
+
+
+def _tail_log_sf(
+    top: FloatArray, u: FloatArray, x: float | FloatArray, size: int, min_scale: FloatArray | float
+) -> FloatArray:
+    """``log P(X >= x)`` from rows' most extreme values (``top``, most extreme first) over
+    their thresholds ``u``, in samples of ``size``: the GPD fit of their excesses."""
+    above = np.count_nonzero(top > u[:, None], axis=1)
+    log_pu = np.log((above + 0.5) / (size + 1.0))
+    floor = np.broadcast_to(np.asarray(min_scale, dtype=np.float64), u.shape)
+    tail = fit_tail_sorted(top, u, log_pu, floor)
+    return tail.log_sf(np.broadcast_to(np.asarray(x, dtype=np.float64), u.shape))
 
 
 def two_sided_score(log_p_low: FloatArray, log_p_high: FloatArray) -> FloatArray:
@@ -399,8 +397,7 @@ class NoiseBank:
             k_pos = np.linspace(0, n - 1, self.n_knots).round().astype(np.intp)
             knots = asc[:, k_pos]
         else:
-            k = int(tail_size(n, self.tail_fraction, self.min_tail))
-            k = max(1, min(k, (n - 2) // 2))
+            k = _event_k(n, self.tail_fraction, self.min_tail)
             lo_rank, hi_rank = k, n - k - 1  # the thresholds: (k+1)-th smallest and largest
             k_pos = np.linspace(lo_rank, hi_rank, self.n_knots).round().astype(np.intp)
             knots = asc[:, k_pos]
@@ -424,7 +421,7 @@ class NoiseBank:
         hi = fit_tail_sorted(top, u_hi, np.log((gt + 0.5) / n1), floor, self.caution)
         lo = fit_tail_sorted(bottom, -u_lo, np.log((lt0 + 0.5) / n1), floor, self.caution)
         for dst, src in ((self._hi, hi), (self._lo, lo)):
-            for name in ("u", "sigma", "xi", "log_pu"):
+            for name in _TAIL_FIELDS:
                 getattr(dst, name)[rows] = getattr(src, name)
 
     # -- scoring ------------------------------------------------------------------------------

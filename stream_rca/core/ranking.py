@@ -127,9 +127,8 @@ def rank_causes(
         same_tier = rank + 1 < len(order) and keys[i][:-1] == keys[order[rank + 1]][:-1]
         if same_tier and by_contribution[rank]:
             nxt = order[rank + 1]
-            ci, cn = c, float(contributions[nxt])
-            gap = abs(ci) - abs(cn) if rule == "anomalous-first" else ci - cn
-            tied = gap <= 3.0 * float(np.hypot(stderr[i], stderr[nxt]))
+            gap = keys[nxt][-1] - keys[i][-1]  # the contribution key the tier is ordered by
+            tied = bool(gap <= 3.0 * float(np.hypot(stderr[i], stderr[nxt])))
         causes.append(
             RootCause(
                 node=names[i],
