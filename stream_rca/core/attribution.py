@@ -33,6 +33,7 @@ from stream_rca.core.shapley import (
     exact_shapley,
     permutation_shapley,
 )
+from stream_rca.core.tails import fit_tail, tail_size
 
 __all__ = ["AttributionOutcome", "PlayerModel", "attribute_noise"]
 
@@ -237,13 +238,8 @@ def _event(marginal: FloatArray, x_target: float, floor: float) -> tuple[float, 
 
 def _quantile_for(samples: FloatArray, log_p: float, floor: float) -> float:
     """The value ``x`` with ``log P(X >= x) = log_p`` under the tail-extrapolated sample."""
-    size = samples.size
-    k = max(_MIN_TAIL, math.ceil(_TAIL_FRACTION * size))
-    k = min(k, size - 1)
-    log_pu = math.log(k / (size + 1.0))
-    if log_p >= log_pu:
+    k = int(tail_size(samples.size, _TAIL_FRACTION, _MIN_TAIL))
+    tail = fit_tail(samples[None, :], k, floor)
+    if log_p >= float(tail.log_pu[0]):
         return float(np.quantile(samples, 1.0 - math.exp(log_p)))
-    top = np.partition(samples, size - k)[size - k :]
-    u = float(top[0])
-    scale = max(float(top.sum() - k * u) / max(k - 1, 1), floor)
-    return u + scale * (log_pu - log_p)
+    return float(tail.isf(log_p)[0])
