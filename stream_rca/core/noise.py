@@ -192,57 +192,90 @@ def log_event_groups(
     m = size // groups
     blocks = samples[:, : groups * m].reshape(rows, groups, m)
     blocks.sort(axis=2)
+    flat = blocks.reshape(-1)  # a copy only when the rows do not split evenly into blocks
     k = _event_k(groups * m, tail_fraction, min_tail)
     kb = _event_k(m, tail_fraction, min_tail)
     if k + 1 > m:
         raise ValueError(f"blocks of {m} values are too small for tails of {k} values")
+    # the k + 1 smallest and largest of every row: among its blocks' k + 1 smallest and largest
+    low = np.empty((rows, groups, k + 1), dtype=samples.dtype)
+    low[...] = blocks[:, :, : k + 1]
+    low = low.reshape(rows, groups * (k + 1))
+    low.sort(axis=1)
+    high = np.empty((rows, groups, k + 1), dtype=samples.dtype)
+    high[...] = blocks[:, :, m - k - 1 :]
+    high = high.reshape(rows, groups * (k + 1))
+    high.sort(axis=1)
     whole_sides, part_sides = [], []
     for upper in (True, False):
         x = hi if upper else -lo
         xv = samples.dtype.type(hi if upper else lo)
-        # every block's k + 1 most extreme values, most extreme first, as "upper" values
-        ext = blocks[:, :, m - k - 1 :][:, :, ::-1] if upper else -blocks[:, :, : k + 1]
-        merged = -np.sort(-ext.reshape(rows, groups * (k + 1)).astype(np.float64), axis=1)
-        u = merged[:, k]
-        u_b = (blocks[:, :, m - kb - 1] if upper else -blocks[:, :, kb]).astype(np.float64)
-        left = np.count_nonzero(blocks < xv, axis=2)
-        right = np.count_nonzero(blocks <= xv, axis=2)
-        tied = right - left
-        beyond = (m - right) if upper else left
-        whole_sides.append(
-            _side(merged[:, :k], u, beyond.sum(axis=1), tied.sum(axis=1), groups * m, x, min_scale)
-        )
-        top_b = ext[:, :, :kb].reshape(rows * groups, kb)  # kb <= k: blocks are smaller
-        part = _side(
-            top_b.astype(np.float64), u_b.ravel(), beyond.ravel(), tied.ravel(), m, x, min_scale
-        )
-        part_sides.append(part.reshape(rows, groups).T)
-    whole: FloatArray = np.logaddexp(whole_sides[0], whole_sides[1])
-    parts: FloatArray = np.logaddexp(part_sides[0], part_sides[1])
-    return whole, parts
+        # per block: values below x, and values equal to it (blocks are sorted: binary searches)
+        left = _rank_sorted(flat, m, xv, inclusive=False)
+        tied = np.zeros_like(left)
+        if _any_tie(flat, m, left, xv):
+            tied = _rank_sorted(flat, m, xv, inclusive=True) - left
+        left, tied = left.reshape(rows, groups), tied.reshape(rows, groups)
+        beyond = (m - left - tied) if upper else left
+        # thresholds and the most extreme values, as "upper" values (negated for the lower tail)
+        if upper:
+            u = high[:, -k - 1].astype(np.float64)
+            u_b = blocks[:, :, m - kb - 1].astype(np.float64)
+        else:
+            u = -low[:, k].astype(np.float64)
+            u_b = -blocks[:, :, kb].astype(np.float64)
+        whole = np.log((beyond.sum(axis=1) + 0.5 * tied.sum(axis=1) + 0.5) / (groups * m + 1.0))
+        far = np.flatnonzero(x > u)
+        if far.size:
+            ext = high[far, -k:][:, ::-1] if upper else -low[far, :k]
+            whole[far] = _tail_log_sf(ext.astype(np.float64), u[far], x, groups * m, min_scale)
+        part = np.log((beyond + 0.5 * tied + 0.5) / (m + 1.0))
+        far_b = np.flatnonzero(x > u_b)
+        if far_b.size:
+            # column by column, so that the fit's arithmetic runs along the many blocks
+            ext_t = np.empty((kb, far_b.size))
+            start = far_b * m
+            for j in range(kb):
+                if upper:
+                    ext_t[j] = flat[start + (m - 1 - j)]
+                else:
+                    np.negative(flat[start + j], out=ext_t[j])
+            part.ravel()[far_b] = _tail_log_sf(ext_t.T, u_b.ravel()[far_b], x, m, min_scale)
+        whole_sides.append(whole)
+        part_sides.append(part.T)
+    out_whole: FloatArray = np.logaddexp(whole_sides[0], whole_sides[1])
+    out_parts: FloatArray = np.logaddexp(part_sides[0], part_sides[1])
+    return out_whole, out_parts
+
+
+def _rank_sorted(
+    flat: npt.NDArray[np.floating[Any]], m: int, x: Any, *, inclusive: bool
+) -> IntArray:
+    """Per run of ``m`` sorted values in ``flat``: how many are ``< x`` (``<= x`` when
+    ``inclusive``), by a branchless binary search over all runs at once."""
+    base = np.arange(0, flat.size, m)
+    pos = np.zeros(base.size, dtype=np.intp)
+    step = 1 << (m.bit_length() - 1)  # the largest power of two <= m
+    while step:
+        probe = pos + (step - 1)
+        inside = probe < m
+        v = flat[base + np.minimum(probe, m - 1)]
+        pos += step * (inside & ((v <= x) if inclusive else (v < x)))
+        step >>= 1
+    return pos
+
+
+def _any_tie(flat: npt.NDArray[np.floating[Any]], m: int, left: IntArray, x: Any) -> bool:
+    """Whether any run of ``m`` sorted values in ``flat`` holds ``x``, given ``left`` (each
+    run's count of values ``< x``)."""
+    first = flat[np.arange(0, flat.size, m) + np.minimum(left, m - 1)]  # the first value >= x
+    return bool(np.any((left < m) & (first == x)))
 
 
 def _event_k(size: int, tail_fraction: float, min_tail: int) -> int:
     """The tail size of a sample of ``size``, leaving a body between the two tails."""
     k = int(tail_size(size, tail_fraction, min_tail))
     return max(1, min(k, (size - 2) // 2))
-
-
-def _side(
-    top: FloatArray,
-    u: FloatArray,
-    beyond: IntArray,
-    tied: IntArray,
-    size: int,
-    x: float,
-    min_scale: float,
-) -> FloatArray:
-    """One side's log exceedance: the fitted tail beyond ``u``, the mid-rank count inside."""
-    out: FloatArray = np.log((beyond + 0.5 * tied + 0.5) / (size + 1.0))
-    far = np.flatnonzero(x > u)
-    if far.size:
-        out[far] = _tail_log_sf(top[far], u[far], x, size, min_scale)
-    return out
 
 
 def _tail_log_sf(
