@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_rca.core.attribution import PlayerModel, attribute_noise
+from stream_rca.core.block import BlockResult
 from stream_rca.core.checkpoint import (
     StateError,
     StateTree,
@@ -30,7 +31,7 @@ from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.mechanisms import Regressor, make_regressor
 from stream_rca.core.models import GraphModels
-from stream_rca.core.ranking import rank_causes
+from stream_rca.core.ranking import explained, rank_causes
 from stream_rca.core.structure import marginalise_parents, sparse_nodes
 from stream_rca.core.trigger import Trigger, incident_id
 from stream_rca.core.types import Attribution, IncidentEvent, Snapshot, StepResult
@@ -135,7 +136,7 @@ class Engine:
     def process_one(self, snapshot: Snapshot) -> StepResult:
         """Score, trigger on and learn from one snapshot."""
         x, invalid = self._vector(snapshot.values)
-        return self._steps([snapshot], x[None, :], [invalid])[0]
+        return self._block([snapshot.ts], [snapshot.end], x[None, :], [invalid]).step(0)
 
     def process_many(self, snapshots: Sequence[Snapshot]) -> list[StepResult]:
         """Process a block of snapshots at once: the fast path for backfills and replays.
@@ -147,9 +148,16 @@ class Engine:
         """
         if not snapshots:
             return []
-        vectors = [self._vector(s.values) for s in snapshots]
-        x = np.stack([v for v, _ in vectors])
-        return self._steps(list(snapshots), x, [inv for _, inv in vectors])
+        return self.process_many_columns(snapshots).steps()
+
+    def process_many_columns(self, snapshots: Sequence[Snapshot]) -> BlockResult:
+        """:meth:`process_many` with the result as columns (:class:`BlockResult`).
+
+        ``result.step(i)`` is the ``i``-th result of :meth:`process_many`; the per-snapshot
+        objects are only built when asked for.
+        """
+        x, invalid = self._vectors(snapshots)
+        return self._block([s.ts for s in snapshots], [s.end for s in snapshots], x, invalid)
 
     def process_array(
         self, ts: float, values: FloatArray, *, end: float | None = None
@@ -163,6 +171,12 @@ class Engine:
         self, ts: FloatArray, values: FloatArray, *, ends: Sequence[float | None] | None = None
     ) -> list[StepResult]:
         """:meth:`process_many` for a ``(B, nodes)`` array in graph order (NaN = missing)."""
+        return self.process_block_columns(ts, values, ends=ends).steps()
+
+    def process_block_columns(
+        self, ts: FloatArray, values: FloatArray, *, ends: Sequence[float | None] | None = None
+    ) -> BlockResult:
+        """:meth:`process_block` with the result as columns (:class:`BlockResult`)."""
         if values.ndim != 2 or values.shape[1] != len(self.graph) or len(ts) != len(values):
             raise ValueError(
                 f"expected ({len(ts)}, {len(self.graph)}) values, got shape {values.shape}"
@@ -173,10 +187,36 @@ class Engine:
         nodes = self.graph.nodes
         invalid = [tuple(nodes[j] for j in np.flatnonzero(row)) for row in bad]
         end_list = list(ends) if ends is not None else [None] * len(ts)
-        snaps = [
-            Snapshot(float(t), {}, self.graph.name, e) for t, e in zip(ts, end_list, strict=True)
-        ]
-        return self._steps(snaps, x, invalid)
+        if len(end_list) != len(ts):
+            raise ValueError(f"expected {len(ts)} ends, got {len(end_list)}")
+        return self._block([float(t) for t in ts], end_list, x, invalid)
+
+    def _vectors(self, snapshots: Sequence[Snapshot]) -> tuple[FloatArray, list[tuple[str, ...]]]:
+        """The ``(B, nodes)`` values of snapshots and each one's invalid nodes.
+
+        Snapshots whose values are all Python floats of known nodes (what the aligner makes)
+        take one vectorised path; any other goes through :meth:`_vector`.
+        """
+        n, index = len(self.graph), self.graph.index
+        x = np.full((len(snapshots), n), np.nan)
+        invalid: list[tuple[str, ...]] = [()] * len(snapshots)
+        for b, snap in enumerate(snapshots):
+            values = snap.values
+            try:
+                cols = [index[name] for name in values]
+            except KeyError:
+                cols = None
+            if cols is not None and all(type(v) is float for v in values.values()):
+                x[b, cols] = list(values.values())
+            else:
+                x[b], invalid[b] = self._vector(values)
+        bad = np.isinf(x)
+        if bad.any():  # only the fast rows can hold an inf: name them as _vector does
+            for row in np.flatnonzero(bad.any(axis=1)).tolist():
+                items = snapshots[row].values.items()
+                invalid[row] = tuple(name for name, v in items if math.isinf(v))
+            x[bad] = np.nan
+        return x, invalid
 
     def _vector(self, values: Mapping[str, Any]) -> tuple[FloatArray, tuple[str, ...]]:
         x = np.full(len(self.graph), np.nan)
@@ -197,19 +237,124 @@ class Engine:
                 x[j] = float(value)
         return x, tuple(invalid)
 
-    def _steps(
-        self, snaps: list[Snapshot], x: FloatArray, invalid: list[tuple[str, ...]]
-    ) -> list[StepResult]:
+    def _block(
+        self,
+        ts: Sequence[float],
+        ends: Sequence[float | None],
+        x: FloatArray,
+        invalid: Sequence[tuple[str, ...]],
+    ) -> BlockResult:
         """Cut the block at the learning positions; score each piece against frozen models."""
         period = self.config.refit_every
-        results: list[StepResult] = []
+        nodes, rows = self.graph.nodes, len(ts)
+        node_scores = np.empty((rows, len(nodes)))
+        target_scores = np.empty((rows, len(self.targets)))
+        present = np.empty((rows, len(nodes)), dtype=bool)
+        learned = np.empty((rows, len(nodes)), dtype=bool)
+        warm = np.empty(rows, dtype=bool)
+        warming: list[tuple[str, ...]] = [()] * rows
+        found = _Found({}, {}, {})
+        first = self.n_snapshots
         start = 0
-        while start < len(snaps):
+        while start < rows:
             room = period - self.n_snapshots % period
-            stop = min(len(snaps), start + room)
-            results += self._segment(snaps[start:stop], x[start:stop], invalid[start:stop])
+            stop = min(rows, start + room)
+            seg = self._score(x[start:stop])
+            self._decide(seg, start, ts, ends, found)
+            node_scores[start:stop] = seg.node_scores
+            target_scores[start:stop] = seg.t_scores
+            present[start:stop] = seg.present
+            learned[start:stop] = seg.learn
+            all_warm = bool(seg.warm_nodes.all()) and seg.targets_warm
+            warm[start:stop] = all_warm
+            if not all_warm:
+                names = tuple(nodes[j] for j in np.flatnonzero(~seg.warm_nodes))
+                warming[start:stop] = [names] * (stop - start)
+            self._after(seg)
             start = stop
-        return results
+        return BlockResult(
+            graph=self.graph.name, nodes=nodes, targets=self.targets, ts=ts, ends=ends,
+            node_scores=node_scores, target_scores=target_scores, present=present,
+            learned=learned, warm=warm, warming=warming, invalid=invalid,
+            events={i: tuple(e) for i, e in found.events.items()},
+            attributions={i: tuple(a) for i, a in found.attributions.items()},
+            open_incidents=found.open_incidents, first=first,
+        )  # fmt: skip
+
+    def _decide(
+        self,
+        seg: _Segment,
+        offset: int,
+        ts: Sequence[float],
+        ends: Sequence[float | None],
+        found: _Found,
+    ) -> None:
+        """Feed each target's scores of a scored piece to its trigger, row by row.
+
+        A quiet trigger (:attr:`Trigger.quiet`) ignores every row without a score at or above
+        its threshold, so it only sees the rows from its next such score on, until it is
+        quiet again: the same decisions as feeding it every row. Incident events and
+        attributions are kept by row; rows inside an incident learn nothing.
+        """
+        rows = seg.x.shape[0]
+        named: dict[int, dict[str, float]] = {}  # per row, the node scores by name
+        open_after: list[dict[int, str]] = []
+        for i, target in enumerate(self.targets):
+            trig = self._triggers[target]
+            col = seg.t_scores[:, i]
+            if bool(seg.warm_nodes[self._players[target][-1]]):
+                has = ~np.isnan(col)
+            else:
+                has = np.zeros(rows, dtype=bool)
+            hot = np.flatnonzero(has & (col >= trig.config.threshold)).tolist()
+            ids: dict[int, str] = {}
+            h, b = 0, 0
+            while b < rows:
+                if trig.quiet:
+                    while h < len(hot) and hot[h] < b:
+                        h += 1
+                    if h == len(hot):
+                        break
+                    b = hot[h]
+                score = float(col[b])
+                decision = trig.update_one(ts[offset + b], score if has[b] else None)
+                if decision.incident_id is not None:
+                    row = offset + b
+                    if decision.kind is not None:
+                        found.events.setdefault(row, []).append(
+                            IncidentEvent(
+                                decision.kind, decision.incident_id, self.graph.name, target,
+                                ts[row], score,
+                            )
+                        )  # fmt: skip
+                    if decision.attribute:
+                        scores = named.get(b)
+                        if scores is None:
+                            scores = named[b] = self._named(seg.node_scores[b])
+                        snapshot = Snapshot(ts[row], {}, self.graph.name, ends[row])
+                        found.attributions.setdefault(row, []).append(
+                            self._attribute(
+                                _Case(target, snapshot, seg.filled[b], seg.resid[b],
+                                      seg.present[b], scores, decision.incident_id,
+                                      decision.revision, score)
+                            )
+                        )  # fmt: skip
+                if trig.incident is not None:
+                    ids[b] = trig.incident
+                b += 1
+            open_after.append(ids)
+        for b in sorted({b for ids in open_after for b in ids}):
+            # nothing learns from a snapshot inside an incident
+            seg.learn[b] = False
+            seg.t_learn[b] = False
+            seg.noise_learn[b] = False
+            found.open_incidents[offset + b] = {
+                t: ids[b] for t, ids in zip(self.targets, open_after, strict=True) if b in ids
+            }
+
+    def _named(self, row: FloatArray) -> dict[str, float]:
+        nodes = self.graph.nodes
+        return {nodes[j]: float(row[j]) for j in np.flatnonzero(~np.isnan(row))}
 
     def _score(self, x: FloatArray) -> _Segment:
         """Score a piece ``(B, nodes)`` against the current (frozen) models."""
@@ -237,19 +382,6 @@ class Engine:
             x, filled, resid, present, node_scores, t_scores, t_vals, learn, t_learn, noise_learn,
             warm_nodes, bool(t_warm.all()),
         )  # fmt: skip
-
-    def _segment(
-        self, snaps: list[Snapshot], x: FloatArray, invalid: list[tuple[str, ...]]
-    ) -> list[StepResult]:
-        seg = self._score(x)
-        results = [self._result(snaps[b], seg, b, invalid[b]) for b in range(len(snaps))]
-        for b, r in enumerate(results):
-            if r.open_incidents:  # nothing learns from a snapshot inside an incident
-                seg.learn[b] = False
-                seg.t_learn[b] = False
-                seg.noise_learn[b] = False
-        self._after(seg)
-        return results
 
     def _after(self, seg: _Segment) -> None:
         """Book a scored piece; learn at the end of each period."""
@@ -290,60 +422,6 @@ class Engine:
         for start in range(0, len(history), period):
             self._pending.append(self._score(history[start : start + period]))
             self._learn_pending()
-
-    def _result(
-        self, snapshot: Snapshot, seg: _Segment, b: int, invalid: tuple[str, ...]
-    ) -> StepResult:
-        nodes = self.graph.nodes
-        node_scores, t_scores = seg.node_scores[b], seg.t_scores[b]
-        scored = np.flatnonzero(~np.isnan(node_scores))
-        scores = {nodes[j]: float(node_scores[j]) for j in scored}
-        target_scores = {
-            self.targets[i]: float(t_scores[i]) for i in np.flatnonzero(~np.isnan(t_scores))
-        }
-        events: list[IncidentEvent] = []
-        attributions: list[Attribution] = []
-        for i, target in enumerate(self.targets):
-            trig = self._triggers[target]
-            ready = target in target_scores and bool(seg.warm_nodes[self._players[target][-1]])
-            decision = trig.update_one(snapshot.ts, target_scores[target] if ready else None)
-            if decision.incident_id is None:
-                continue
-            score = float(t_scores[i])
-            if decision.kind is not None:
-                events.append(
-                    IncidentEvent(
-                        decision.kind, decision.incident_id, self.graph.name, target,
-                        snapshot.ts, score,
-                    )
-                )  # fmt: skip
-            if decision.attribute:
-                attributions.append(
-                    self._attribute(
-                        _Case(target, snapshot, seg.filled[b], seg.resid[b], seg.present[b],
-                              scores, decision.incident_id, decision.revision, score)
-                    )
-                )  # fmt: skip
-        warm_nodes = seg.warm_nodes
-        all_warm = bool(warm_nodes.all()) and seg.targets_warm
-        present, learn = seg.present[b], seg.learn[b]
-        open_now = any(trig.incident is not None for trig in self._triggers.values())
-        return StepResult(
-            graph=self.graph.name,
-            ts=snapshot.ts,
-            scores=scores,
-            target_scores=target_scores,
-            warm=all_warm,
-            warming=() if all_warm else tuple(nodes[j] for j in np.flatnonzero(~warm_nodes)),
-            missing=tuple(nodes[j] for j in np.flatnonzero(~present) if nodes[j] not in invalid),
-            invalid=invalid,
-            learned=tuple(nodes[j] for j in np.flatnonzero(learn)) if not open_now else (),
-            events=tuple(events),
-            attributions=tuple(attributions),
-            open_incidents={
-                t: trig.incident for t, trig in self._triggers.items() if trig.incident is not None
-            },
-        )
 
     def explain(self, snapshot: Snapshot, target: str | None = None) -> Attribution:
         """Attribute the target's score in ``snapshot`` now, without learning or triggering.
@@ -443,9 +521,11 @@ class Engine:
         cold = [
             n for n, j in zip(names, players, strict=True) if m.noise.fitted_count[j] < cfg.warmup
         ]
+        every = np.array([case.scores.get(n, np.nan) for n in self.graph.nodes])
+        found, reaches = explained(every, m.parent_index, int(players[-1]))
         causes, rule = rank_causes(
             cfg.rank_by, names, outcome.contributions, outcome.stderr, case.scores,
-            model.parents,
+            model.parents, (found[players], reaches[players]),
         )  # fmt: skip
         att = Attribution(
             incident_id=case.incident,
@@ -602,6 +682,15 @@ class _Segment:
     noise_learn: BoolArray
     warm_nodes: BoolArray
     targets_warm: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What the triggers of a block found, by row: events, attributions, open incidents."""
+
+    events: dict[int, list[IncidentEvent]]
+    attributions: dict[int, list[Attribution]]
+    open_incidents: dict[int, dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,20 @@ class Trigger:
     def is_open(self) -> bool:
         return self.incident is not None
 
+    @property
+    def quiet(self) -> bool:
+        """True when a score below the threshold (or none) would change nothing.
+
+        No incident open, no cooldown running and no score above the threshold pending
+        confirmation: :meth:`update_one` with such a score is a no-op, so a caller may skip it.
+        """
+        return (
+            self.incident is None
+            and self._cooldown == 0
+            and self._above == 0
+            and self._first_above is None
+        )
+
     def update_one(self, ts: float, score: float | None) -> TriggerDecision:
         """Feed the target's score for the window starting at ``ts`` (``None``: no score)."""
         cfg = self.config
