@@ -277,16 +277,15 @@ class SeriesIndex:
 
     def __init__(self, rules: Iterable[SeriesRule], *, cache_size: int = 200_000) -> None:
         self.rules = tuple(rules)
-        self._by_name: dict[str, list[Match]] = {}
+        by_name: dict[str, list[Match]] = {}
         for rule in self.rules:
             if rule.kind == "histogram":
                 for suffix in HISTOGRAM_SUFFIXES:
-                    self._by_name.setdefault(rule.metric + suffix, []).append(
-                        Match(rule, suffix[1:])
-                    )
-                self._by_name.setdefault(rule.metric, []).append(Match(rule, "whole"))
+                    by_name.setdefault(rule.metric + suffix, []).append(Match(rule, suffix[1:]))
+                by_name.setdefault(rule.metric, []).append(Match(rule, "whole"))
             else:
-                self._by_name.setdefault(rule.metric, []).append(Match(rule))
+                by_name.setdefault(rule.metric, []).append(Match(rule))
+        self._by_name = {name: _Candidates(found) for name, found in by_name.items()}
         self._cache: dict[tuple[tuple[str, str], ...], tuple[Match, ...]] = {}
         self._cache_size = cache_size
 
@@ -303,8 +302,8 @@ class SeriesIndex:
             return found
         as_dict = dict(labels)
         name = as_dict.pop("__name__", "")
-        candidates = self._by_name.get(name, ())
-        found = tuple(m for m in candidates if m.rule.matches(as_dict))
+        candidates = self._by_name.get(name)
+        found = () if candidates is None else candidates.find(as_dict)
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
         self._cache[labels] = found
@@ -313,6 +312,49 @@ class SeriesIndex:
     def lookup_name(self, name: str, labels: Sequence[tuple[str, str]]) -> tuple[Match, ...]:
         """:meth:`lookup` of a series given its name apart (as OTLP gives it)."""
         return self.lookup((("__name__", name), *labels))
+
+
+class _Candidates:
+    """The matches of one metric name, filed by one equality matcher of each rule.
+
+    A rule with equality matchers (``label="value"``) is filed under the one whose label has
+    the most distinct values among the rules; a series is checked only against the rules
+    filed under its own values of those labels, and against the rules without any (scanned),
+    so a new series costs a few checks however many rules there are. Matches come in the
+    order of the rules.
+    """
+
+    __slots__ = ("by_label", "scan")
+
+    def __init__(self, matches: Sequence[Match]) -> None:
+        values: dict[str, set[str]] = {}
+        for match in matches:
+            for m in match.rule.matchers:
+                if m.op == "=":
+                    values.setdefault(m.name, set()).add(m.value)
+        self.by_label: dict[str, dict[str, list[tuple[int, Match]]]] = {}
+        self.scan: list[tuple[int, Match]] = []
+        for i, match in enumerate(matches):
+            equal = [m for m in match.rule.matchers if m.op == "="]
+            if not equal:
+                self.scan.append((i, match))
+                continue
+            best = max(equal, key=lambda m: len(values[m.name]))
+            filed = self.by_label.setdefault(best.name, {})
+            filed.setdefault(best.value, []).append((i, match))
+
+    def find(self, labels: Mapping[str, str]) -> tuple[Match, ...]:
+        """The matches whose every matcher ``labels`` satisfy, in the order of the rules."""
+        checked: list[tuple[int, Match]] = []
+        for label, filed in self.by_label.items():
+            checked.extend(filed.get(labels.get(label, ""), ()))
+        checked.extend(self.scan)
+        checked.sort(key=_first)
+        return tuple(m for _, m in checked if m.rule.matches(labels))
+
+
+def _first(entry: tuple[int, Match]) -> int:
+    return entry[0]
 
 
 def is_stale(value: float) -> bool:
