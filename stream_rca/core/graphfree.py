@@ -34,6 +34,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from stream_rca.core.checkpoint import (
+    StateError,
+    StateTree,
+    get_array,
+    get_float,
+    get_int,
+    get_list,
+    get_tree,
+)
 from stream_rca.core.noise import NoiseBank
 from stream_rca.core.trigger import incident_id
 from stream_rca.core.types import Attribution, RootCause, Snapshot
@@ -311,6 +320,88 @@ class MarginalRanker:
             q1, med, q3 = np.percentile(held, [25, 50, 75])
             floor = max(_DEVIATION_FLOOR * magnitude[j], 1e-12)
             self._median[j], self._iqr[j] = med, max(q3 - q1, floor)
+
+    # -- state as data ------------------------------------------------------------------------
+
+    def to_state(self) -> StateTree:
+        """The ranker's learned state as a state tree (see :mod:`stream_rca.core.checkpoint`).
+
+        The configuration is not in it: :meth:`from_state` takes it again, so a checkpoint
+        is only restored under the same parameters.
+        """
+        n = len(self.nodes)
+        rows = len(self._pending)
+        return {
+            "nodes": list(self.nodes),
+            "n_snapshots": self.n_snapshots,
+            "ts": self._ts,
+            "step": self._step,
+            "bank": self.bank.to_state(),
+            "onset": self._onset,
+            "censored": self._censored,
+            "fresh": self._fresh,
+            "last": self._last,
+            "score": self._score,
+            "median": self._median,
+            "iqr": self._iqr,
+            "abs_sum": self._abs_sum,
+            "abs_n": self._abs_n,
+            "pending_values": (
+                np.vstack([v for v, _ in self._pending]) if rows else np.zeros((0, n))
+            ),
+            "pending_mask": (
+                np.vstack([m for _, m in self._pending]) if rows else np.zeros((0, n), bool)
+            ),
+        }
+
+    @classmethod
+    def from_state(cls, config: GraphFreeConfig, state: StateTree) -> MarginalRanker:
+        """Rebuild a ranker of ``config`` from :meth:`to_state`'s tree.
+
+        Raises
+        ------
+        StateError
+            For a tree this class did not write (the message names the bad entry).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> r = MarginalRanker(["a", "b"], GraphFreeConfig(warmup=20))
+        >>> rng = np.random.default_rng(0)
+        >>> for t in range(70):
+        ...     _ = r.process_one(Snapshot(float(t), {"a": rng.normal(), "b": rng.normal()}))
+        >>> twin = MarginalRanker.from_state(r.config, r.to_state())
+        >>> s = Snapshot(70.0, {"a": 4.0, "b": 0.1})
+        >>> twin.process_one(s) == r.process_one(s)
+        True
+        """
+        names = get_list(state, "nodes")
+        if not all(isinstance(x, str) for x in names) or len(set(names)) != len(names):
+            raise StateError("nodes: expected distinct names")
+        ranker = cls(names, config)
+        n = len(names)
+        bank = NoiseBank.from_state(get_tree(state, "bank"))
+        if bank.n_nodes != n or bank.capacity != config.reservoir or bank.seed != config.seed:
+            raise StateError("bank: its size, capacity or seed differ from the ranker's")
+        ranker.bank = bank
+        ranker.n_snapshots = get_int(state, "n_snapshots", low=0)
+        ts = state.get("ts")
+        ranker._ts = None if ts is None else get_float(state, "ts")
+        ranker._step = get_float(state, "step", finite=False)
+        if not ranker._step > 0:
+            raise StateError("step: expected a positive number or inf")
+        f64 = np.float64
+        ranker._onset = get_array(state, "onset", np.int64, (n,)).copy()
+        for name in ("censored", "fresh"):
+            setattr(ranker, f"_{name}", get_array(state, name, np.bool_, (n,)).copy())
+        for name in ("last", "score", "median", "iqr", "abs_sum", "abs_n"):
+            setattr(ranker, f"_{name}", get_array(state, name, f64, (n,)).copy())
+        values = get_array(state, "pending_values", f64, (None, n))
+        mask = get_array(state, "pending_mask", np.bool_, (values.shape[0], n))
+        if values.shape[0] >= config.refit_every:
+            raise StateError("pending_values: more rows than a learning period")
+        ranker._pending = [(values[i].copy(), mask[i].copy()) for i in range(values.shape[0])]
+        return ranker
 
     # -- ranking ------------------------------------------------------------------------------
 
