@@ -46,6 +46,9 @@ class GraphSpec:
     """The most such series a graph follows; beyond, dead letters ``extra_series_limit``."""
     grow_from_spans: bool = False
     """New call edges seen on the spans topic grow the graph (:mod:`stream_rca.core.grow`)."""
+    graph_free: bool = False
+    """No causal graph: nodes ranked by marginal score and onset
+    (:class:`~stream_rca.core.graphfree_engine.GraphFreeEngine`); ``graph`` has no edges."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +92,31 @@ config class itself, whose message is then given for the key."""
 
 _ENGINE_KEYS = {f.name for f in fields(EngineConfig)} - {"trigger"}
 _TRIGGER_KEYS = {f.name for f in fields(TriggerConfig)}
+MODES = ("graph", "graph-free")
+"""Values of a graph entry's ``mode`` key."""
+GRAPH_FREE_UNUSED = frozenset(
+    {
+        "forgetting",
+        "ridge",
+        "protect_noise",
+        "n_samples",
+        "exact_max_players",
+        "n_permutations",
+        "generic_samples",
+        "impute_learn",
+        "min_coverage",
+        "rank_by",
+        "mechanisms",
+        "grow_from_spans",
+    }
+)
+"""Keys a graph-free entry refuses: they set mechanisms, Shapley sampling or graph growth."""
 _SPEC_KEYS = {
     "name",
+    "mode",
     "graph",
     "edges",
+    "nodes",
     "targets",
     "step",
     "allowed_lateness",
@@ -108,7 +132,10 @@ def load_graphs(path: str | Path) -> list[GraphSpec]:
     """Read and check a graphs file.
 
     The file (YAML or JSON) holds ``graphs:``, a list of entries with ``name``, ``graph`` (a
-    graph file, relative to the graphs file) or inline ``edges``, and optionally ``targets``,
+    graph file, relative to the graphs file) or inline ``edges`` (and ``nodes``: nodes alone,
+    without edges, make a graph-free entry, as does ``mode: graph-free``, ranked by marginal
+    score and onset; it needs ``targets`` and refuses the keys of :data:`GRAPH_FREE_UNUSED`),
+    and optionally ``targets``,
     ``step``, ``allowed_lateness``, ``mechanisms`` (node -> mechanism name), engine settings
     (``warmup``, ``reservoir``, ``forgetting``, ``protect``, ``n_samples``, ...) and trigger
     settings (``threshold``, ``close_threshold``, ``close_after``, ``confirm``, ``cooldown``,
@@ -181,13 +208,26 @@ def _spec(entry: dict[str, Any], name: str, base: Path, where: str) -> GraphSpec
         )
     typed = _ENGINE_KEYS | _TRIGGER_KEYS | set(KEY_RULES)
     values = {k: check_value(k, v, f"{where}: {k}") for k, v in entry.items() if k in typed}
-    graph = _graph(entry, name, base, where)
+    graph, graph_free = _graph(entry, name, base, where)
+    if graph_free:
+        unused = sorted(k for k in entry if k in GRAPH_FREE_UNUSED)
+        if unused:
+            raise ConfigError(
+                f"{where}: {unused[0]}: does not apply to a graph-free graph (no causal graph: "
+                "no mechanisms, no Shapley sampling, no growth from spans); remove it, or give "
+                "the graph's edges"
+            )
+        if entry.get("targets") is None:
+            raise ConfigError(
+                f"{where}: targets: a graph-free graph needs its targets (the watched "
+                "metrics): without edges there are no sinks to default to"
+            )
     targets = _targets(entry.get("targets"), graph, where)
     mechanisms = _mechanisms(entry.get("mechanisms"), graph, where)
     trigger = _build(TriggerConfig, {k: v for k, v in values.items() if k in _TRIGGER_KEYS}, where)
     engine_values = {k: v for k, v in values.items() if k in _ENGINE_KEYS}
     engine = _build(EngineConfig, {**engine_values, "trigger": trigger}, where)
-    _prove_engine(graph, engine, targets, mechanisms, where)
+    _prove_engine(graph, engine, targets, mechanisms, where, graph_free=graph_free)
     step = float(values.get("step", 1.0))
     lateness = float(values.get("allowed_lateness", 0.0))
     ingest = _ingest(entry.get("ingest"), name, graph, where)
@@ -196,6 +236,7 @@ def _spec(entry: dict[str, Any], name: str, base: Path, where: str) -> GraphSpec
         accept_unknown=bool(values.get("accept_unknown", False)),
         max_extra_series=int(values.get("max_extra_series", 100)),
         grow_from_spans=bool(values.get("grow_from_spans", False)),
+        graph_free=graph_free,
     )  # fmt: skip
 
 
@@ -250,9 +291,18 @@ def _rule_from_type(key: str) -> KeyRule | None:
     return None
 
 
-def _graph(entry: dict[str, Any], name: str, base: Path, where: str) -> CausalGraph:
-    if ("graph" in entry) == ("edges" in entry):
-        raise ConfigError(f"{where}: give 'graph' (a graph file) or 'edges', one of the two")
+def _graph(entry: dict[str, Any], name: str, base: Path, where: str) -> tuple[CausalGraph, bool]:
+    """The entry's graph, and whether it runs graph-free (no edges, or ``mode: graph-free``)."""
+    mode = entry.get("mode")
+    if mode is not None and mode not in MODES:
+        raise ConfigError(f"{where}: mode: expected 'graph' or 'graph-free', got {mode!r}")
+    if "graph" in entry and ("edges" in entry or "nodes" in entry):
+        raise ConfigError(f"{where}: give 'graph' (a graph file) or 'edges'/'nodes', not both")
+    if not any(k in entry for k in ("graph", "edges", "nodes")):
+        raise ConfigError(
+            f"{where}: give 'graph' (a graph file), 'edges', or 'nodes' alone (graph-free)"
+        )
+    key = "graph" if "graph" in entry else "edges" if "edges" in entry else "nodes"
     try:
         if "graph" in entry:
             ref = entry["graph"]
@@ -261,13 +311,36 @@ def _graph(entry: dict[str, Any], name: str, base: Path, where: str) -> CausalGr
             graph_path = Path(ref)
             if not graph_path.is_absolute():
                 graph_path = base / graph_path
-            return CausalGraph.from_file(graph_path, name=name)
-        return CausalGraph.from_dict({"edges": entry["edges"]}, name=name)
+            graph = CausalGraph.from_file(graph_path, name=name)
+        else:
+            nodes = entry.get("nodes", [])
+            if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+                raise ConfigError(f"{where}: nodes: expected a list of node names, got {nodes!r}")
+            if len(set(nodes)) != len(nodes):
+                raise ConfigError(f"{where}: nodes: a node is listed twice")
+            edges = entry.get("edges", [])
+            graph = CausalGraph.from_dict({"edges": edges, "nodes": nodes}, name=name)
     except ConfigError:
         raise
     except (StreamRCAError, TypeError, ValueError) as exc:
-        key = "graph" if "graph" in entry else "edges"
         raise ConfigError(f"{where}: {key}: {_one_line(exc)}") from None
+    if not len(graph):
+        raise ConfigError(f"{where}: {key}: the graph has no nodes")
+    if mode == "graph-free":
+        if "edges" in entry and graph.edges:
+            raise ConfigError(
+                f"{where}: edges: a graph-free graph (mode: graph-free) has none; remove "
+                "'edges' (list the metrics under 'nodes') or the mode"
+            )
+        return CausalGraph([], graph.nodes, name=name), True  # a file's edges are not used
+    if not graph.edges:
+        if mode == "graph":
+            raise ConfigError(
+                f"{where}: {key}: mode 'graph' needs edges; the graph has none (drop the mode "
+                "to rank its nodes graph-free)"
+            )
+        return graph, True
+    return graph, False
 
 
 def _targets(value: Any, graph: CausalGraph, where: str) -> tuple[str, ...]:
@@ -328,11 +401,17 @@ def _prove_engine(
     targets: tuple[str, ...],
     mechanisms: Mapping[str, str],
     where: str,
+    *,
+    graph_free: bool = False,
 ) -> None:
     from stream_rca.core.engine import Engine
+    from stream_rca.core.graphfree_engine import GraphFreeEngine
 
     try:
-        Engine(graph, config, targets=targets, mechanisms=dict(mechanisms))
+        if graph_free:
+            GraphFreeEngine(graph, config, targets=targets)
+        else:
+            Engine(graph, config, targets=targets, mechanisms=dict(mechanisms))
     except (StreamRCAError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: the engine cannot be built: {_one_line(exc)}") from None
 

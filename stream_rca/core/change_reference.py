@@ -24,6 +24,17 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_rca.core.change import ChangeResult, attribute_change
+from stream_rca.core.checkpoint import (
+    StateError,
+    StateTree,
+    get_array,
+    get_int,
+    get_list,
+    get_str,
+    get_tree,
+    rng_from_state,
+    rng_to_state,
+)
 from stream_rca.core.graph import CausalGraph
 from stream_rca.errors import ConfigError, NotWarmError
 
@@ -171,38 +182,61 @@ class ChangeTracker:
 
     # -- state (data only) --------------------------------------------------------------------
 
-    def to_state(self) -> tuple[dict[str, Any], dict[str, FloatArray]]:
-        """JSON-ready scalars and the arrays: a checkpoint of data, never code."""
-        meta = {
+    def to_state(self) -> StateTree:
+        """The tracker as a state tree (JSON scalars and arrays: a checkpoint of data, never code).
+
+        Examples
+        --------
+        >>> g = CausalGraph([("db", "api")])
+        >>> t = ChangeTracker(g, capacity=64, recent=32, min_rows=20)
+        >>> for i in range(100):
+        ...     t.learn_one({"db": i % 7, "api": i % 5}, float(i))
+        >>> twin = ChangeTracker(g, capacity=64, recent=32, min_rows=20)
+        >>> twin.load_state(t.to_state())
+        >>> twin.why_changed("api").to_dict() == t.why_changed("api").to_dict()
+        True
+        """
+        return {
+            "nodes": list(self.graph.nodes),
             "mode": self.mode,
             "n_ref": self._n_ref,
             "n_seen": self._n_seen,
             "answers": self._answers,
-            "rng": self._rng.bit_generator.state,
-            "nodes": list(self.graph.nodes),
-        }
-        arrays = {
+            "rng": rng_to_state(self._rng),
             "ref": self._ref,
             "ref_ts": self._ref_ts,
             "rec": self._rec,
             "rec_ts": self._rec_ts,
         }
-        return meta, arrays
 
-    def load_state(self, meta: Mapping[str, Any], arrays: Mapping[str, FloatArray]) -> None:
-        """Restore what :meth:`to_state` gave (same graph and sizes, else ``ConfigError``)."""
-        if list(meta.get("nodes", ())) != list(self.graph.nodes) or meta.get("mode") not in MODES:
-            raise ConfigError("change tracker state: another graph, or an unknown mode")
-        shapes = {"ref": self._ref.shape, "rec": self._rec.shape}
-        for key, shape in shapes.items():
-            if np.shape(arrays[key]) != shape:
-                raise ConfigError(f"change tracker state: {key} has shape {np.shape(arrays[key])}")
-        self.mode = str(meta["mode"])
-        self._n_ref, self._n_seen = int(meta["n_ref"]), int(meta["n_seen"])
-        self._answers = int(meta["answers"])
-        self._rng.bit_generator.state = dict(meta["rng"])
-        for key in ("ref", "ref_ts", "rec", "rec_ts"):
-            getattr(self, f"_{key}")[...] = np.asarray(arrays[key], dtype=np.float64)
+    def load_state(self, state: StateTree) -> None:
+        """Restore what :meth:`to_state` gave (same graph and sizes).
+
+        Raises
+        ------
+        StateError
+            For another graph, other sizes, or a tree this class did not write.
+        """
+        if get_list(state, "nodes") != list(self.graph.nodes):
+            raise StateError("nodes: the change reference is of another graph")
+        mode = get_str(state, "mode")
+        if mode not in MODES:
+            raise StateError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        d = len(self.graph)
+        ref = get_array(state, "ref", np.float64, (self.capacity, d))
+        ref_ts = get_array(state, "ref_ts", np.float64, (self.capacity,))
+        rec = get_array(state, "rec", np.float64, (self.recent, d))
+        rec_ts = get_array(state, "rec_ts", np.float64, (self.recent,))
+        n_ref = get_int(state, "n_ref", low=0)
+        if n_ref > self.capacity:
+            raise StateError(f"n_ref: more rows than the capacity {self.capacity}")
+        self._rng = rng_from_state(get_tree(state, "rng"))
+        self.mode = mode
+        self._n_ref = n_ref
+        self._n_seen = get_int(state, "n_seen", low=0)
+        self._answers = get_int(state, "answers", low=0)
+        self._ref, self._ref_ts = ref.copy(), ref_ts.copy()
+        self._rec, self._rec_ts = rec.copy(), rec_ts.copy()
 
 
 def _describe(kind: str, ts: FloatArray, mode: str | None) -> dict[str, Any]:

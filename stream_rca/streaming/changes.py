@@ -16,6 +16,12 @@ result (:meth:`ChangeService.observe`). It answers with a ``stream-rca.change/v1
   ``unknown_graph``, ``unknown_node``, ``too_large``; ``processing_error`` when the reference
   is not full enough yet), and its text says what was wrong.
 
+Graph-free graphs have no mechanisms to compare: the service keeps no reference for them and
+refuses requests about them (``unknown_graph``). Each graph's reference, with its open-incident
+counts and the incidents already answered, is part of the graph's checkpoint
+(:meth:`ChangeService.state_of`, :meth:`ChangeService.restore`), so it does not refill after a
+restart.
+
 Kafka-free like the pipeline: it returns :class:`~stream_rca.streaming.records.Output`
 records for the caller to publish.
 """
@@ -30,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from stream_rca.config import GraphSpec
 from stream_rca.core.change import parse_statistic
 from stream_rca.core.change_reference import ChangeTracker
+from stream_rca.core.checkpoint import StateError, StateTree, get_int, get_list, get_tree
 from stream_rca.core.types import Snapshot, StepResult
 from stream_rca.errors import ConfigError, NotWarmError
 from stream_rca.io.deadletter import dead_letter_record
@@ -43,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["ChangeService", "serve_change_requests"]
 
 MAX_REQUEST_BYTES = 4096
+MAX_ANSWERED = 256
+"""Incident ids answered automatically that a graph remembers (the latest ones)."""
 
 
 @dataclass(slots=True)
@@ -50,8 +59,8 @@ class _Graph:
     tracker: ChangeTracker
     open_for: dict[str, tuple[str, int]] = field(default_factory=dict)
     """Target to (incident id, snapshots it has been open)."""
-    answered: set[str] = field(default_factory=set)
-    """Incident ids already answered automatically."""
+    answered: dict[str, None] = field(default_factory=dict)
+    """Incident ids already answered automatically (insertion order: the oldest first)."""
 
 
 class ChangeService:
@@ -82,7 +91,8 @@ class ChangeService:
         clock: Callable[[], float] | None = None,
     ) -> None:
         parse_statistic(statistic)
-        self.specs = {s.name: s for s in specs}
+        self.specs = {s.name: s for s in specs if not s.graph_free}
+        self.graph_free = frozenset(s.name for s in specs if s.graph_free)
         self.after = after
         self.statistic = statistic
         self.capacity = capacity
@@ -102,6 +112,52 @@ class ChangeService:
             live = self._graphs[graph] = _Graph(tracker)
         return live.tracker
 
+    def state_of(self, graph: str) -> StateTree | None:
+        """The reference of ``graph`` and its incident bookkeeping as a state tree, if any."""
+        live = self._graphs.get(graph)
+        if live is None:
+            return None
+        return {
+            "tracker": live.tracker.to_state(),
+            "open_for": [[t, inc, n] for t, (inc, n) in sorted(live.open_for.items())],
+            "answered": list(live.answered),
+        }
+
+    def restore(self, graph: str, state: StateTree) -> None:
+        """Take back what :meth:`state_of` gave (after a restart).
+
+        Raises
+        ------
+        CheckpointError
+            ``malformed`` for a tree that does not fit the graph's reference (the graph's
+            reference then starts empty).
+        """
+        from stream_rca.streaming.state import CheckpointError
+
+        if graph not in self.specs:
+            return
+        self._graphs.pop(graph, None)
+        tracker = self.tracker(graph)
+        try:
+            tracker.load_state(get_tree(state, "tracker"))
+            open_for: dict[str, tuple[str, int]] = {}
+            for row in get_list(state, "open_for"):
+                if not isinstance(row, list) or len(row) != 3:
+                    raise StateError("open_for: expected [target, incident, snapshots] rows")
+                target, incident = row[0], row[1]
+                if not isinstance(target, str) or not isinstance(incident, str):
+                    raise StateError("open_for: target and incident are strings")
+                open_for[target] = (incident, get_int({"n": row[2]}, "n", low=0))
+            answered = get_list(state, "answered")
+            if not all(isinstance(a, str) for a in answered):
+                raise StateError("answered: expected incident ids")
+        except StateError as exc:
+            self._graphs.pop(graph, None)
+            raise CheckpointError(f"graph {graph!r}: change reference: {exc}") from None
+        live = self._graphs[graph]
+        live.open_for = open_for
+        live.answered = dict.fromkeys(answered[-MAX_ANSWERED:])
+
     def drop(self, graphs: Sequence[str]) -> None:
         """Forget graphs that went to another worker."""
         for g in graphs:
@@ -109,6 +165,8 @@ class ChangeService:
 
     def observe(self, graph: str, snapshot: Snapshot, result: StepResult) -> list[Output]:
         """Learn one processed snapshot; the automatic answers it triggers."""
+        if graph not in self.specs:  # graph-free: no mechanisms to compare
+            return []
         tracker = self.tracker(graph)
         live = self._graphs[graph]
         tracker.learn_one(snapshot.values, snapshot.ts, anomalous=bool(result.open_incidents))
@@ -121,7 +179,9 @@ class ChangeService:
             n = n + 1 if seen == incident else 1
             live.open_for[target] = (incident, n)
             if self.after and n >= self.after and incident not in live.answered:
-                live.answered.add(incident)
+                live.answered[incident] = None
+                while len(live.answered) > MAX_ANSWERED:
+                    del live.answered[next(iter(live.answered))]
                 doc = self._answer(graph, target, self.statistic)
                 if doc is not None:
                     doc |= {"trigger": "incident", "incident_id": incident, "open_snapshots": n}
@@ -168,6 +228,9 @@ class ChangeService:
             raise _RejectedError("missing_field", 'a change request needs "graph" and "target"')
         if not (isinstance(graph, str) and isinstance(target, str) and isinstance(statistic, str)):
             raise _RejectedError("wrong_type", "graph, target and statistic are strings")
+        if graph in self.graph_free:
+            text = f"graph {graph!r} is graph-free: it has no mechanisms to compare"
+            raise _RejectedError("unknown_graph", text)
         if graph not in self.specs:
             raise _RejectedError("unknown_graph", f"graph {graph!r} is not served here")
         if target not in self.specs[graph].graph:

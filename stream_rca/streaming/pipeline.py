@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_rca.config import GraphSpec
+from stream_rca.core.engine import Engine
 from stream_rca.core.types import Snapshot, StepResult
 from stream_rca.errors import DecodeError
 from stream_rca.io.aligner import AlignStatus
@@ -214,8 +215,18 @@ class Pipeline:
             self._dirty.add(graph)
 
     def checkpoint(self, graph: str) -> bytes:
-        """Serialise the state of a live graph and mark it clean."""
-        blob = dump_state(self._live[graph].state, self.codec)
+        """Serialise the state of a live graph and mark it clean.
+
+        The checkpoint holds the graph as it runs (grown by spans, with the call counts that
+        grew it) and its why-changed reference, so a restart resumes all three.
+        """
+        state = self._live[graph].state
+        growth = self._growth.get(graph)
+        if growth is not None:
+            state.calls = dict(growth.calls)
+        if self.changes is not None:
+            state.change = self.changes.state_of(graph)
+        blob = dump_state(state, self.codec)
         self._dirty.discard(graph)
         return blob
 
@@ -257,6 +268,7 @@ class Pipeline:
             state = new_state(spec)
             log.info("graph %r: new state (warm-up of %d snapshots)", graph, spec.engine.warmup)
         else:
+            self._adopt(graph, state)
             log.info(
                 "graph %r: restored state from checkpoint (%d snapshots, warm=%s, offsets %s, "
                 "digest %s)",
@@ -268,6 +280,32 @@ class Pipeline:
             )
         self._live[graph] = _Live(state, partition)
         return state
+
+    def _adopt(self, graph: str, state: GraphState) -> None:
+        """Take over what a restored state holds beside the engine: growth, change reference."""
+        spec = self.specs[graph]
+        running = state.engine.graph
+        if spec.grow_from_spans:
+            growth = self._growth[graph] = SpanGrowth(spec.graph)
+            growth.calls.update(state.calls)
+        if len(running) != len(spec.graph) or set(running.edges) != set(spec.graph.edges):
+            self.known[graph] = frozenset(running.nodes)
+            log.info(
+                "graph %r: restored as grown from spans (%d nodes, %d edges; declared %d, %d)",
+                graph,
+                len(running),
+                len(running.edges),
+                len(spec.graph),
+                len(spec.graph.edges),
+            )
+            if self.metrics is not None:
+                self.metrics.register_graph(graph, running.nodes, spec.targets)
+        if self.changes is not None and state.change is not None:
+            try:
+                self.changes.restore(graph, state.change)
+            except CheckpointError as exc:
+                log.warning("graph %r: why-changed reference not restored: %s", graph, exc)
+        state.change = None  # the service holds it now
 
     # -- one message --------------------------------------------------------------------------
 
@@ -310,6 +348,10 @@ class Pipeline:
                 max_skew=self.max_skew,
             )
         except DecodeError as exc:
+            if exc.reason == "unknown_node" and self._restore_grown(raw, partition):
+                return self.process_one(
+                    raw, partition=partition, offset=offset, topic=topic, key=key
+                )
             extra = self._accepting(raw) if exc.reason == "unknown_node" else None
             if extra is None:
                 out = self._dead_letter(msg, exc.reason, exc.message)
@@ -386,10 +428,12 @@ class Pipeline:
         from stream_rca.core.grow import grow_engine
 
         spec = self.specs[graph]
+        state = self._acquire(graph, partition)  # a restored graph brings its calls
         growth = self._growth.setdefault(graph, SpanGrowth(spec.graph))
         if not growth.add(spans):
             return
-        state = self._acquire(graph, partition)
+        if not isinstance(state.engine, Engine):  # graph-free entries never grow (validated)
+            return
         new = growth.graph()
         old = state.engine.graph
         if set(new.edges) == set(old.edges) and len(new) == len(old):
@@ -408,6 +452,34 @@ class Pipeline:
             self.metrics.register_graph(graph, new.nodes, spec.targets)
             self.metrics.graph_changed(graph)
         self._dirty.add(graph)
+
+    def preload(self, key: bytes | None, partition: int) -> None:
+        """Load the checkpoint of the graph named by an input message's key, if it may have
+        grown: its grown nodes are then known before the message is decoded (the batch path
+        decodes a whole batch against :attr:`known` first)."""
+        if not key:
+            return
+        graph = key.decode("utf-8", "replace")
+        spec = self.specs.get(graph)
+        growing = spec is not None and spec.grow_from_spans
+        if growing and graph not in self._live and graph not in self._quarantined:
+            self._acquire(graph, partition)
+
+    def _restore_grown(self, raw: bytes | str | None, partition: int) -> bool:
+        """Load a growing graph not yet live; True if that made new nodes known."""
+        try:
+            samples = decode_event(raw, now=self.clock(), max_skew=self.max_skew)  # type: ignore[arg-type]
+        except DecodeError:
+            return False
+        graph = samples[0].graph if samples else ""
+        spec = self.specs.get(graph)
+        if spec is None or not spec.grow_from_spans or graph in self._live:
+            return False
+        if graph in self._quarantined:
+            return False
+        before = self.known[graph]
+        self._acquire(graph, partition)
+        return self.known[graph] != before
 
     def _accepting(self, raw: bytes | str | None) -> list[Sample] | None:
         """The samples of a message naming unknown nodes, if its graph accepts them."""

@@ -158,6 +158,8 @@ class Runtime:
     async def _process_records(self, records: list[InputRecord]) -> list[Outcome]:
         if not records:
             return []
+        for record in records:  # a restored grown graph: its nodes known before decoding
+            self.pipeline.preload(record.key, record.partition)
         outcomes = process_batch(self.pipeline, records)
         last: dict[int, int] = {}
         for record, outcome in zip(records, outcomes, strict=True):

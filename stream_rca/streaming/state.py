@@ -54,6 +54,8 @@ from stream_rca.core.checkpoint import (
     unseal,
 )
 from stream_rca.core.engine import Engine
+from stream_rca.core.graph import CausalGraph
+from stream_rca.core.graphfree_engine import GraphFreeEngine
 from stream_rca.errors import ConfigError, StreamRCAError
 from stream_rca.io.aligner import Aligner
 
@@ -64,6 +66,7 @@ __all__ = [
     "CHECKPOINT_SCHEMA",
     "MAX_CHECKPOINT_BYTES",
     "MIN_KEY_LENGTH",
+    "AnyEngine",
     "CheckpointCodec",
     "CheckpointError",
     "GraphState",
@@ -84,6 +87,10 @@ MIN_KEY_LENGTH = 16
 """Fewest characters of a checkpoint key."""
 
 _META_ALLOWANCE = 256 * 1024  # JSON meta, triggers, offsets: generous for any graph
+_MAX_CALLS = 100_000  # span call edges a checkpoint may hold
+
+AnyEngine = Engine | GraphFreeEngine
+"""The engine of a graph: causal (:class:`Engine`) or graph-free (:class:`GraphFreeEngine`)."""
 
 
 class CheckpointError(StreamRCAError, ValueError):
@@ -135,6 +142,8 @@ def fingerprint(spec: GraphSpec) -> str:
         "engine": engine,
         "mechanisms": dict(sorted(spec.mechanisms.items())),
     }
+    if spec.graph_free:  # only then, so the fingerprints of other graphs stay as they were
+        doc["graph_free"] = True
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -150,7 +159,7 @@ class GraphState:
     spec_fingerprint
         :func:`fingerprint` of the spec it was built under.
     engine
-        The graph's engine.
+        The graph's engine (on the grown graph, once spans grew it).
     aligner
         The graph's aligner.
     offsets
@@ -161,16 +170,25 @@ class GraphState:
         How many times this state was checkpointed.
     restored
         True when this state came from a checkpoint (set on load, not stored).
+    calls
+        Call edges learned from spans, ``(caller, callee)`` -> calls (a graph that grows from
+        spans; the pipeline keeps it up to date before each checkpoint).
+    change
+        The state tree of the graph's why-changed reference
+        (:meth:`~stream_rca.streaming.changes.ChangeService.state_of`), if any; set by the
+        pipeline before a checkpoint and read by it after a restore.
     """
 
     graph: str
     spec_fingerprint: str
-    engine: Engine
+    engine: AnyEngine
     aligner: Aligner
     offsets: dict[int, int] = field(default_factory=dict)
     events: int = 0
     checkpoints: int = 0
     restored: bool = False
+    calls: dict[tuple[str, str], int] = field(default_factory=dict)
+    change: StateTree | None = None
 
     def applied(self, partition: int, offset: int) -> bool:
         """True when the message at ``(partition, offset)`` is already folded into the state."""
@@ -192,7 +210,8 @@ class GraphState:
                 "cannot be checkpointed",
                 "unavailable",
             )
-        return {
+        graph = self.engine.graph
+        tree: StateTree = {
             "schema": CHECKPOINT_SCHEMA,
             "graph": self.graph,
             "fingerprint": self.spec_fingerprint,
@@ -201,7 +220,12 @@ class GraphState:
             "checkpoints": self.checkpoints,
             "engine": cast(_EngineState, self.engine).to_state(),
             "aligner": self.aligner.to_state(),
+            "topology": {"nodes": list(graph.nodes), "edges": [list(e) for e in graph.edges]},
+            "calls": [[a, b, n] for (a, b), n in sorted(self.calls.items())],
         }
+        if self.change is not None:
+            tree["change"] = self.change
+        return tree
 
     @classmethod
     def from_state(cls, spec: GraphSpec, state: StateTree) -> GraphState:
@@ -236,10 +260,13 @@ class GraphState:
                     raise StateError("offsets: expected [partition, offset] pairs")
                 part = get_int({"partition": pair[0]}, "partition", low=0)
                 offsets[part] = get_int({"offset": pair[1]}, "offset", low=-1)
-            engine = _engine_from_state(spec, get_tree(state, "engine"))
+            graph = _topology(spec, state)
+            engine = _engine_from_state(spec, graph, get_tree(state, "engine"))
             aligner = Aligner.from_state(get_tree(state, "aligner"))
+            calls = _calls(state)
+            change = get_tree(state, "change") if state.get("change") is not None else None
             if (
-                aligner.nodes != tuple(spec.graph.nodes)
+                sorted(aligner.nodes) != sorted(graph.nodes)  # grown: new nodes last
                 or aligner.graph != spec.name
                 or aligner.step != spec.step
                 or aligner.allowed_lateness != spec.allowed_lateness
@@ -255,11 +282,81 @@ class GraphState:
             ) from None
         engine.timer = time.perf_counter  # a checkpoint carries no clock
         return cls(
-            spec.name, fingerprint(spec), engine, aligner, offsets, events, checkpoints, True
+            spec.name,
+            fingerprint(spec),
+            engine,
+            aligner,
+            offsets,
+            events,
+            checkpoints,
+            True,
+            calls,
+            change,
         )
 
 
-def _engine_from_state(spec: GraphSpec, tree: StateTree) -> Engine:
+def _topology(spec: GraphSpec, state: StateTree) -> CausalGraph:
+    """The graph the checkpointed engine ran on: the spec's, or the spec's grown by spans.
+
+    A grown graph is restored only for a graph that grows from spans, and only when it holds
+    every declared node and edge (growth adds, never removes, a declared one).
+    """
+    topo = state.get("topology")
+    if topo is None:  # a checkpoint of a build that stored no topology
+        return spec.graph
+    nodes = get_list(topo, "nodes")
+    edges = get_list(topo, "edges")
+    if not all(isinstance(n, str) for n in nodes) or not all(
+        isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e) for e in edges
+    ):
+        raise StateError("topology: expected node names and [cause, effect] pairs")
+    pairs = [(str(a), str(b)) for a, b in edges]
+    declared = spec.graph
+    if tuple(nodes) == tuple(declared.nodes) and set(pairs) == set(declared.edges):
+        return declared
+    if not spec.grow_from_spans:
+        raise CheckpointError(
+            f"graph {spec.name!r}: the checkpoint holds a grown graph but the graph no longer "
+            "grows from spans (grow_from_spans); starting afresh",
+            "spec",
+        )
+    missing = set(declared.nodes) - set(nodes)
+    lost = set(declared.edges) - set(pairs)
+    if missing or lost:
+        raise StateError("topology: a declared node or edge is missing from the grown graph")
+    try:
+        graph = CausalGraph(pairs, nodes, name=spec.name)
+    except (StreamRCAError, ValueError) as exc:
+        raise StateError(f"topology: {exc}") from None
+    if tuple(graph.nodes) != tuple(nodes):
+        raise StateError("topology: the nodes are not in the graph's order")
+    return graph
+
+
+def _calls(state: StateTree) -> dict[tuple[str, str], int]:
+    rows = state.get("calls")
+    if rows is None:
+        return {}
+    items = get_list(state, "calls")
+    if len(items) > _MAX_CALLS:
+        raise StateError(f"calls: more than {_MAX_CALLS} call edges")
+    calls: dict[tuple[str, str], int] = {}
+    for row in items:
+        if (
+            not isinstance(row, list)
+            or len(row) != 3
+            or not all(isinstance(x, str) for x in row[:2])
+            or type(row[2]) is not int
+            or row[2] < 1
+        ):
+            raise StateError("calls: expected [caller, callee, calls] rows")
+        calls[(row[0], row[1])] = row[2]
+    return calls
+
+
+def _engine_from_state(spec: GraphSpec, graph: CausalGraph, tree: StateTree) -> AnyEngine:
+    if spec.graph_free:
+        return GraphFreeEngine.from_state(graph, spec.engine, tree)
     from_state = getattr(Engine, "from_state", None)
     if from_state is None:
         raise CheckpointError(
@@ -267,7 +364,7 @@ def _engine_from_state(spec: GraphSpec, tree: StateTree) -> Engine:
             "cannot be restored",
             "unavailable",
         )
-    engine = from_state(spec.graph, spec.engine, tree)
+    engine = from_state(graph, spec.engine, tree)
     if not isinstance(engine, Engine):
         raise StateError("engine: Engine.from_state returned another type")
     if tuple(engine.targets) != tuple(spec.targets):
@@ -277,13 +374,19 @@ def _engine_from_state(spec: GraphSpec, tree: StateTree) -> Engine:
 
 def new_state(spec: GraphSpec) -> GraphState:
     """A fresh state for ``spec``: an untrained engine and an empty aligner."""
-    engine = Engine(
-        spec.graph,
-        spec.engine,
-        targets=spec.targets,
-        mechanisms=dict(spec.mechanisms) or None,
-        timer=time.perf_counter,  # attribution latency, for the metrics
-    )
+    engine: AnyEngine
+    if spec.graph_free:
+        engine = GraphFreeEngine(
+            spec.graph, spec.engine, targets=spec.targets, timer=time.perf_counter
+        )
+    else:
+        engine = Engine(
+            spec.graph,
+            spec.engine,
+            targets=spec.targets,
+            mechanisms=dict(spec.mechanisms) or None,
+            timer=time.perf_counter,  # attribution latency, for the metrics
+        )
     aligner = Aligner(spec.graph.nodes, spec.step, spec.allowed_lateness, graph=spec.name)
     return GraphState(spec.name, fingerprint(spec), engine, aligner)
 
@@ -427,7 +530,7 @@ def state_size_bound(spec: GraphSpec) -> int:
     counted with the windows its lateness keeps open (plus two), and the JSON meta with a
     fixed allowance.
     """
-    engine = Engine(spec.graph, spec.engine, targets=spec.targets)
+    engine = new_state(spec).engine
     windows = math.ceil(spec.allowed_lateness / spec.step) + 2
     aligner = windows * len(spec.graph) * 9 + len(spec.graph) * 64  # values, mask, names
     return int(engine.nbytes()) + aligner + _META_ALLOWANCE

@@ -17,6 +17,7 @@ from stream_rca.core.change import (
     parse_statistic,
 )
 from stream_rca.core.change_reference import ChangeTracker
+from stream_rca.core.checkpoint import StateError, decode_tree, encode_tree
 from stream_rca.core.graph import CausalGraph
 from stream_rca.errors import ConfigError, NotWarmError
 
@@ -231,11 +232,14 @@ def test_tracker_forgetting_reference_skips_anomalous_rows_and_round_trips() -> 
     tracker = ChangeTracker(CHAIN, capacity=500, recent=200, forget=0.05, seed=4)
     _feed(tracker, _chain(800, rng, shift={}, scale={}), 0)
     _feed(tracker, _chain(200, rng, shift={"db": 3.0}, scale={}), 800, anomalous=True)
-    meta, arrays = tracker.to_state()
+    state = decode_tree(encode_tree(tracker.to_state()))  # data only: arrays + JSON
     twin = ChangeTracker(CHAIN, capacity=500, recent=200, forget=0.05, seed=4)
-    twin.load_state(meta, arrays)
+    twin.load_state(state)
     a, b = tracker.why_changed("web"), twin.why_changed("web")
     assert a.ranking[0] == "db"
     assert a.to_dict() == b.to_dict()
-    with pytest.raises(ConfigError):
-        ChangeTracker(CausalGraph([("x", "y")])).load_state(meta, arrays)
+    assert tracker.why_changed("web").to_dict() == twin.why_changed("web").to_dict()
+    with pytest.raises(StateError, match="another graph"):
+        ChangeTracker(CausalGraph([("x", "y")])).load_state(state)
+    with pytest.raises(StateError, match="ref: expected shape"):
+        ChangeTracker(CHAIN, capacity=400, recent=200).load_state(state)

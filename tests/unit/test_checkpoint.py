@@ -469,14 +469,16 @@ def test_graph_state_round_trip() -> None:
     assert twin.restored
     assert twin.offsets == state.offsets
     assert twin.engine.n_snapshots == state.engine.n_snapshots
-    assert _same(flatten(twin.engine.to_state())[0], flatten(state.engine.to_state())[0])  # type: ignore[attr-defined]
+    assert _same(flatten(twin.engine.to_state())[0], flatten(state.engine.to_state())[0])
     assert twin.aligner.flush() == state.aligner.flush()
 
 
 class _BigEngine:
-    """Stands in for an engine with a large state (the codec only calls ``to_state``)."""
+    """Stands in for an engine with a large state (the codec calls ``to_state``, and reads
+    ``graph`` for the topology it stores)."""
 
     def __init__(self, n: int, *, random: bool) -> None:
+        self.graph = _chain_spec().graph
         rng = np.random.default_rng(0)
         self.samples = rng.normal(size=n) if random else np.zeros(n)
 

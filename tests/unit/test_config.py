@@ -188,7 +188,7 @@ def test_a_valid_graphs_file_loads_with_its_engine_settings(tmp_path: Path) -> N
         (", reservior: 64", "unknown key: reservior"),
         (", targets: [nope]", "targets: 'nope' is not a node of the graph"),
         (", mechanisms: {web: magic}", "mechanisms: 'magic' for node 'web' is not one of"),
-        (", graph: g.json", "give 'graph' (a graph file) or 'edges', one of the two"),
+        (", graph: g.json", "give 'graph' (a graph file) or 'edges'/'nodes', not both"),
     ],
 )
 def test_a_bad_key_names_file_graph_and_key(tmp_path: Path, entry: str, message: str) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from stream_rca.config import GraphSpec
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.types import Snapshot, StepResult
 from stream_rca.streaming.changes import ChangeService
 from stream_rca.streaming.pipeline import Pipeline
+from stream_rca.streaming.state import CheckpointCodec
 
 GRAPH = CausalGraph([("db", "api"), ("cache", "api")], name="shop")
 SPEC = GraphSpec("shop", GRAPH, ("api",), step=10.0)
@@ -100,3 +102,67 @@ def test_a_request_before_the_reference_fills_is_dead_lettered() -> None:
     doc = json.loads(dead.value)
     assert doc["reason"] == "processing_error"
     assert "too early" in doc["message"]
+
+
+def _events(rows: list[dict[str, float]], start: int = 0) -> list[bytes]:
+    return [
+        json.dumps({"graph": "shop", "ts": 1700000000.0 + 10 * i, "values": v}).encode()
+        for i, v in enumerate(rows, start=start)
+    ]
+
+
+def test_the_reference_is_in_the_checkpoint_and_restores_the_same_answers() -> None:
+    def pipeline(blob: bytes | None = None) -> tuple[Pipeline, ChangeService]:
+        service = ChangeService([SPEC], after=0, capacity=200, recent=50)
+        p = Pipeline(
+            [SPEC],
+            clock=lambda: 1700010000.0,
+            changes=service,
+            loader=lambda g: blob,
+            codec=CheckpointCodec(b"a checkpoint key of the test"),
+        )
+        return p, service
+
+    rng = np.random.default_rng(4)
+    events = _events(_rows(200, rng, 0.0) + _rows(60, rng, 3.0))
+    first, service = pipeline()
+    for offset, raw in enumerate(events[:230]):
+        first.process_one(raw, offset=offset)
+    service.tracker("shop").freeze()
+    blob = first.checkpoint("shop")
+    second, restored = pipeline(blob)
+    for offset, raw in enumerate(events[230:], start=230):  # both go on from the checkpoint
+        assert first.process_one(raw, offset=offset).reason is None
+        assert second.process_one(raw, offset=offset).reason is None
+    state = second.state("shop")
+    assert state is not None
+    assert state.restored
+    assert restored.tracker("shop").mode == "frozen"
+    request = b'{"graph": "shop", "target": "api", "statistic": "p99"}'
+    for _ in range(2):  # the same answers, draws and seeds included, one after the other
+        a, b = service.request(request), restored.request(request)
+        assert a.kind == b.kind == "changes"
+        assert json.loads(a.value) == json.loads(b.value)
+    assert json.loads(a.value)["contributions"][0]["node"] == "db"
+
+
+def test_a_bad_reference_in_a_checkpoint_leaves_the_rest_restored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    codec = CheckpointCodec(b"a checkpoint key of the test")
+    service = ChangeService([SPEC], capacity=200, recent=50)
+    first = Pipeline([SPEC], clock=lambda: 1700010000.0, changes=service, codec=codec)
+    rng = np.random.default_rng(5)
+    for offset, raw in enumerate(_events(_rows(40, rng, 0.0))):
+        first.process_one(raw, offset=offset)
+    blob = first.checkpoint("shop")
+    other = ChangeService([SPEC], capacity=100, recent=50)  # another size: refused
+    second = Pipeline(
+        [SPEC], clock=lambda: 1700010000.0, changes=other, loader=lambda g: blob, codec=codec
+    )
+    second.process_one(_events(_rows(1, rng, 0.0), start=40)[0], offset=40)
+    state = second.state("shop")
+    assert state is not None
+    assert state.restored
+    assert "why-changed reference not restored" in caplog.text
+    assert other.state_of("shop") is not None  # it starts empty and fills again

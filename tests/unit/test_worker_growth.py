@@ -150,17 +150,74 @@ def test_bad_span_messages_are_dead_letters() -> None:
     assert p.process_spans(_otlp("api", []), key=b"nope").reason == "unknown_graph"
 
 
-def test_a_grown_graphs_checkpoint_is_refused_after_a_restart() -> None:
-    p = Pipeline([_spec(grow_from_spans=True)], clock=lambda: CLOCK)
+def _grown_pipeline(**kw: Any) -> Pipeline:
+    """A pipeline whose graph grew (cache -> api) and learned 300 snapshots after that."""
+    p = Pipeline([_spec(grow_from_spans=True)], clock=lambda: CLOCK, **kw)
     rng = np.random.default_rng(2)
-    for t in range(50):
-        p.process_one(_batch(t, {k: v for k, v in _row(rng).items() if k != "gc"}))
+    for t in range(100):
+        p.process_one(_batch(t, {k: v for k, v in _row(rng).items() if k != "gc"}), offset=t)
     p.process_spans(_otlp("api", [("t1", "a1", None, 3)]), key=b"shop")
     p.process_spans(_otlp("cache", [("t1", "c1", "a1", 2)]), key=b"shop")
+    for t in range(100, 400):
+        p.process_one(_batch(t, _cached(rng)), offset=t)
+    return p
+
+
+def _timeless(value: bytes) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(value)
+    doc.pop("attribution_seconds", None)  # wall time, the one field that may differ
+    return doc
+
+
+def _cached(rng: np.random.Generator, fault: float = 0.0) -> dict[str, float]:
+    cache = 0.5 + 0.05 * rng.standard_normal() + fault
+    db = 1.0 + 0.1 * rng.standard_normal()
+    api = db + cache + 0.1 * rng.standard_normal()
+    return {"db": db, "cache": cache, "api": api, "web": api + 0.1 * rng.standard_normal()}
+
+
+def test_a_grown_graph_resumes_from_its_checkpoint_with_the_same_later_scores() -> None:
+    p = _grown_pipeline()
+    state = p.state("shop")
+    assert state is not None
+    grown = state.engine.graph
+    assert ("cache", "api") in grown.edges
     blob = p.checkpoint("shop")
     again = Pipeline([_spec(grow_from_spans=True)], clock=lambda: CLOCK, loader=lambda g: blob)
-    again.process_one(_batch(60, {"db": 1.0}))
+    rng = np.random.default_rng(7)
+    later = [_cached(rng, fault=2.0 if t >= 440 else 0.0) for t in range(400, 460)]
+    docs: list[list[dict[str, Any]]] = [[], []]
+    for t, row in enumerate(later, start=400):
+        outs = [q.process_one(_batch(t, row), offset=t) for q in (p, again)]
+        for i, out in enumerate(outs):
+            assert out.reason is None  # cache is a node of the restored graph too
+            docs[i] += [_timeless(o.value) for o in out.outputs if o.kind == "attributions"]
+        (a,), (b,) = outs[0].results, outs[1].results
+        assert a.scores == b.scores
+        assert a.target_scores == b.target_scores
+    restored = again.state("shop")
+    assert restored is not None
+    assert restored.restored
+    assert restored.engine.graph.edges == grown.edges
+    assert restored.engine.graph.nodes == grown.nodes
+    assert docs[0]
+    assert docs[0] == docs[1]
+    assert "cache" in {rc["node"] for rc in docs[1][0]["root_causes"]}
+    # growth goes on from the restored calls: a new call adds to the grown graph
+    again.process_spans(_otlp("web", [("t3", "w1", None, 3)]), key=b"shop")
+    again.process_spans(_otlp("cdn", [("t3", "n1", "w1", 2)]), key=b"shop")
+    edges = set(again.state("shop").engine.graph.edges)  # type: ignore[union-attr]
+    assert {("cache", "api"), ("cdn", "web")} <= edges
+
+
+def test_a_grown_checkpoint_is_refused_once_the_graph_no_longer_grows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blob = _grown_pipeline().checkpoint("shop")
+    again = Pipeline([_spec()], clock=lambda: CLOCK, loader=lambda g: blob)
+    again.process_one(_batch(500, {"db": 1.0}))
     state = again.state("shop")
     assert state is not None
-    assert not state.restored  # refused: it starts afresh on the declared graph
+    assert not state.restored  # it starts afresh on the declared graph
     assert len(state.engine.graph) == len(GRAPH)
+    assert "no longer grows from spans" in caplog.text
