@@ -43,7 +43,7 @@ import numpy.typing as npt
 from stream_rca.core.types import RootCause
 from stream_rca.errors import ConfigError
 
-__all__ = ["ANOMALOUS", "RANK_RULES", "rank_causes"]
+__all__ = ["ANOMALOUS", "RANK_RULES", "explained", "rank_causes"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -62,6 +62,11 @@ RANK_RULES = {
         f"players with conditional score >= {ANOMALOUS:g} nats first, then the others; "
         "by Shapley contribution within each"
     ),
+    "explains-most": (
+        f"players with conditional score >= {ANOMALOUS:g} nats first, by the anomaly they "
+        "explain (their own and their anomalous descendants' excess scores), then by "
+        "|Shapley contribution|; then the others by conditional score"
+    ),
     "upstream-anomalous": (
         f"players with conditional score >= {ANOMALOUS:g} nats and no such ancestor first, "
         "then the other anomalous players, then the rest; by Shapley contribution within each"
@@ -76,6 +81,7 @@ def rank_causes(
     stderr: FloatArray,
     scores: Mapping[str, float],
     parents: Sequence[IntArray] | None = None,
+    evidence: tuple[FloatArray, npt.NDArray[np.bool_]] | None = None,
 ) -> tuple[list[RootCause], str]:
     """Root causes in the order of ``rule``, and the rule's description.
 
@@ -113,6 +119,16 @@ def rank_causes(
         keys = [
             (0.0 if s >= ANOMALOUS else 1.0, -c) for s, c in zip(own, contributions, strict=True)
         ]
+    elif rule == "explains-most":
+        if evidence is None:
+            evidence = explained(
+                score, parents or [np.zeros(0, np.intp)] * len(names), len(names) - 1
+            )
+        found, reaches = evidence
+        keys = [
+            (0.0 if r else 0.5, -e, -abs(c)) if s >= ANOMALOUS else (1.0, 0.0, -s)
+            for s, e, r, c in zip(own, found, reaches, contributions, strict=True)
+        ]
     else:  # upstream-anomalous
         anomalous = own >= ANOMALOUS
         below = _has_anomalous_ancestor(anomalous, parents or [np.zeros(0, np.intp)] * len(names))
@@ -140,6 +156,43 @@ def rank_causes(
             )
         )
     return causes, RANK_RULES[rule]
+
+
+def explained(
+    scores: FloatArray, parents: Sequence[IntArray], target: int
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Per node: the anomaly evidence it explains, and whether its anomaly reaches ``target``.
+
+    ``scores`` are the conditional scores of a graph's nodes in topological order (NaN where
+    unscored), ``parents`` their parents. A node's evidence is its own excess score above
+    :data:`ANOMALOUS` plus that of every anomalous descendant it reaches through anomalous nodes
+    (the target excepted: every candidate explains it). Under one root cause ``c``, the
+    anomalous nodes outside ``c``'s reach are left unexplained, so the node that explains the
+    most is the most likely single cause; a node that passes on its anomalous parent's fault
+    explains less than that parent. ``reaches`` says whether the node is a parent of the target
+    or reaches an anomalous parent of it through anomalous nodes.
+    """
+    n = len(parents)
+    own = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
+    anomalous = own >= ANOMALOUS
+    reach = np.zeros((n, n), dtype=bool)  # reach[j, c]: c reaches j through anomalous nodes
+    for j, pa in enumerate(parents):
+        if anomalous[j]:
+            reach[j, j] = True
+            for p in pa:
+                if anomalous[p]:
+                    reach[j] |= reach[p]
+    excess = np.clip(own - ANOMALOUS, 0.0, None)
+    excess[target] = 0.0
+    evidence = excess @ reach
+    evidence[target] = own[target] - ANOMALOUS
+    pa = parents[target]
+    reaches = np.zeros(n, dtype=bool)
+    reaches[pa] = True
+    if pa.size:
+        reaches |= reach[pa].any(axis=0)
+    reaches[target] = True
+    return np.asarray(evidence, dtype=np.float64), reaches
 
 
 def _has_anomalous_ancestor(
