@@ -21,6 +21,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from stream_rca.core.checkpoint import StateError, StateTree, get_list, get_str, get_tree
 from stream_rca.core.config import EngineConfig
@@ -28,6 +31,9 @@ from stream_rca.core.graph import CausalGraph
 from stream_rca.core.graphfree import GRAPH_FREE_METHOD, GraphFreeConfig, MarginalRanker
 from stream_rca.core.trigger import Trigger
 from stream_rca.core.types import Attribution, IncidentEvent, Snapshot, StepResult
+
+if TYPE_CHECKING:
+    from stream_rca.core.block import BlockResult
 
 __all__ = ["GRAPH_FREE_STATE", "GraphFreeEngine", "graph_free_config"]
 
@@ -185,6 +191,50 @@ class GraphFreeEngine:
     def process_many(self, snapshots: Sequence[Snapshot]) -> list[StepResult]:
         """:meth:`process_one` for each snapshot in order (the same results, any block size)."""
         return [self.process_one(s) for s in snapshots]
+
+    def process_many_columns(self, snapshots: Sequence[Snapshot]) -> BlockResult:
+        """:meth:`process_many` with the result as columns, as the engine's batch path reads it.
+
+        ``result.step(i)`` is the ``i``-th result of :meth:`process_many`.
+        """
+        from stream_rca.core.block import BlockResult
+
+        first = self.n_snapshots
+        steps = self.process_many(snapshots)
+        nodes, targets = self.graph.nodes, self.targets
+        col = {n: j for j, n in enumerate(nodes)}
+        b, d = len(steps), len(nodes)
+        node_scores = np.full((b, d), np.nan)
+        target_scores = np.full((b, len(targets)), np.nan)
+        present = np.ones((b, d), dtype=bool)
+        learned = np.zeros((b, d), dtype=bool)
+        for i, r in enumerate(steps):
+            for name, v in r.scores.items():
+                node_scores[i, col[name]] = v
+            for k, t in enumerate(targets):
+                target_scores[i, k] = r.target_scores.get(t, np.nan)
+            for name in (*r.missing, *r.invalid):
+                present[i, col[name]] = False
+            for name in r.learned:
+                learned[i, col[name]] = True
+        return BlockResult(
+            graph=self.graph.name,
+            nodes=tuple(nodes),
+            targets=targets,
+            ts=[r.ts for r in steps],
+            ends=[s.end for s in snapshots],
+            node_scores=node_scores,
+            target_scores=target_scores,
+            present=present,
+            learned=learned,
+            warm=np.array([r.warm for r in steps], dtype=bool),
+            warming=[r.warming for r in steps],
+            invalid=[r.invalid for r in steps],
+            events={i: r.events for i, r in enumerate(steps) if r.events},
+            attributions={i: r.attributions for i, r in enumerate(steps) if r.attributions},
+            open_incidents={i: r.open_incidents for i, r in enumerate(steps) if r.open_incidents},
+            first=first,
+        )
 
     def explain(self, snapshot: Snapshot, target: str | None = None) -> Attribution:
         """The graph-free attribution of the last processed snapshot for ``target``."""

@@ -119,6 +119,17 @@ def test_any_blocks_give_the_results_of_one_by_one(sizes: list[int]) -> None:
     assert got == expected
 
 
+def test_columns_give_the_same_steps() -> None:
+    snaps = _stream(300, seed=4, fault_at=280)
+    expected = GraphFreeEngine(GRAPH, CONFIG, targets=["web"]).process_many(snaps)
+    engine = GraphFreeEngine(GRAPH, CONFIG, targets=["web"])
+    head = engine.process_many_columns(snaps[:150])
+    tail = engine.process_many_columns(snaps[150:])
+    assert tail.first == 150
+    assert head.steps() + tail.steps() == expected
+    assert tail.attributions  # the fault's attribution, at its position
+
+
 @pytest.mark.parametrize("cut", [37, 200, 385])
 def test_a_state_round_trip_resumes_exactly(cut: int) -> None:
     snaps = _stream(420, seed=5, fault_at=380)
