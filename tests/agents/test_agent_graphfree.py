@@ -1,0 +1,71 @@
+"""The agent with a graph-free graph: attributions, checkpoints and restore through the app."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from stream_rca.config import GraphSpec
+from stream_rca.core.config import EngineConfig
+from stream_rca.core.graph import CausalGraph
+from stream_rca.core.graphfree_engine import GraphFreeEngine
+from stream_rca.core.trigger import TriggerConfig
+from stream_rca.streaming import TABLE_NAME
+
+from .conftest import T0, Harness, batch
+
+SPEC = GraphSpec(
+    "shop",
+    CausalGraph([], ["db", "cache", "api", "web"], name="shop"),
+    ("web",),
+    step=10.0,
+    engine=EngineConfig(warmup=30, trigger=TriggerConfig(threshold=9.0, cooldown=0)),
+    graph_free=True,
+)
+
+
+def _messages(n: int, fault_at: int, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(n):
+        cache = 1.0 + 0.1 * rng.standard_normal() + (3.0 if t >= fault_at else 0.0)
+        db = 2.0 + 0.1 * rng.standard_normal()
+        api = db + cache + 0.1 * rng.standard_normal()
+        values = {"db": db, "cache": cache, "api": api, "web": api + 0.1 * rng.standard_normal()}
+        out.append(batch("shop", T0 + 10 * t, values))
+    return out
+
+
+def test_a_graph_free_graph_runs_in_the_agent_and_resumes_from_its_checkpoint() -> None:
+    messages = _messages(260, 250)
+    h = Harness([SPEC])
+    outcomes = h.feed(messages[:200])
+    assert all(o.reason is None for o in outcomes)
+    assert h.checkpoint() == 1
+    [record] = h.broker.of_kind("checkpoint")
+    assert record.key == b"shop"
+
+    new = Harness([SPEC])
+    new.app.tables[TABLE_NAME].data["shop"] = record.value  # as recovery from the changelog
+    new.offsets[0] = 200  # the committed offset
+    new.feed(messages[200:])
+    h.feed(messages[200:])  # the uninterrupted worker, for comparison
+    state = new.runtime.pipeline.state("shop")
+    assert state is not None
+    assert state.restored
+    assert isinstance(state.engine, GraphFreeEngine)
+    docs = new.docs("attributions")
+    assert docs
+    for doc in docs:
+        doc.pop("attribution_seconds", None)
+    reference = h.docs("attributions")
+    for doc in reference:
+        doc.pop("attribution_seconds", None)
+    assert docs == reference
+    doc = docs[0]
+    assert doc["method"] == "graph-free"
+    assert doc["graph_used"] is False
+    assert doc["root_causes"][0]["node"] == "cache"
+    assert h.sample("stream_rca_incidents_total", {"graph": "shop", "target": "web"}) == 1.0
+    assert json.loads(json.dumps(doc)) == doc  # plain JSON
