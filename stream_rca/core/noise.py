@@ -193,6 +193,7 @@ def log_event_groups(
     blocks = samples[:, : groups * m].reshape(rows, groups, m)
     blocks.sort(axis=2)
     flat = blocks.reshape(-1)  # a copy only when the rows do not split evenly into blocks
+    starts = np.arange(0, flat.size, m)
     k = _event_k(groups * m, tail_fraction, min_tail)
     kb = _event_k(m, tail_fraction, min_tail)
     if k + 1 > m:
@@ -211,10 +212,12 @@ def log_event_groups(
         x = hi if upper else -lo
         xv = samples.dtype.type(hi if upper else lo)
         # per block: values below x, and values equal to it (blocks are sorted: binary searches)
-        left = _rank_sorted(flat, m, xv, inclusive=False)
+        left = _rank_sorted(flat, starts, m, xv, inclusive=False)
         tied = np.zeros_like(left)
-        if _any_tie(flat, m, left, xv):
-            tied = _rank_sorted(flat, m, xv, inclusive=True) - left
+        first = flat[starts + np.minimum(left, m - 1)]  # the first value >= x
+        holds = np.flatnonzero((left < m) & (first == xv))
+        if holds.size:
+            tied[holds] = _rank_sorted(flat, starts[holds], m, xv, inclusive=True) - left[holds]
         left, tied = left.reshape(rows, groups), tied.reshape(rows, groups)
         beyond = (m - left - tied) if upper else left
         # thresholds and the most extreme values, as "upper" values (negated for the lower tail)
@@ -224,23 +227,17 @@ def log_event_groups(
         else:
             u = -low[:, k].astype(np.float64)
             u_b = -blocks[:, :, kb].astype(np.float64)
-        whole = np.log((beyond.sum(axis=1) + 0.5 * tied.sum(axis=1) + 0.5) / (groups * m + 1.0))
+        whole = np.log((_row_sums(beyond) + 0.5 * _row_sums(tied) + 0.5) / (groups * m + 1.0))
         far = np.flatnonzero(x > u)
         if far.size:
-            ext = high[far, -k:][:, ::-1] if upper else -low[far, :k]
-            whole[far] = _tail_log_sf(ext.astype(np.float64), u[far], x, groups * m, min_scale)
+            ends = (high if upper else low).reshape(-1)
+            ext = _extremes(ends, far * low.shape[1], low.shape[1], k, upper)
+            whole[far] = _tail_log_sf(ext, u[far], x, groups * m, min_scale)
         part = np.log((beyond + 0.5 * tied + 0.5) / (m + 1.0))
         far_b = np.flatnonzero(x > u_b)
         if far_b.size:
-            # column by column, so that the fit's arithmetic runs along the many blocks
-            ext_t = np.empty((kb, far_b.size))
-            start = far_b * m
-            for j in range(kb):
-                if upper:
-                    ext_t[j] = flat[start + (m - 1 - j)]
-                else:
-                    np.negative(flat[start + j], out=ext_t[j])
-            part.ravel()[far_b] = _tail_log_sf(ext_t.T, u_b.ravel()[far_b], x, m, min_scale)
+            ext = _extremes(flat, far_b * m, m, kb, upper)
+            part.ravel()[far_b] = _tail_log_sf(ext, u_b.ravel()[far_b], x, m, min_scale)
         whole_sides.append(whole)
         part_sides.append(part.T)
     out_whole: FloatArray = np.logaddexp(whole_sides[0], whole_sides[1])
@@ -249,27 +246,45 @@ def log_event_groups(
 
 
 def _rank_sorted(
-    flat: npt.NDArray[np.floating[Any]], m: int, x: Any, *, inclusive: bool
+    flat: npt.NDArray[np.floating[Any]], starts: IntArray, m: int, x: Any, *, inclusive: bool
 ) -> IntArray:
-    """Per run of ``m`` sorted values in ``flat``: how many are ``< x`` (``<= x`` when
-    ``inclusive``), by a branchless binary search over all runs at once."""
-    base = np.arange(0, flat.size, m)
-    pos = np.zeros(base.size, dtype=np.intp)
-    step = 1 << (m.bit_length() - 1)  # the largest power of two <= m
+    """How many of the ``m`` sorted values from each of ``starts`` in ``flat`` are ``< x``
+    (``<= x`` when ``inclusive``): a branchless binary search over all runs at once."""
+    pos = starts.copy()
+    last = starts + (m - 1)
+    step = 1 << (m.bit_length() - 1)  # the largest power of two <= m: the steps reach m
     while step:
-        probe = pos + (step - 1)
-        inside = probe < m
-        v = flat[base + np.minimum(probe, m - 1)]
-        pos += step * (inside & ((v <= x) if inclusive else (v < x)))
+        # a probe past the run reads its last value: it moves on only if the whole run counts
+        v = flat[np.minimum(pos + (step - 1), last)]
+        pos += step * ((v <= x) if inclusive else (v < x))
         step >>= 1
-    return pos
+    out: IntArray = np.minimum(pos - starts, m)
+    return out
 
 
-def _any_tie(flat: npt.NDArray[np.floating[Any]], m: int, left: IntArray, x: Any) -> bool:
-    """Whether any run of ``m`` sorted values in ``flat`` holds ``x``, given ``left`` (each
-    run's count of values ``< x``)."""
-    first = flat[np.arange(0, flat.size, m) + np.minimum(left, m - 1)]  # the first value >= x
-    return bool(np.any((left < m) & (first == x)))
+def _extremes(
+    flat: npt.NDArray[np.floating[Any]], starts: IntArray, m: int, k: int, upper: bool
+) -> FloatArray:
+    """``(len(starts), k)`` float64: the ``k`` largest (``upper``) or the negated ``k`` smallest
+    of each run of ``m`` sorted values, most extreme first. Built column by column and handed
+    over in column-major order, so that the tail fit's arithmetic runs along the many rows
+    (along ``k`` values it is slow)."""
+    cols = np.empty((k, starts.size))
+    for j in range(k):
+        if upper:
+            cols[j] = flat[starts + (m - 1 - j)]
+        else:
+            np.negative(flat[starts + j], out=cols[j])
+    out: FloatArray = cols.T
+    return out
+
+
+def _row_sums(a: IntArray) -> IntArray:
+    """Sums along the short last axis, a column at a time (faster than a reduction there)."""
+    out: IntArray = a[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        out += a[:, j]
+    return out
 
 
 def _event_k(size: int, tail_fraction: float, min_tail: int) -> int:
