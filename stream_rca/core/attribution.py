@@ -119,7 +119,6 @@ def attribute_noise(
         out: FloatArray = np.minimum(0.0, vals)
         return out
 
-    empty = float(values_of(marginal[None, :].copy())[0])
     if gap is not None and d <= exact_max_players:
         # All 2**d coalitions at once: the sum of the gaps of a coalition's members, built by
         # doubling (coalition 2**p + c is coalition c plus player p), one add per coalition.
@@ -139,11 +138,12 @@ def attribute_noise(
         vals[-1] = 0.0  # every noise fixed: the target is its observed value, P = 1
         group_vals[:, -1] = 0.0
         phi = exact_shapley(vals, d)
-        stderr = np.std([exact_shapley(v, d) for v in group_vals], axis=0, ddof=1) / math.sqrt(
-            _GROUPS
-        )
+        # the groups' Shapley values in one product: Shapley values are linear in v
+        group_phi = group_vals @ _shapley_operator(d)
+        stderr = np.std(group_phi, axis=0, ddof=1) / math.sqrt(_GROUPS)
         result = ShapleyResult(phi, stderr, "exact", 2**d, 0)
     elif gap is not None:
+        empty = float(values_of(marginal[None, :].copy())[0])
         gap_t = np.ascontiguousarray(gap.T, dtype=np.float32)  # (d, S)
         x32 = np.float32(x_target)
 
@@ -160,6 +160,7 @@ def attribute_noise(
 
         result = permutation_shapley(None, d, n_permutations, rng, chain_function=chain, batch=16)
     else:
+        empty = float(values_of(marginal[None, :].copy())[0])
         sampler = _generic_sampler(model, noise, noise_draws)
 
         def set_function(masks: BoolArray) -> FloatArray:
@@ -188,6 +189,24 @@ def attribute_noise(
         n_samples=int(noise_draws.shape[0]),
         n_permutations=result.n_permutations,
     )
+
+
+def _shapley_operator(d: int) -> FloatArray:
+    """``(2**d, d)``: the matrix ``M`` with ``exact_shapley(v, d) == v @ M`` (up to round-off).
+
+    Row ``T`` holds ``(|T|-1)! (d-|T|)! / d!`` for the players in ``T`` and minus
+    ``|T|! (d-|T|-1)! / d!`` for the others: each coalition's value enters every player's
+    Shapley value once, as the coalition the player joins or the one it leaves.
+    """
+    weight = np.array(
+        [math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d) for s in range(d)]
+    )
+    member = ((np.arange(2**d)[:, None] >> np.arange(d)[None, :]) & 1).astype(bool)
+    size = member.sum(axis=1)
+    joined = weight[np.maximum(size - 1, 0)]  # unused for the empty coalition
+    left = weight[np.minimum(size, d - 1)]  # unused for the full coalition
+    out: FloatArray = np.where(member, joined[:, None], -left[:, None])
+    return out
 
 
 def _linear_gap(weights: FloatArray, noise: FloatArray, draws: FloatArray) -> FloatArray:
