@@ -18,9 +18,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 
 from stream_rca import __version__
+from stream_rca.core.block import BlockResult
 from stream_rca.core.types import Attribution, StepResult
 from stream_rca.io.deadletter import DEAD_LETTER_REASONS
 from stream_rca.observability.families import MetricFamilies
@@ -184,6 +186,47 @@ class PipelineMetrics:
                 took = _seconds(att) if attribution_seconds is None else attribution_seconds[i]
                 self._count_attribution(att, took)
             self.latest.observe_step(result)
+
+    def observe_block(self, block: BlockResult, seconds: float) -> None:
+        """Record what the engine made of a block of snapshots, at once.
+
+        The same counts, histogram observations and latest state as :meth:`observe_step` on
+        each snapshot's result with ``seconds / len(block)`` each: counters grow by the
+        block's totals, and the latest state takes the snapshots with incident events or
+        attributions, in order, then the last one (the others would be overwritten).
+        """
+        n = len(block)
+        if not n:
+            return
+        graph, share = block.graph, seconds / n
+        with self._lock:
+            self._touch_graph(graph)
+            self.families.snapshots.labels(graph).inc(n)
+            histogram = self.families.snapshot_seconds.labels(graph)
+            for _ in range(n):
+                histogram.observe(share)
+            for node, k in block.missing_counts().items():
+                self.families.missing_values.labels(graph, node).inc(k)
+            for node, k in block.invalid_counts().items():
+                self.families.invalid_values.labels(graph, node).inc(k)
+            scored = np.flatnonzero(~np.isnan(block.target_scores).all(axis=0))
+            named = {block.targets[k] for k in scored.tolist()}
+            named |= {t for opened in block.open_incidents.values() for t in opened}
+            for target in named:
+                self._touch_target(graph, target)
+            self.latest.add_targets(graph, sorted(named))
+            rows = block.eventful
+            if not rows or rows[-1] != n - 1:
+                rows.append(n - 1)
+            for i in rows:
+                result = block.step(i)
+                for event in result.events:
+                    self._touch_target(event.graph, event.target)
+                    if event.kind == "opened":
+                        self.families.incidents.labels(event.graph, event.target).inc()
+                for att in result.attributions:
+                    self._count_attribution(att, _seconds(att))
+                self.latest.observe_step(result)
 
     def observe_attribution(self, att: Attribution, seconds: float | None = None) -> None:
         """Record one attribution that did not come inside a :class:`StepResult`.

@@ -9,15 +9,26 @@ the same outcome for every message, but each stage runs once over the whole batc
    exact);
 2. **align**: each message's samples go to its graph's aligner in message order (the
    watermark rule counts messages, so this stays per message); the snapshots it completes
-   are gathered per graph;
+   are gathered per graph; what the aligner made of the samples is counted once per graph;
 3. **engine**: each graph's snapshots of the batch go through
-   :meth:`~stream_rca.core.engine.Engine.process_many` in one block, which gives the results,
-   learned state and incidents of ``process_one`` snapshot by snapshot, for any block size;
-4. **sinks**: the attribution and score documents are encoded, each under the message that
-   completed its snapshot, and the metrics are updated once per batch (counts) and once per
-   result (the latest-state gauges).
+   :meth:`~stream_rca.core.engine.Engine.process_many_columns` in one block, which gives the
+   results, learned state and incidents of ``process_one`` snapshot by snapshot, for any
+   block size, as columns (:class:`~stream_rca.core.block.BlockResult`);
+4. **sinks**: the score documents of a block are encoded from its columns at once (msgspec;
+   the same documents as :func:`~stream_rca.streaming.records.scores_document`), the
+   attribution documents one by one (they are rare), each under the message that completed
+   its snapshot; the metrics are updated once per block
+   (:meth:`~stream_rca.observability.PipelineMetrics.observe_block`) and the records counter
+   once per batch.
 
-Data flows one way: a stage reads only what the one before produced.
+Data flows one way: a stage reads only what the one before produced. Per-snapshot
+:class:`~stream_rca.core.types.StepResult` objects are built only when asked for
+(``results=True``, the default; the worker's hot path passes ``False``) and for the change
+service, which reads each snapshot's open incidents.
+
+Graphs with per-message features of their own (``accept_unknown``, ``grow_from_spans``,
+graph-free graphs) and messages naming unknown nodes take the record-by-record path
+(:meth:`Pipeline.process_one`), in message order, inside the batch.
 
 **Errors.** A graph's block that raises is charged to every message of that graph that
 completed a snapshot in it, in order: each goes to the error policy and is dead-lettered with
@@ -33,16 +44,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from stream_rca.core.types import Snapshot, StepResult
+import msgspec
+import numpy as np
+
+from stream_rca.core.block import BlockResult
+from stream_rca.core.engine import Engine
+from stream_rca.core.types import Snapshot
 from stream_rca.errors import DecodeError
 from stream_rca.io.aligner import AlignStatus
 from stream_rca.io.events import Sample
 from stream_rca.io.fastdecode import decode_batch
-from stream_rca.streaming.pipeline import Pipeline, _kind, _Message, count_statuses
-from stream_rca.streaming.records import Outcome, Output, json_bytes, scores_document
+from stream_rca.streaming.pipeline import Pipeline, _kind, _Message
+from stream_rca.streaming.records import SCORES_SCHEMA, Outcome, Output, json_bytes
 
-__all__ = ["InputRecord", "process_batch"]
+__all__ = ["InputRecord", "process_batch", "score_documents"]
+
+_ENCODER = msgspec.json.Encoder()
+_EMPTY = Outcome()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +76,22 @@ class InputRecord:
     key: bytes | None = None
 
 
-@dataclass(slots=True)
 class _Pending:
-    """A message of the batch on its way through the stages."""
+    """A valid message of a served graph on its way through the engine and sinks."""
 
-    msg: _Message
-    graph: str | None = None
-    reason: str | None = None
-    statuses: tuple[AlignStatus, ...] = ()
-    snapshots: int = 0  # how many snapshots of its graph's block it completed
-    results: list[StepResult] = field(default_factory=list)
-    outputs: list[Output] = field(default_factory=list)
-    late: Output | None = None
-    replayed: bool = False
-    error: str | None = None
-    final: Outcome | None = None  # set once nothing later can change it
+    __slots__ = ("final", "graph", "index", "late", "outputs", "record", "snapshots", "statuses")
+
+    def __init__(
+        self, index: int, record: InputRecord, graph: str, statuses: tuple[AlignStatus, ...]
+    ) -> None:
+        self.index = index
+        self.record = record
+        self.graph = graph
+        self.statuses = statuses
+        self.snapshots = 0  # how many snapshots of its graph's block it completed
+        self.outputs: list[Output] | None = None
+        self.late: Output | None = None
+        self.final: Outcome | None = None
 
 
 @dataclass(slots=True)
@@ -80,13 +101,32 @@ class _Block:
     snapshots: list[Snapshot] = field(default_factory=list)
     owners: list[_Pending] = field(default_factory=list)
     members: list[_Pending] = field(default_factory=list)  # every aligned message, in order
+    used: int = 0
+    late: int = 0
+    duplicates: int = 0
 
 
-def process_batch(pipeline: Pipeline, records: Sequence[InputRecord]) -> list[Outcome]:
+def _message(r: InputRecord) -> _Message:
+    return _Message(r.value, r.topic, r.partition, r.offset, r.key)
+
+
+def process_batch(
+    pipeline: Pipeline, records: Sequence[InputRecord], *, results: bool = True
+) -> list[Outcome]:
     """Process a batch of input messages; one :class:`Outcome` per message, in order.
 
     The outcomes (reasons, statuses, results, outputs) are those ``pipeline.process_one``
     gives message by message, except after an engine error (see the module docstring).
+
+    Parameters
+    ----------
+    pipeline
+        The pipeline whose graphs, states, policy and metrics are used.
+    records
+        The messages, in order (several partitions may be mixed, each in offset order).
+    results
+        Fill :attr:`Outcome.results` with the engine's per-snapshot results; ``False``
+        leaves them empty (the documents, metrics and state are the same either way).
 
     Raises
     ------
@@ -99,142 +139,300 @@ def process_batch(pipeline: Pipeline, records: Sequence[InputRecord]) -> list[Ou
         now=pipeline.clock(),
         max_skew=pipeline.max_skew,
     )
-    pending = [_Pending(_Message(r.value, r.topic, r.partition, r.offset, r.key)) for r in records]
-    blocks = _align(pipeline, pending, decoded)
+    outcomes: list[Outcome | None] = [None] * len(records)
+    counted = [False] * len(records)  # taken by process_one, which counts its own record
+    blocks = _align(pipeline, records, decoded, outcomes, counted)
     for graph, block in blocks.items():
-        _run(pipeline, graph, block)
-    return _finish(pipeline, pending)
+        _run(pipeline, graph, block, results)
+    return _finish(pipeline, blocks, outcomes, counted)
+
+
+def _special(pipeline: Pipeline, graph: str) -> bool:
+    """True for graphs whose messages take the record-by-record path."""
+    spec = pipeline.specs[graph]
+    if spec.accept_unknown or spec.grow_from_spans or getattr(spec, "graph_free", False):
+        return True
+    state = pipeline.state(graph)
+    return state is not None and not isinstance(state.engine, Engine)
 
 
 def _align(
-    pipeline: Pipeline, pending: list[_Pending], decoded: list[list[Sample] | DecodeError]
+    pipeline: Pipeline,
+    records: Sequence[InputRecord],
+    decoded: list[list[Sample] | DecodeError],
+    outcomes: list[Outcome | None],
+    counted: list[bool],
 ) -> dict[str, _Block]:
     """Stage 2: every message's samples to its graph's aligner, in message order."""
     blocks: dict[str, _Block] = {}
-    metrics = pipeline.metrics
-    for p, samples in zip(pending, decoded, strict=True):
-        msg = p.msg
+    special: dict[str, bool] = {}
+    quarantined = pipeline._quarantined
+    for index, (r, samples) in enumerate(zip(records, decoded, strict=True)):
         if isinstance(samples, DecodeError):
-            p.final = _rejected(pipeline, p, None, samples.reason, samples.message)
+            if samples.reason == "unknown_node":  # extra series, grown graphs: their path
+                outcomes[index] = pipeline.process_one(
+                    r.value, partition=r.partition, offset=r.offset, topic=r.topic, key=r.key
+                )
+                counted[index] = True
+                continue
+            out = pipeline._dead_letter(_message(r), samples.reason, samples.message)
+            outcomes[index] = Outcome(reason=samples.reason, outputs=(out,))
             continue
         if not samples:  # an empty batch event: valid, nothing to do
-            p.final = Outcome()
+            outcomes[index] = _EMPTY
             continue
-        graph = p.graph = samples[0].graph
-        why = pipeline._quarantined.get(graph)
+        graph = samples[0].graph
+        why = quarantined.get(graph)
         if why is not None:
-            text = f"graph {graph!r} is quarantined after repeated processing errors ({why})"
-            p.final = _rejected(pipeline, p, graph, "graph_quarantined", text)
+            outcomes[index] = _quarantined(pipeline, r, graph, why)
+            continue
+        own = special.get(graph)
+        if own is None:
+            own = special[graph] = _special(pipeline, graph)
+        if own:
+            outcomes[index] = pipeline._route(samples, _message(r))
             continue
         try:
-            state = pipeline._acquire(graph, msg.partition)
-            if msg.offset is not None and state.applied(msg.partition, msg.offset):
-                p.final = Outcome(graph=graph, replayed=True)
+            state = pipeline._acquire(graph, r.partition)
+            if r.offset is not None and state.applied(r.partition, r.offset):
+                outcomes[index] = Outcome(graph=graph, replayed=True)
                 continue
             aligner = state.aligner
-            statuses: list[AlignStatus] = []
-            block = blocks.setdefault(graph, _Block())
-            for res in aligner.add_many(samples):
-                statuses.append(res.status)
-                if res.snapshots:
-                    block.snapshots.extend(res.snapshots)
-                    block.owners.extend([p] * len(res.snapshots))
-                    p.snapshots += len(res.snapshots)
+            block = blocks.get(graph)
+            if block is None:
+                block = blocks[graph] = _Block()
+            made = aligner.add_many(samples)
         except Exception as exc:  # a bug in the aligner or a state that cannot load
-            p.final = pipeline._failed(exc, graph, msg, [])
+            outcomes[index] = pipeline._failed(exc, graph, _message(r), [])
             continue
+        statuses = tuple(res.status for res in made)
+        p = _Pending(index, r, graph, statuses)
+        for res in made:
+            if res.snapshots:
+                block.snapshots.extend(res.snapshots)
+                block.owners.extend([p] * len(res.snapshots))
+                p.snapshots += len(res.snapshots)
         block.members.append(p)
-        p.statuses = tuple(statuses)
-        late = count_statuses(state, metrics, graph, statuses)
+        late = 0
+        for s in statuses:
+            if s is AlignStatus.ACCEPTED or s is AlignStatus.REVISED:
+                block.used += 1
+            elif s is AlignStatus.LATE:
+                late += 1
+            elif s is AlignStatus.DUPLICATE:
+                block.duplicates += 1
         if late:
+            block.late += late
             start, end = aligner.window_of(samples[0].ts)
             text = (
                 f"{late} of {len(samples)} samples fall in window [{start}, {end}) of graph "
                 f"{graph!r}, already emitted (watermark {aligner.watermark}, allowed lateness "
                 f"{aligner.allowed_lateness} s)"
             )
-            p.reason = "late_event"
-            p.late = pipeline._dead_letter(msg, "late_event", text)
+            p.late = pipeline._dead_letter(_message(r), "late_event", text)
     return blocks
 
 
-def _run(pipeline: Pipeline, graph: str, block: _Block) -> None:
+def _quarantined(pipeline: Pipeline, r: InputRecord, graph: str, why: str) -> Outcome:
+    text = f"graph {graph!r} is quarantined after repeated processing errors ({why})"
+    out = pipeline._dead_letter(_message(r), "graph_quarantined", text)
+    return Outcome(graph=graph, reason="graph_quarantined", outputs=(out,))
+
+
+def _run(pipeline: Pipeline, graph: str, block: _Block, results: bool) -> None:
     """Stages 3 and 4 for one graph: its snapshots in one engine block, then the documents."""
+    metrics = pipeline.metrics
+    if metrics is not None:  # what the aligner made of the samples, once per graph
+        if block.used:
+            metrics.event(graph, block.used)
+        if block.late:
+            metrics.late(graph, block.late)
+        if block.duplicates:
+            metrics.duplicate(graph, block.duplicates)
     state = pipeline.state(graph)
     if state is None:  # quarantined while aligning (its state was dropped)
         return
-    engine, metrics = state.engine, pipeline.metrics
-    before = engine.n_snapshots
-    results: list[StepResult] = []
+    state.events += block.used
     if block.snapshots:
+        engine = state.engine
         t0 = time.perf_counter()
         try:
-            results = engine.process_many(block.snapshots)
+            if not isinstance(engine, Engine):  # _special sends those graphs one by one
+                raise TypeError(f"graph {graph!r}: no block path for {type(engine).__name__}")
+            columns = engine.process_many_columns(block.snapshots)
         except Exception as exc:
             _block_failed(pipeline, graph, block, exc)
             return
-        share = (time.perf_counter() - t0) / len(results)
+        seconds = time.perf_counter() - t0
         pipeline._failures.pop(graph, None)  # the engine ran: no longer failing in a row
-        gkey = graph.encode()
-        for i, (snap, result, owner) in enumerate(
-            zip(block.snapshots, results, block.owners, strict=True)
-        ):
-            if metrics is not None:
-                metrics.observe_step(result, share)
-            owner.results.append(result)
-            for att in result.attributions:
-                owner.outputs.append(Output("attributions", gkey, json_bytes(att.to_dict())))
-            if pipeline.publish_scores:
-                doc = scores_document(result, snap, before + i + 1)
-                owner.outputs.append(Output("scores", gkey, json_bytes(doc)))
+        if metrics is not None:
+            metrics.observe_block(columns, seconds)
+        _documents(pipeline, graph, block, columns, results)
     for p in block.members:
-        if p.msg.offset is not None:
-            state.offsets[p.msg.partition] = p.msg.offset
+        if p.record.offset is not None:
+            state.offsets[p.record.partition] = p.record.offset
     pipeline._dirty.add(graph)
+
+
+def _documents(
+    pipeline: Pipeline, graph: str, block: _Block, columns: BlockResult, results: bool
+) -> None:
+    """Each snapshot's documents (and result) under the message that completed it."""
+    gkey = graph.encode()
+    scores = score_documents(columns) if pipeline.publish_scores else None
+    changes = pipeline.changes
+    steps: dict[int, Any] = {}
+    if results or changes is not None:
+        steps = dict(enumerate(columns.steps()))
+    for i, owner in enumerate(block.owners):
+        atts = columns.attributions.get(i)
+        if atts is None and scores is None and not results and changes is None:
+            continue
+        outputs = owner.outputs
+        if outputs is None:
+            outputs = owner.outputs = []
+        if atts is not None:
+            for att in atts:
+                outputs.append(Output("attributions", gkey, json_bytes(att.to_dict())))
+        if changes is not None:  # the reference mechanisms; change answers
+            outputs.extend(changes.observe(graph, block.snapshots[i], steps[i]))
+        if scores is not None:
+            outputs.append(Output("scores", gkey, scores[i]))
+    if results:
+        per: dict[int, list[Any]] = {}
+        for i, owner in enumerate(block.owners):
+            per.setdefault(id(owner), []).append(steps[i])
+        for p in block.members:
+            p.final = _outcome(p, tuple(per.get(id(p), ())))
+
+
+def score_documents(columns: BlockResult) -> list[bytes]:
+    """The ``rca.scores`` document of every snapshot of a block, encoded, from its columns.
+
+    The same documents (field for field, in the same order) as
+    :func:`~stream_rca.streaming.records.scores_document` gives for each snapshot's result,
+    without building the results: the scores of a whole block are read out of its arrays at
+    once and each document is encoded by msgspec (NaN and infinities as ``null``, as
+    :func:`~stream_rca.streaming.records.json_bytes` writes them).
+    """
+    nodes, targets = columns.nodes, columns.targets
+    n = len(columns)
+    if not n:
+        return []
+    node_rows = columns.node_scores.tolist()
+    scored = ~np.isnan(columns.node_scores)
+    full = cast(list[bool], scored.all(axis=1).tolist())
+    target_rows = columns.target_scores.tolist()
+    t_scored = ~np.isnan(columns.target_scores)
+    t_full = cast(list[bool], t_scored.all(axis=1).tolist())
+    complete = cast(list[bool], columns.present.all(axis=1).tolist())
+    warm = columns.warm.tolist()
+    graph, first = columns.graph, columns.first
+    events, opened = columns.events, columns.open_incidents
+    invalid = columns.invalid
+    out: list[bytes] = []
+    encode = _ENCODER.encode
+    for i in range(n):
+        row = node_rows[i]
+        scores = (
+            dict(zip(nodes, row, strict=True))
+            if full[i]
+            else {nodes[j]: row[j] for j in np.flatnonzero(scored[i]).tolist()}
+        )
+        trow = target_rows[i]
+        target_scores = (
+            dict(zip(targets, trow, strict=True))
+            if t_full[i]
+            else {targets[k]: trow[k] for k in np.flatnonzero(t_scored[i]).tolist()}
+        )
+        bad = invalid[i]
+        if complete[i]:
+            missing: list[str] = []
+        else:
+            missing = [
+                nodes[j]
+                for j in np.flatnonzero(~columns.present[i]).tolist()
+                if nodes[j] not in bad
+            ]
+        doc = {
+            "schema": SCORES_SCHEMA,
+            "graph": graph,
+            "window": {"start": columns.ts[i], "end": columns.ends[i]},
+            "warm": warm[i],
+            "snapshots": first + i + 1,
+            "scores": scores,
+            "target_scores": target_scores,
+            "open_incidents": dict(opened.get(i, {})),
+            "events": [
+                {
+                    "kind": e.kind,
+                    "incident_id": e.incident_id,
+                    "target": e.target,
+                    "ts": e.ts,
+                    "score": e.score,
+                }
+                for e in events.get(i, ())
+            ],
+            "missing": missing,
+            "invalid": list(bad),
+        }
+        out.append(encode(doc))
+    return out
 
 
 def _block_failed(pipeline: Pipeline, graph: str, block: _Block, exc: Exception) -> None:
     """Charge an engine error to the messages that completed a snapshot of the block."""
     state = pipeline.state(graph)
     for p in block.members:
+        r = p.record
         if graph in pipeline._quarantined:
-            why = pipeline._quarantined[graph]
-            text = f"graph {graph!r} is quarantined after repeated processing errors ({why})"
-            p.final = _rejected(pipeline, p, graph, "graph_quarantined", text)
+            p.final = _quarantined(pipeline, r, graph, pipeline._quarantined[graph])
         elif p.snapshots:
-            p.final = pipeline._failed(exc, graph, p.msg, [])
-        elif state is not None and p.msg.offset is not None:
-            state.offsets[p.msg.partition] = p.msg.offset
+            p.final = pipeline._failed(exc, graph, _message(r), [])
+        elif state is not None and r.offset is not None:
+            state.offsets[r.partition] = r.offset
     pipeline._dirty.add(graph)
 
 
-def _rejected(
-    pipeline: Pipeline, p: _Pending, graph: str | None, reason: str, text: str
-) -> Outcome:
-    out = pipeline._dead_letter(p.msg, reason, text)
-    return Outcome(graph=graph, reason=reason, outputs=(out,))
+def _outcome(p: _Pending, results: tuple[Any, ...] = ()) -> Outcome:
+    outputs = p.outputs or []
+    if p.late is not None:
+        outputs = [*outputs, p.late]
+    return Outcome(
+        graph=p.graph,
+        reason="late_event" if p.late is not None else None,
+        statuses=p.statuses,
+        results=results,
+        outputs=tuple(outputs),
+    )
 
 
-def _finish(pipeline: Pipeline, pending: list[_Pending]) -> list[Outcome]:
+def _finish(
+    pipeline: Pipeline,
+    blocks: dict[str, _Block],
+    outcomes: list[Outcome | None],
+    counted: list[bool],
+) -> list[Outcome]:
     """Each message's outcome; the records counter updated once per batch."""
-    outcomes: list[Outcome] = []
-    for p in pending:
-        if p.final is None:
-            if p.late is not None:
-                p.outputs.append(p.late)
-            p.final = Outcome(
-                graph=p.graph,
-                reason=p.reason,
-                statuses=p.statuses,
-                results=tuple(p.results),
-                outputs=tuple(p.outputs),
-            )
-        outcomes.append(p.final)
-    if pipeline.metrics is not None:
-        kinds: dict[str, int] = {}
-        for o in outcomes:
+    plain: dict[tuple[str, tuple[AlignStatus, ...]], Outcome] = {}
+    for block in blocks.values():
+        for p in block.members:
+            if p.final is None:
+                if p.outputs is None and p.late is None:  # the common case: share one
+                    key = (p.graph, p.statuses)
+                    p.final = plain.get(key) or plain.setdefault(key, _outcome(p))
+                else:
+                    p.final = _outcome(p)
+            outcomes[p.index] = p.final
+    done: list[Outcome] = []
+    kinds: dict[str, int] = {}
+    for o, c in zip(outcomes, counted, strict=True):
+        assert o is not None  # every message got one
+        done.append(o)
+        if not c:
             k = _kind(o)
             kinds[k] = kinds.get(k, 0) + 1
+    if pipeline.metrics is not None:
         for k, n in kinds.items():
             pipeline.metrics.record(k, n)
-    return outcomes
+    return done

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from stream_rca.config import GraphSpec, load_graphs
+from stream_rca.core.block import BlockResult
 from stream_rca.core.engine import Engine
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.types import Snapshot, StepResult
@@ -101,20 +102,20 @@ def test_a_graph_whose_engine_fails_is_quarantined_as_one_by_one(
         GraphSpec("bad", graph, ("api",), step=10.0),
         GraphSpec("good", CausalGraph([("db", "api")], name="good"), ("api",), step=10.0),
     ]
-    real_one, real_many = Engine.process_one, Engine.process_many
+    real_one, real_many = Engine.process_one, Engine.process_many_columns
 
     def one(self: Engine, snapshot: Snapshot) -> StepResult:
         if self.graph.name == "bad":
             raise RuntimeError("broken")
         return real_one(self, snapshot)
 
-    def many(self: Engine, snapshots: Sequence[Snapshot]) -> list[StepResult]:
+    def many(self: Engine, snapshots: Sequence[Snapshot]) -> BlockResult:
         if self.graph.name == "bad":
             raise RuntimeError("broken")
         return real_many(self, snapshots)
 
     monkeypatch.setattr(Engine, "process_one", one)
-    monkeypatch.setattr(Engine, "process_many", many)
+    monkeypatch.setattr(Engine, "process_many_columns", many)
     raws: list[bytes | None] = []
     for i in range(12):
         for g in ("bad", "good"):
