@@ -25,6 +25,7 @@ the same frozen model (which is what makes block processing equal record-by-reco
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -207,8 +208,13 @@ def log_event_groups(
     high[...] = blocks[:, :, m - k - 1 :]
     high = high.reshape(rows, groups * (k + 1))
     high.sort(axis=1)
-    whole_sides, part_sides = [], []
-    for upper in (True, False):
+    # each side's mid-rank counts; the rows and blocks beyond their thresholds are fitted
+    # after the loop, both sides in one call per sample size
+    whole = np.empty((2, rows))
+    part = np.empty((2, rows * groups))
+    far_whole: list[_Far] = []
+    far_part: list[_Far] = []
+    for side, upper in enumerate((True, False)):
         x = hi if upper else -lo
         xv = samples.dtype.type(hi if upper else lo)
         # per block: values below x, and values equal to it (blocks are sorted: binary searches)
@@ -218,30 +224,22 @@ def log_event_groups(
         holds = np.flatnonzero((left < m) & (first == xv))
         if holds.size:
             tied[holds] = _rank_sorted(flat, starts[holds], m, xv, inclusive=True) - left[holds]
-        left, tied = left.reshape(rows, groups), tied.reshape(rows, groups)
         beyond = (m - left - tied) if upper else left
+        part[side] = np.log((beyond + 0.5 * tied + 0.5) / (m + 1.0))
+        beyond, tied = beyond.reshape(rows, groups), tied.reshape(rows, groups)
+        whole[side] = np.log((_row_sums(beyond) + 0.5 * _row_sums(tied) + 0.5) / (groups * m + 1.0))
         # thresholds and the most extreme values, as "upper" values (negated for the lower tail)
-        if upper:
-            u = high[:, -k - 1].astype(np.float64)
-            u_b = blocks[:, :, m - kb - 1].astype(np.float64)
-        else:
-            u = -low[:, k].astype(np.float64)
-            u_b = -blocks[:, :, kb].astype(np.float64)
-        whole = np.log((_row_sums(beyond) + 0.5 * _row_sums(tied) + 0.5) / (groups * m + 1.0))
+        ends = high if upper else low
+        u = (high[:, -k - 1] if upper else -low[:, k]).astype(np.float64)
+        u_b = (flat[starts + (m - kb - 1)] if upper else -flat[starts + kb]).astype(np.float64)
         far = np.flatnonzero(x > u)
-        if far.size:
-            ends = (high if upper else low).reshape(-1)
-            ext = _extremes(ends, far * low.shape[1], low.shape[1], k, upper)
-            whole[far] = _tail_log_sf(ext, u[far], x, groups * m, min_scale)
-        part = np.log((beyond + 0.5 * tied + 0.5) / (m + 1.0))
+        far_whole.append(_Far(side, far, _extremes(ends, far, k, upper), u[far], x))
         far_b = np.flatnonzero(x > u_b)
-        if far_b.size:
-            ext = _extremes(flat, far_b * m, m, kb, upper)
-            part.ravel()[far_b] = _tail_log_sf(ext, u_b.ravel()[far_b], x, m, min_scale)
-        whole_sides.append(whole)
-        part_sides.append(part.T)
-    out_whole: FloatArray = np.logaddexp(whole_sides[0], whole_sides[1])
-    out_parts: FloatArray = np.logaddexp(part_sides[0], part_sides[1])
+        far_part.append(_Far(side, far_b, _extremes(blocks, far_b, kb, upper), u_b[far_b], x))
+    _fit_far(whole, far_whole, groups * m, min_scale)
+    _fit_far(part, far_part, m, min_scale)
+    out_whole: FloatArray = np.logaddexp(whole[0], whole[1])
+    out_parts: FloatArray = np.logaddexp(part[0], part[1]).reshape(rows, groups).T
     return out_whole, out_parts
 
 
@@ -263,20 +261,48 @@ def _rank_sorted(
 
 
 def _extremes(
-    flat: npt.NDArray[np.floating[Any]], starts: IntArray, m: int, k: int, upper: bool
+    runs: npt.NDArray[np.floating[Any]], picks: IntArray, k: int, upper: bool
 ) -> FloatArray:
-    """``(len(starts), k)`` float64: the ``k`` largest (``upper``) or the negated ``k`` smallest
-    of each run of ``m`` sorted values, most extreme first. Built column by column and handed
-    over in column-major order, so that the tail fit's arithmetic runs along the many rows
-    (along ``k`` values it is slow)."""
-    cols = np.empty((k, starts.size))
+    """``(k, len(picks))`` float64: the ``k`` largest (``upper``) or the negated ``k`` smallest
+    values of the picked runs of sorted values (the last axis of ``runs``), most extreme
+    first, one row per rank: the tail fit's arithmetic then runs along the many runs (along
+    ``k`` values it is slow)."""
+    m = runs.shape[-1]
+    flat = runs.reshape(-1)
+    starts = picks * m
+    cols = np.empty((k, picks.size))
     for j in range(k):
         if upper:
             cols[j] = flat[starts + (m - 1 - j)]
         else:
             np.negative(flat[starts + j], out=cols[j])
-    out: FloatArray = cols.T
-    return out
+    return cols
+
+
+@dataclass(frozen=True, slots=True)
+class _Far:
+    """Rows of one side whose event bound lies beyond their tail threshold."""
+
+    side: int
+    rows: IntArray
+    extremes: FloatArray
+    """``(k, len(rows))``, see :func:`_extremes`."""
+    u: FloatArray
+    x: float
+
+
+def _fit_far(out: FloatArray, far: list[_Far], size: int, min_scale: float) -> None:
+    """``out[side, rows] = log P(X >= x)`` from the tails fitted to every side's far rows."""
+    if not any(f.rows.size for f in far):
+        return
+    ext = np.concatenate([f.extremes for f in far], axis=1).T  # column-major (rows, k)
+    u = np.concatenate([f.u for f in far])
+    x = np.concatenate([np.full(f.rows.size, f.x) for f in far])
+    fitted = _tail_log_sf(ext, u, x, size, min_scale)
+    start = 0
+    for f in far:
+        out[f.side, f.rows] = fitted[start : start + f.rows.size]
+        start += f.rows.size
 
 
 def _row_sums(a: IntArray) -> IntArray:
