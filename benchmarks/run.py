@@ -29,6 +29,7 @@ from benchmarks.multicause import quick_settings as multicause_quick
 from benchmarks.petshop_peers import PeersSettings, petshop_peers
 from benchmarks.scale import ScaleSettings, scaling
 from benchmarks.speed import SpeedSettings, attribution_speed
+from stream_rca.allocator import keep_freed_memory
 
 __all__ = ["RunSettings", "main", "quick_settings", "render", "run"]
 
@@ -161,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where to write the markdown report ('-': stdout only)",
     )
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as the stream-rca command does (stream_rca/allocator.py)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
     unknown = set(sections) - set(SECTIONS)
     if unknown:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from stream_rca import __version__
+from stream_rca.allocator import keep_freed_memory
 from stream_rca.cli_settings import add_settings, report, settings_from_args
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``stream-rca`` with ``argv``; return the exit status (errors are one line)."""
+    keep_freed_memory()  # attributions reuse their temporaries' pages (stream_rca/allocator.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     return report("stream-rca", args.handler, args)
