@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from stream_rca.errors import StreamRCAError
 from stream_rca.ingest.mapping import Match, SeriesIndex, SeriesRule, is_stale
@@ -124,12 +125,19 @@ class Converter:
         self.encoded: dict[bytes, Resolved] = {}
         """Series seen on the wire, by their encoded labels (the fast remote-write path's
         cache, see :mod:`~stream_rca.ingest.fastwrite`; bounded, cleared when full)."""
+        self.encoded_slots: dict[bytes, int] = {}
+        """The gauge slot of each key of :attr:`encoded` (``-1``: not a plain gauge)."""
         self.slots: list[tuple[str, str]] = []
         """``(graph, node)`` of every gauge node the fast path has fed, by slot number."""
+        self.slot_nodes: list[str] = []
+        """The node name of every slot."""
         self._slot_of: dict[tuple[str, str], int] = {}
         self.slot_graphs: list[int] = []
         """The graph number of every slot (graphs numbered in order of first use)."""
+        self.graph_names: list[str] = []
+        """The graph of every graph number."""
         self._graph_of: dict[str, int] = {}
+        self._slot_graph_array: np.ndarray[Any, np.dtype[np.int64]] = np.zeros(0, np.int64)
 
     def slot(self, graph: str, node: str) -> int:
         """The slot number of a gauge node (given out on first use)."""
@@ -138,8 +146,19 @@ class Converter:
         if found is None:
             found = self._slot_of[key] = len(self.slots)
             self.slots.append(key)
-            self.slot_graphs.append(self._graph_of.setdefault(graph, len(self._graph_of)))
+            self.slot_nodes.append(node)
+            number = self._graph_of.get(graph)
+            if number is None:
+                number = self._graph_of[graph] = len(self.graph_names)
+                self.graph_names.append(graph)
+            self.slot_graphs.append(number)
         return found
+
+    def slot_graph_array(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """:attr:`slot_graphs` as an array."""
+        if len(self._slot_graph_array) != len(self.slot_graphs):
+            self._slot_graph_array = np.asarray(self.slot_graphs, dtype=np.int64)
+        return self._slot_graph_array
 
     def batch(self, now: float) -> Batch:
         """A new request's batch; ``now`` is the wall clock (unix seconds)."""

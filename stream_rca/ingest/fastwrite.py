@@ -28,12 +28,20 @@ reference's.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from stream_rca.ingest.convert import Batch, Converter, FastGroup, RejectedError, Resolved
+from stream_rca.ingest.convert import (
+    Batch,
+    Converter,
+    FastGroup,
+    RejectedError,
+    Resolved,
+    SeriesKey,
+)
 from stream_rca.ingest.wire import RawWriteRequest, TimeSeries, parse_write_request
 
 __all__ = ["feed_write_body", "feed_write_request"]
@@ -104,23 +112,27 @@ def _resolve(converter: Converter, key: bytes) -> Resolved | None:
     cache = converter.encoded
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
+        converter.encoded_slots.clear()
     cache[key] = entry
+    converter.encoded_slots[key] = slot
     return entry
 
 
 def _tails(data: np.ndarray[Any, Any], ends: np.ndarray[Any, Any], lengths: Any) -> Any:
     """Which series end in a one-sample tail: ``(long, short)`` masks."""
-
-    def at(offset: int) -> np.ndarray[Any, Any]:
-        found: np.ndarray[Any, Any] = data[np.maximum(ends - offset, 0)]
-        return found
-
-    varint = (at(6) >= 0x80) & (at(5) >= 0x80) & (at(4) >= 0x80) & (at(3) >= 0x80) & (at(2) >= 0x80)
-    varint &= (at(1) < 0x80) & (at(1) > 0)
-    long = (lengths >= _LONG) & (at(18) == 0x12) & (at(17) == 0x10) & (at(16) == 0x09)
-    long &= (at(7) == 0x10) & varint
-    short = (lengths >= _SHORT) & (at(9) == 0x12) & (at(8) == 0x07) & (at(7) == 0x10) & varint
+    last = data[np.maximum(ends[:, None] - _BACK, 0)]  # the last 18 bytes of each series
+    high = last[:, _AT[6] : _AT[1]] >= 0x80  # the timestamp varint: 5 bytes with more to come
+    varint = high.all(axis=1) & (last[:, _AT[1]] < 0x80) & (last[:, _AT[1]] > 0)
+    varint &= last[:, _AT[7]] == 0x10
+    long = (lengths >= _LONG) & (last[:, _AT[18]] == 0x12) & (last[:, _AT[17]] == 0x10)
+    long &= (last[:, _AT[16]] == 0x09) & varint
+    short = (lengths >= _SHORT) & (last[:, _AT[9]] == 0x12) & (last[:, _AT[8]] == 0x07) & varint
     return long, short
+
+
+_BACK = np.arange(_LONG, 0, -1)  # offsets back from a series' end, 18 down to 1
+_AT = {k: _LONG - k for k in range(1, _LONG + 1)}  # column of the byte k back from the end
+_MISSING = -2
 
 
 def _fast(raw: bytes, batch: Batch) -> None:
@@ -129,49 +141,43 @@ def _fast(raw: bytes, batch: Batch) -> None:
     except DecodeError:
         raise RejectedError("malformed_protobuf", "not a remote-write WriteRequest") from None
     encoded = list(request.timeseries)
-    if not encoded:
+    n = len(encoded)
+    if not n:
         return
     converter = batch.converter
     joined = b"".join(encoded)
     data = np.frombuffer(joined, dtype=np.uint8)
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
     ends = np.cumsum(lengths)
-    starts = ends - lengths
     long, short = _tails(data, ends, lengths)
-    cuts = np.where(long, ends - _LONG, np.where(short, ends - _SHORT, starts))
-    cache = converter.encoded
-    keys = [joined[a:b] for a, b in zip(starts.tolist(), cuts.tolist(), strict=True)]
-    entries: list[Resolved | None] = list(map(cache.get, keys))
     fast = long | short
-    for i in [i for i, e in enumerate(entries) if e is None]:
-        if not fast[i]:
-            continue
+    kept = np.where(long, lengths - _LONG, np.where(short, lengths - _SHORT, lengths))
+    # each series' labels (its bytes before the tail), sliced and looked up without a
+    # Python-level loop
+    keys = list(map(bytes.__getitem__, encoded, map(slice, repeat(0), kept.tolist())))
+    slots = np.fromiter(
+        map(converter.encoded_slots.get, keys, repeat(_MISSING)), dtype=np.int64, count=n
+    )
+    for i in np.flatnonzero((slots == _MISSING) & fast).tolist():
         entry = _resolve(converter, keys[i])
         if entry is None and long[i] and short[i]:  # the double's last bytes looked like a tail
             long[i] = False
-            cuts[i] = ends[i] - _SHORT
-            keys[i] = joined[starts[i] : cuts[i]]
-            entry = cache.get(keys[i]) or _resolve(converter, keys[i])
-        entries[i] = entry
-    slots = np.fromiter(
-        (_NOT_FAST if e is None else e[0] for e in entries), dtype=np.int64, count=len(entries)
-    )
-    gauge = fast & (slots != _NOT_FAST)
+            keys[i] = encoded[i][: lengths[i] - _SHORT]
+            entry = converter.encoded.get(keys[i]) or _resolve(converter, keys[i])
+        if entry is not None:
+            slots[i] = entry[0]
+    gauge = fast & (slots >= 0)
     for i in np.flatnonzero(~gauge).tolist():  # the reference path, series by series
         try:
             series = TimeSeries.FromString(encoded[i])
         except DecodeError:
             raise RejectedError("malformed_protobuf", "a series cannot be parsed") from None
         feed_series(series, batch)
-    if gauge.any():
-        _gauges(
-            batch,
-            data,
-            ends[gauge],
-            long[gauge],
-            slots[gauge],
-            [entries[i] for i in np.flatnonzero(gauge).tolist()],
-        )
+    if gauge.all():
+        _gauges(batch, data, ends, long, slots, keys)
+    elif gauge.any():
+        where = np.flatnonzero(gauge)
+        _gauges(batch, data, ends[where], long[where], slots[where], [keys[i] for i in where])
 
 
 def _gauges(
@@ -180,59 +186,72 @@ def _gauges(
     ends: np.ndarray[Any, Any],
     long: np.ndarray[Any, Any],
     slots: np.ndarray[Any, Any],
-    entries: list[Resolved | None],
+    keys: list[bytes],
 ) -> None:
     """Check, average per node and time, and hand to ``batch`` the samples of gauge series."""
-    stamps = np.zeros(len(ends), dtype=np.int64)
-    for k in range(6):
-        stamps |= (data[ends - 6 + k].astype(np.int64) & 0x7F) << (7 * k)
-    values = np.zeros(len(ends), dtype=np.float64)
-    if long.any():
-        where = ends[long] - 15
-        octets = data[where[:, None] + np.arange(8)]
+    n = len(ends)
+    varint = data[ends[:, None] + _STAMP].astype(np.int64) & 0x7F
+    stamps = (varint << _SHIFTS).sum(axis=1)
+    values = np.zeros(n, dtype=np.float64)
+    if long.all():
+        values = np.ascontiguousarray(data[ends[:, None] + _DOUBLE]).view("<f8")[:, 0]
+    elif long.any():
+        octets = data[ends[long][:, None] + _DOUBLE]
         values[long] = np.ascontiguousarray(octets).view("<f8")[:, 0]
     if not np.isfinite(values).all():
         raise RejectedError("non_finite_value", "a value is not a finite number")
     unique, first, inverse = np.unique(stamps, return_index=True, return_inverse=True)
     seconds = (unique / 1000.0).tolist()
     for ts, i in zip(seconds, first.tolist(), strict=True):
-        entry = entries[i]
-        assert entry is not None
-        batch.seconds(ts, entry[1])
-    # one cell per (node, time); cells, then groups (graph, time), in order of appearance
+        batch.seconds(ts, _labels(batch.converter, keys[i]))
+    # one cell per (node, time), sorted by (graph, time, node): each group (graph, time) is a
+    # run of cells
+    converter = batch.converter
     n_ts = len(unique)
-    cell_key = slots * n_ts + inverse
-    cells, cell_first, cell_of, counts = np.unique(
-        cell_key, return_index=True, return_inverse=True, return_counts=True
-    )
+    n_slots = len(converter.slots)
+    group = converter.slot_graph_array()[slots] * n_ts + inverse.reshape(-1)
+    cell_key = group * n_slots + slots
+    cells, cell_of, counts = np.unique(cell_key, return_inverse=True, return_counts=True)
     totals: np.ndarray[Any, Any]
-    if len(cells) == len(cell_key):
-        totals = values[np.argsort(cell_key, kind="stable")]
+    if len(cells) == n:
+        totals = np.empty(n, dtype=np.float64)
+        totals[cell_of] = values
     else:
-        totals = np.bincount(cell_of, weights=values, minlength=len(cells))
+        totals = np.bincount(cell_of.reshape(-1), weights=values, minlength=len(cells))
     means = totals / counts
     if not np.isfinite(means).all():
         raise RejectedError("non_finite_value", "a node's mean is not a finite number")
-    order = np.argsort(cell_first, kind="stable")
-    cell_slot = (cells // n_ts)[order]
-    cell_ts = (cells % n_ts)[order]
-    names_of = batch.converter.slots
-    cell_graph = np.asarray(batch.converter.slot_graphs, dtype=np.int64)[cell_slot]
-    group_key = cell_graph * n_ts + cell_ts
-    _, group_first, group_of = np.unique(group_key, return_index=True, return_inverse=True)
-    group_rank = np.argsort(np.argsort(group_first, kind="stable"), kind="stable")[group_of]
-    by_group = np.argsort(group_rank, kind="stable")
-    bounds = np.flatnonzero(np.diff(group_rank[by_group])) + 1
-    slot_list = cell_slot[by_group].tolist()
-    mean_list = means[order][by_group].tolist()
-    total_list = totals[order][by_group].tolist()
-    count_list = counts[order][by_group].astype(np.float64).tolist()
-    ts_list = cell_ts[by_group].tolist()
-    groups: list[FastGroup] = []
-    for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(by_group)], strict=True):
-        names = [names_of[s][1] for s in slot_list[a:b]]
-        graph = names_of[slot_list[a]][0]
-        groups.append(
-            (graph, seconds[ts_list[a]], names, mean_list[a:b], total_list[a:b], count_list[a:b])
+    cell_group = cells // n_slots
+    bounds = (np.flatnonzero(np.diff(cell_group)) + 1).tolist()
+    starts = [0, *bounds]
+    stops = [*bounds, len(cells)]
+    names = list(map(converter.slot_nodes.__getitem__, (cells % n_slots).tolist()))
+    mean_list = means.tolist()
+    total_list = totals.tolist()
+    count_list = counts.astype(np.float64).tolist()
+    graph_names = converter.graph_names
+    groups: list[FastGroup] = [
+        (
+            graph_names[g // n_ts],
+            seconds[g % n_ts],
+            names[a:b],
+            mean_list[a:b],
+            total_list[a:b],
+            count_list[a:b],
         )
-    batch.add_groups(groups, len(ends))
+        for g, a, b in zip(cell_group[starts].tolist(), starts, stops, strict=True)
+    ]
+    batch.add_groups(groups, n)
+
+
+def _labels(converter: Converter, key: bytes) -> SeriesKey:
+    """The labels of a key of the cache (parsed again if the cache was cleared since)."""
+    entry = converter.encoded.get(key)
+    if entry is not None:
+        return entry[1]
+    return tuple((label.name, label.value) for label in TimeSeries.FromString(key).labels)
+
+
+_STAMP = np.arange(-6, 0)  # a timestamp's six varint bytes end the series
+_SHIFTS = 7 * np.arange(6, dtype=np.int64)
+_DOUBLE = np.arange(-15, -7)  # the double of a long tail

@@ -17,6 +17,7 @@ lines; no broker is involved.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import threading
@@ -30,6 +31,7 @@ __all__ = ["EmbeddedSink", "KafkaSink", "Sink"]
 log = logging.getLogger("stream_rca.ingest")
 
 Event = tuple[bytes, bytes]
+_Outcome = tuple[Event, int, "asyncio.Future[None]", BaseException | None]
 
 
 class Sink(Protocol):
@@ -89,6 +91,8 @@ class KafkaSink:
         self._inflight: dict[Event, asyncio.Future[None]] = {}
         self._abandoned: set[Event] = set()
         self._landed: dict[Event, None] = {}
+        self._outcomes: collections.deque[_Outcome] = collections.deque()
+        self._woken = False
 
     @property
     def pending_bytes(self) -> int:
@@ -142,23 +146,55 @@ class KafkaSink:
         size = len(event[0]) + len(event[1])
         self._pending += size
         self._inflight[event] = done
-        done.add_done_callback(lambda f: self._settled(event, size, f))
         try:
             future = self.producer.send(self.topic, key=event[0], value=event[1])
         except BaseException as exc:
-            done.set_exception(exc)
+            self._settled(event, size, done, exc)
             return done
-        future.add_callback(_settle, loop, done, None)
-        future.add_errback(_fail, loop, done)
+        future.add_callback(self._acked, loop, event, size, done)
+        future.add_errback(self._failed, loop, event, size, done)
         return done
 
-    def _settled(self, event: Event, size: int, done: asyncio.Future[None]) -> None:
+    # The producer's I/O thread settles events; each one is queued, and the event loop is
+    # woken once for all that the thread settles before the loop gets to them.
+
+    def _acked(
+        self, loop: asyncio.AbstractEventLoop, event: Event, size: int, done: Any, _: Any
+    ) -> None:
+        self._queue(loop, (event, size, done, None))
+
+    def _failed(
+        self, loop: asyncio.AbstractEventLoop, event: Event, size: int, done: Any, exc: Any
+    ) -> None:
+        error = exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
+        self._queue(loop, (event, size, done, error))
+
+    def _queue(self, loop: asyncio.AbstractEventLoop, outcome: _Outcome) -> None:
+        self._outcomes.append(outcome)
+        if not self._woken:
+            self._woken = True
+            loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._woken = False  # before the queue is read: an outcome queued from now on wakes again
+        outcomes = self._outcomes
+        while outcomes:
+            self._settled(*outcomes.popleft())
+
+    def _settled(
+        self, event: Event, size: int, done: asyncio.Future[None], error: BaseException | None
+    ) -> None:
         self._pending -= size
         if self._inflight.get(event) is done:
             del self._inflight[event]
         abandoned = event in self._abandoned
         self._abandoned.discard(event)
-        if done.cancelled() or done.exception() is not None or not abandoned:
+        if not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+        if error is not None or not abandoned:
             return
         self._landed[event] = None
         while len(self._landed) > self.remembered:
@@ -175,27 +211,6 @@ class KafkaSink:
 def _retrieve(together: asyncio.Future[Any]) -> None:
     if not together.cancelled():
         together.exception()  # seen here, so that asyncio does not log it as never retrieved
-
-
-def _settle(
-    loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], value: Any, _: Any
-) -> None:
-    loop.call_soon_threadsafe(_set_result, done)
-
-
-def _fail(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], exc: Any) -> None:
-    error = exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
-    loop.call_soon_threadsafe(_set_exception, done, error)
-
-
-def _set_result(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
-
-
-def _set_exception(done: asyncio.Future[None], exc: BaseException) -> None:
-    if not done.done():
-        done.set_exception(exc)
 
 
 class EmbeddedSink:
