@@ -30,6 +30,10 @@ BoolArray = npt.NDArray[np.bool_]
 _NO_INCIDENTS: Mapping[str, str] = {}
 
 
+def _flags(mask: BoolArray | np.bool_) -> list[bool]:
+    return [bool(b) for b in np.atleast_1d(mask).tolist()]
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class BlockResult:
     """What the engine made of a block of ``B`` snapshots, column by column.
@@ -113,8 +117,56 @@ class BlockResult:
         )
 
     def steps(self) -> list[StepResult]:
-        """Every snapshot's :class:`~stream_rca.core.types.StepResult`, in order."""
-        return [self.step(i) for i in range(len(self))]
+        """Every snapshot's :class:`~stream_rca.core.types.StepResult`, in order.
+
+        The same as ``[block.step(i) for i in range(len(block))]``, read out of the arrays
+        once for the whole block.
+        """
+        nodes, targets = self.nodes, self.targets
+        rows = self.node_scores.tolist()
+        scored = ~np.isnan(self.node_scores)
+        full = _flags(scored.all(axis=1))
+        t_rows = self.target_scores.tolist()
+        t_scored = ~np.isnan(self.target_scores)
+        t_full = _flags(t_scored.all(axis=1))
+        complete = _flags(self.present.all(axis=1))
+        learned_all = _flags(self.learned.all(axis=1))
+        learned_none = _flags(~self.learned.any(axis=1))
+        warm = _flags(self.warm)
+        out: list[StepResult] = []
+        for i in range(len(self)):
+            if i in self.events or i in self.attributions or not (full[i] and complete[i]):
+                out.append(self.step(i))
+                continue
+            if learned_all[i]:
+                learned = nodes
+            elif learned_none[i]:
+                learned = ()
+            else:
+                learned = tuple(nodes[j] for j in np.flatnonzero(self.learned[i]).tolist())
+            trow = t_rows[i]
+            target_scores = (
+                dict(zip(targets, trow, strict=True))
+                if t_full[i]
+                else {targets[k]: trow[k] for k in np.flatnonzero(t_scored[i]).tolist()}
+            )
+            out.append(
+                StepResult(
+                    graph=self.graph,
+                    ts=self.ts[i],
+                    scores=dict(zip(nodes, rows[i], strict=True)),
+                    target_scores=target_scores,
+                    warm=warm[i],
+                    warming=self.warming[i],
+                    missing=(),
+                    invalid=self.invalid[i],
+                    learned=learned,
+                    events=(),
+                    attributions=(),
+                    open_incidents=dict(self.open_incidents.get(i, _NO_INCIDENTS)),
+                )
+            )
+        return out
 
     def missing_counts(self) -> dict[str, int]:
         """How many snapshots of the block missed each node (invalid ones not counted)."""

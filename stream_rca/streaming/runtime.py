@@ -160,7 +160,7 @@ class Runtime:
             return []
         for record in records:  # a restored grown graph: its nodes known before decoding
             self.pipeline.preload(record.key, record.partition)
-        outcomes = process_batch(self.pipeline, records)
+        outcomes = process_batch(self.pipeline, records, results=False)
         last: dict[int, int] = {}
         for record, outcome in zip(records, outcomes, strict=True):
             offset = record.offset or 0
