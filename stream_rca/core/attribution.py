@@ -18,6 +18,7 @@ extrapolation keeps ``v`` finite for outliers far beyond every draw.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -191,6 +192,7 @@ def attribute_noise(
     )
 
 
+@functools.lru_cache(maxsize=16)
 def _shapley_operator(d: int) -> FloatArray:
     """``(2**d, d)``: the matrix ``M`` with ``exact_shapley(v, d) == v @ M`` (up to round-off).
 
@@ -206,6 +208,7 @@ def _shapley_operator(d: int) -> FloatArray:
     joined = weight[np.maximum(size - 1, 0)]  # unused for the empty coalition
     left = weight[np.minimum(size, d - 1)]  # unused for the full coalition
     out: FloatArray = np.where(member, joined[:, None], -left[:, None])
+    out.flags.writeable = False  # shared by every call (cached)
     return out
 
 

@@ -233,9 +233,10 @@ def log_event_groups(
         u = (high[:, -k - 1] if upper else -low[:, k]).astype(np.float64)
         u_b = (flat[starts + (m - kb - 1)] if upper else -flat[starts + kb]).astype(np.float64)
         far = np.flatnonzero(x > u)
-        far_whole.append(_Far(side, far, _extremes(ends, far, k, upper), u[far], x))
+        ext = _extremes(ends.reshape(-1), ends.shape[1], far, k, upper)
+        far_whole.append(_Far(side, far, ext, u[far], x))
         far_b = np.flatnonzero(x > u_b)
-        far_part.append(_Far(side, far_b, _extremes(blocks, far_b, kb, upper), u_b[far_b], x))
+        far_part.append(_Far(side, far_b, _extremes(flat, m, far_b, kb, upper), u_b[far_b], x))
     _fit_far(whole, far_whole, groups * m, min_scale)
     _fit_far(part, far_part, m, min_scale)
     out_whole: FloatArray = np.logaddexp(whole[0], whole[1])
@@ -261,21 +262,19 @@ def _rank_sorted(
 
 
 def _extremes(
-    runs: npt.NDArray[np.floating[Any]], picks: IntArray, k: int, upper: bool
+    flat: npt.NDArray[np.floating[Any]], m: int, picks: IntArray, k: int, upper: bool
 ) -> FloatArray:
     """``(k, len(picks))`` float64: the ``k`` largest (``upper``) or the negated ``k`` smallest
-    values of the picked runs of sorted values (the last axis of ``runs``), most extreme
-    first, one row per rank: the tail fit's arithmetic then runs along the many runs (along
-    ``k`` values it is slow)."""
-    m = runs.shape[-1]
-    flat = runs.reshape(-1)
-    starts = picks * m
+    values of the picked runs of ``m`` sorted values in ``flat``, most extreme first, one row
+    per rank: the tail fit's arithmetic then runs along the many runs (along ``k`` values it
+    is slow)."""
+    runs = flat.reshape(-1, m)
+    picked = runs[picks, m - k :][:, ::-1] if upper else runs[picks, :k]
     cols = np.empty((k, picks.size))
-    for j in range(k):
-        if upper:
-            cols[j] = flat[starts + (m - 1 - j)]
-        else:
-            np.negative(flat[starts + j], out=cols[j])
+    if upper:
+        cols[...] = picked.T
+    else:
+        np.negative(picked.T, out=cols)
     return cols
 
 
