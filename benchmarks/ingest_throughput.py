@@ -1,7 +1,7 @@
 """Samples per second per core through ``stream-rca ingest`` into Kafka, beside the raw producer.
 
-    python benchmarks/ingest_throughput.py                 # starts its own local broker
-    python benchmarks/ingest_throughput.py --bootstrap 127.0.0.1:9092
+    python -m benchmarks.ingest_throughput                 # starts its own local broker
+    python -m benchmarks.ingest_throughput --bootstrap 127.0.0.1:9092
 
 One run, two paths, the same samples:
 
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.streaming_throughput import local_broker
+from benchmarks.broker import cpu_seconds, local_broker
 from stream_rca.config import Settings
 from stream_rca.ingest.convert import Converter
 from stream_rca.ingest.mapping import SeriesIndex
@@ -42,11 +42,6 @@ from stream_rca.streaming.testing.processes import settings_env, wait_until
 
 def say(*parts: object) -> None:
     print(*parts, flush=True)
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _graphs(graphs: int, nodes: int) -> dict[str, Any]:
@@ -130,9 +125,9 @@ def receiver_path(
         wait_until(up, 60, "ingest", alive=lambda: proc.poll() is None)
         url = found[0] + "/api/v1/write"
         asyncio.run(_send(url, bodies[: max(1, len(bodies) // 20)], args.clients))  # warm
-        cpu0, wall0 = _cpu_seconds(proc.pid), time.perf_counter()
+        cpu0, wall0 = cpu_seconds(proc.pid), time.perf_counter()
         asyncio.run(_send(url, bodies, args.clients))
-        cpu, wall = _cpu_seconds(proc.pid) - cpu0, time.perf_counter() - wall0
+        cpu, wall = cpu_seconds(proc.pid) - cpu0, time.perf_counter() - wall0
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -160,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graphs", type=int, default=20, help="graphs")
     parser.add_argument("--nodes", type=int, default=50, help="gauge nodes per graph")
     parser.add_argument("--samples", type=int, default=600_000, help="samples to send")
-    parser.add_argument("--per-request", type=int, default=2000, help="samples per request")
+    parser.add_argument(
+        "--per-request", type=int, default=1000, help="samples per request (one scrape at most)"
+    )
     parser.add_argument("--clients", type=int, default=4, help="concurrent connections")
     args = parser.parse_args(argv)
     with (
@@ -200,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             events.extend(batch.events())
         say(
             f"broker {bootstrap}; {args.graphs} graphs x {args.nodes} nodes; {samples} samples in "
-            f"{len(bodies)} remote-write requests ({args.per_request} samples each), "
+            f"{len(bodies)} remote-write requests ({samples // len(bodies)} samples each), "
             f"{len(events)} batch events"
         )
         raw = raw_path(settings, events)

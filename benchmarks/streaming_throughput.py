@@ -33,17 +33,15 @@ import contextlib
 import json
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.broker import cpu_seconds, free_port, local_broker
 from stream_rca.config import Settings
 from stream_rca.streaming.producers import _kafka, kafka_producer
 from stream_rca.streaming.simulator import (
@@ -63,36 +61,9 @@ from stream_rca.streaming.testing import (
     wait_until,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
-
 
 def say(*parts: object) -> None:
     print(*parts, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def local_broker(state: Path) -> Iterator[str]:
-    """The deploy/kafka KRaft broker on free ports, stopped at the end."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "STREAM_RCA_KAFKA_PORT": str(port),
-        "STREAM_RCA_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "STREAM_RCA_KAFKA_STATE_DIR": str(state),
-        "STREAM_RCA_KAFKA_OWNER_PID": str(os.getpid()),
-    }
-    subprocess.run(["bash", str(KAFKA_SH), "start"], env=env, check=True, capture_output=True)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run(["bash", str(KAFKA_SH), "stop"], env=env, check=False, capture_output=True)
 
 
 def simulation(args: argparse.Namespace, *, batch: bool, count: int, seed: int = 1) -> Any:
@@ -118,12 +89,6 @@ def settings_for(
     return isolated_settings(
         bootstrap, tmp, graphs, prefix="bench", checkpoint_interval=30.0, **more
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds a process has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the raw ceiling -----------------------------------------------------------------------
