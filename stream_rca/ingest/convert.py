@@ -165,9 +165,10 @@ class Converter:
         return Batch(self, now)
 
 
-def _check_value(value: float, what: str) -> None:
+def _check_value(value: float, key: SeriesKey) -> None:
     if math.isfinite(value):
         return
+    what = describe(key)
     if is_stale(value):
         raise RejectedError("stale_marker", f"{what}: a stale marker (the series ended)")
     raise RejectedError("non_finite_value", f"{what}: value {value!r} is not a finite number")
@@ -249,7 +250,7 @@ class Batch:
     def sample(self, match: Match, key: SeriesKey, ts: float, value: float) -> None:
         """One checked sample (unix seconds) of a series; ``key`` identifies the series."""
         self.samples += 1
-        _check_value(value, describe(key))
+        _check_value(value, key)
         rule = match.rule
         if match.part:
             if match.part == "whole":
@@ -267,7 +268,7 @@ class Batch:
     def rate(self, match: Match, key: SeriesKey, ts: float, value: float) -> None:
         """A rate already per second (an OTLP delta sum over its interval)."""
         self.samples += 1
-        _check_value(value, describe(key))
+        _check_value(value, key)
         self._put(match.rule, ts, value)
 
     def _counter(self, rule: SeriesRule, key: SeriesKey, ts: float, value: float) -> None:
@@ -326,7 +327,7 @@ class Batch:
         """A whole histogram (OTLP): cumulative counts by upper bound, ``sum`` and ``count``."""
         self.samples += 1
         for v in parts.values():
-            _check_value(v, describe(key))
+            _check_value(v, key)
         if not cumulative:
             zero = dict.fromkeys(parts, 0.0)
             value = histogram_value(zero, parts, rule.quantile)
