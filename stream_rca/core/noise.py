@@ -214,12 +214,16 @@ def log_event_groups(
     part = np.empty((2, rows * groups))
     far_whole: list[_Far] = []
     far_part: list[_Far] = []
+    # per block: values below each bound (blocks are sorted: binary searches, both at once)
+    bounds = np.array([hi, lo], dtype=samples.dtype)
+    lefts = _rank_sorted(
+        flat, np.tile(starts, 2), m, np.repeat(bounds, starts.size), inclusive=False
+    ).reshape(2, -1)
     for side, upper in enumerate((True, False)):
         x = hi if upper else -lo
-        xv = samples.dtype.type(hi if upper else lo)
-        # per block: values below x, and values equal to it (blocks are sorted: binary searches)
-        left = _rank_sorted(flat, starts, m, xv, inclusive=False)
-        tied = np.zeros_like(left)
+        xv = bounds[side]
+        left = lefts[side]
+        tied = np.zeros_like(left)  # values equal to the bound, searched where there are any
         first = flat[starts + np.minimum(left, m - 1)]  # the first value >= x
         holds = np.flatnonzero((left < m) & (first == xv))
         if holds.size:
