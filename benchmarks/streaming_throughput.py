@@ -16,6 +16,9 @@ Every figure of one run comes from the same broker, side by side:
   the worker counted them all as replayed (its ``/metrics``);
 - **two workers** against one on the same host: both in one group (2 partitions each), the
   input produced once they hold their partitions;
+- **in-process** (phase ``inprocess``, no broker): the worker's batch path
+  (:func:`~stream_rca.streaming.batch.process_batch`, batches of 5,000, scores and metrics on)
+  on the same simulated messages, with its cProfile summary: where one core's time goes;
 - **latency** at a given input rate (default 50,000 single events/s): windows stream with a
   large fault every ``--every`` windows; from producing the last event of the window that
   closes an anomalous one to consuming its attribution (revision 0): p50, p99. Only the
@@ -255,6 +258,58 @@ def workers(bootstrap: str, tmp: Path, args: argparse.Namespace, count: int) -> 
     }
 
 
+# -- in process ------------------------------------------------------------------------------
+
+
+def in_process(tmp: Path, args: argparse.Namespace, batch: bool) -> dict[str, Any]:
+    """The batch path alone on one core: messages per second, and its profile."""
+    import yaml
+    from prometheus_client import CollectorRegistry
+
+    from benchmarks.profiling import profile_text
+    from stream_rca.config import load_graphs
+    from stream_rca.observability import PipelineMetrics
+    from stream_rca.streaming.batch import InputRecord, process_batch
+    from stream_rca.streaming.changes import ChangeService
+    from stream_rca.streaming.pipeline import Pipeline
+
+    n = args.snapshots if batch else args.single_snapshots
+    n = min(n, 2000)
+    sim_config = simulation(args, batch=batch, count=n)
+    now = time.time()
+    messages = simulated_messages(Simulation(sim_config, now=now), n)
+    path = tmp / f"inprocess-{batch}.yaml"
+    path.write_text(yaml.safe_dump(graphs_document(sim_config, warmup=args.warmup)))
+    specs = load_graphs(path)
+    records = [
+        InputRecord(value, hash(key) % 4, i, "metrics", key)
+        for i, (key, value) in enumerate(messages)
+    ]
+
+    def run() -> float:
+        metrics = PipelineMetrics(CollectorRegistry(), version="bench")
+        pipeline = Pipeline(
+            specs,
+            publish_scores=True,
+            metrics=metrics,
+            clock=lambda: now,
+            changes=ChangeService(specs, clock=lambda: now),
+        )
+        started = time.perf_counter()
+        for start in range(0, len(records), 5000):
+            process_batch(pipeline, records[start : start + 5000], results=False)
+        return time.perf_counter() - started
+
+    seconds = run()
+    nodes = len(specs[0].graph)
+    return {
+        "messages_per_s": len(records) / seconds,
+        "values_per_s": args.graphs * n * nodes / seconds,
+        "snapshots_per_s": args.graphs * n / seconds,
+        "profile": profile_text(run, top=15),
+    }
+
+
 # -- latency ---------------------------------------------------------------------------------
 
 
@@ -388,6 +443,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"({r['replay_per_s'] / r['ceiling_per_s']:.0%} of the raw consumer), "
                     f"{r['replay_per_cpu_s']:,.0f} per CPU second; "
                     f"{r['replay_processed']:.0f} processed again"
+                )
+            for batch in (False, True):
+                if "inprocess" not in phases:
+                    continue
+                form = "batch" if batch else "single"
+                r = figures[f"inprocess_{form}"] = in_process(tmp, args, batch)
+                say(
+                    f"in process, {form:6}: {r['messages_per_s']:,.0f} messages/s, "
+                    f"{r['values_per_s']:,.0f} values/s, {r['snapshots_per_s']:,.0f} "
+                    f"snapshots/s on one core; profile:\n{r['profile']}"
                 )
             if "workers" in phases:
                 one = figures["one_worker_group"] = workers(bootstrap, tmp, args, 1)

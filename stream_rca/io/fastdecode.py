@@ -92,20 +92,35 @@ def decode_batch(
         :class:`~stream_rca.errors.DecodeError` ``decode_event`` raised for it.
     """
     ahead = math.inf if now is None else now + max_skew
+    low, high = MIN_TIMESTAMP, min(MAX_TIMESTAMP, math.nextafter(ahead, math.inf))
     out: list[Decoded] = []
     append = out.append
     decode = _DECODER.decode
+    isfinite = math.isfinite
     for raw in raws:
-        samples = None
-        if (
-            type(raw) is bytes and len(raw) <= max_bytes and 92 not in raw  # no backslash
-        ):
+        samples: list[Sample] | None = None
+        if type(raw) is bytes and len(raw) <= max_bytes and 92 not in raw:  # no backslash
             try:
                 ev = decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 ev = None
             if ev is not None:
-                samples = _fast(ev, raw, known, ahead, max_values)
+                ts, values = ev.ts, ev.values
+                nodes = known.get(ev.graph)
+                if nodes is None or not (low <= ts < high):  # NaN fails too
+                    pass
+                elif values is None:  # the single form, inline: most messages of a stream
+                    node, value = ev.node, ev.value
+                    if (
+                        node is not None
+                        and value is not None
+                        and node in nodes
+                        and isfinite(value)
+                        and raw.count(b'":') == 4
+                    ):
+                        samples = [Sample(ev.graph, node, ts, value)]
+                else:
+                    samples = _fast(ev, raw, nodes, max_values)
         if samples is None:
             append(_detailed(raw, known, now, max_skew, max_bytes, max_values))
         else:
@@ -113,32 +128,15 @@ def decode_batch(
     return out
 
 
-def _fast(
-    ev: _Event,
-    raw: bytes,
-    known: Mapping[str, Collection[str]],
-    ahead: float,
-    max_values: int,
-) -> list[Sample] | None:
-    """The samples of a certainly valid event, else ``None`` (take the detailed path)."""
-    ts = ev.ts
-    if not (MIN_TIMESTAMP <= ts < MAX_TIMESTAMP and ts <= ahead):  # NaN fails too
+def _fast(ev: _Event, raw: bytes, nodes: Collection[str], max_values: int) -> list[Sample] | None:
+    """The samples of a certainly valid batch event (known graph, ``ts`` checked), else
+    ``None`` (take the detailed path)."""
+    values = ev.values
+    if values is None or ev.node is not None or ev.value is not None:
         return None
-    nodes = known.get(ev.graph)
-    if nodes is None:
+    if len(values) > max_values or raw.count(b'":') != 3 + len(values):
         return None
-    graph, values = ev.graph, ev.values
-    if values is None:
-        node, value = ev.node, ev.value
-        if node is None or value is None or node not in nodes or not math.isfinite(value):
-            return None
-        if raw.count(b'":') != 4:
-            return None
-        return [Sample(graph, node, ts, value)]
-    if ev.node is not None or ev.value is not None or len(values) > max_values:
-        return None
-    if raw.count(b'":') != 3 + len(values):
-        return None
+    graph, ts = ev.graph, ev.ts
     samples = []
     for node, value in values.items():
         if node not in nodes or not math.isfinite(value):
