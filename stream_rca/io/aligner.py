@@ -74,6 +74,10 @@ class AlignStatus(enum.Enum):
     UNKNOWN_GRAPH = "unknown_graph"
     """It belongs to another graph: not used."""
 
+    # members are singletons compared by identity: hash them so too (the aligner counts and
+    # looks up a status for every sample; Enum's own hash is a Python call on the name)
+    __hash__ = object.__hash__
+
     @property
     def used(self) -> bool:
         """True when the sample's value is in the window (accepted or revised)."""
