@@ -62,6 +62,8 @@ from stream_rca.streaming.records import SCORES_SCHEMA, Outcome, Output, json_by
 __all__ = ["InputRecord", "process_batch", "score_documents"]
 
 _ENCODER = msgspec.json.Encoder()
+_ACCEPTED, _REVISED = AlignStatus.ACCEPTED, AlignStatus.REVISED
+_LATE, _DUPLICATE = AlignStatus.LATE, AlignStatus.DUPLICATE
 _EMPTY = Outcome()
 
 
@@ -205,22 +207,26 @@ def _align(
         except Exception as exc:  # a bug in the aligner or a state that cannot load
             outcomes[index] = pipeline._failed(exc, graph, _message(r), [])
             continue
-        statuses = tuple(res.status for res in made)
-        p = _Pending(index, r, graph, statuses)
+        p = _Pending(index, r, graph, ())
+        statuses: list[AlignStatus] = []
+        used = late = duplicates = 0
         for res in made:
+            status = res.status
+            statuses.append(status)
+            if status is _ACCEPTED or status is _REVISED:
+                used += 1
+            elif status is _LATE:
+                late += 1
+            elif status is _DUPLICATE:
+                duplicates += 1
             if res.snapshots:
                 block.snapshots.extend(res.snapshots)
                 block.owners.extend([p] * len(res.snapshots))
                 p.snapshots += len(res.snapshots)
+        p.statuses = tuple(statuses)
         block.members.append(p)
-        late = 0
-        for s in statuses:
-            if s is AlignStatus.ACCEPTED or s is AlignStatus.REVISED:
-                block.used += 1
-            elif s is AlignStatus.LATE:
-                late += 1
-            elif s is AlignStatus.DUPLICATE:
-                block.duplicates += 1
+        block.used += used
+        block.duplicates += duplicates
         if late:
             block.late += late
             start, end = aligner.window_of(samples[0].ts)
