@@ -39,7 +39,7 @@ from stream_rca.core.checkpoint import (
     get_int,
     get_tree,
 )
-from stream_rca.core.tails import Tail, fit_tail_sorted, tail_size
+from stream_rca.core.tails import Tail, fit_excess, fit_tail_sorted, tail_size
 
 __all__ = ["NoiseBank", "log_event", "log_event_groups", "log_exceedance", "two_sided_score"]
 
@@ -106,10 +106,12 @@ def _log_sf_rows(
     if need.size:
         part = np.partition(samples[need], size - k - 1, axis=1)
         u = part[:, size - k - 1].astype(np.float64)
-        top = -np.sort(-part[:, size - k :].astype(np.float64), axis=1)
+        top = part[:, size - k :].astype(np.float64)
+        top.sort(axis=1)
+        excess = np.subtract(top.T[::-1], u)  # (k, rows), the largest first
         floor = np.broadcast_to(np.asarray(min_scale, dtype=np.float64), (rows,))[need]
         xs = np.broadcast_to(x, (rows,))[need]
-        ext = _tail_log_sf(top, u, xs, size, floor)
+        ext = _excess_log_sf(excess, u, xs, size, floor)
         out[need] = np.where(xs > u, np.minimum(ext, out[need]), out[need])
     return out
 
@@ -141,25 +143,25 @@ def log_event(
     k = _event_k(size, tail_fraction, min_tail)
     part = samples if overwrite else samples.copy()
     part.sort(axis=1)  # a vectorised sort is far faster than a two-sided partition here
-    n1 = size + 1.0
-    sides = []
-    for upper in (True, False):
-        u = (part[:, size - k - 1] if upper else -part[:, k]).astype(np.float64)
-        x = hi if upper else -lo
-        out = np.empty(rows)
-        far = np.flatnonzero(x > u)
-        if far.size:  # beyond the threshold: the fitted tail of the k most extreme values
-            ext = part[far, size - k :][:, ::-1] if upper else -part[far, :k]
-            out[far] = _tail_log_sf(ext.astype(np.float64), u[far], x, size, min_scale)
-        near = np.flatnonzero(x <= u)
-        if near.size:  # inside the sample: the mid-rank empirical exceedance
-            body = part[near]
-            xv = body.dtype.type(hi if upper else lo)
-            beyond = np.count_nonzero(body > xv if upper else body < xv, axis=1)
-            tied = np.count_nonzero(body == xv, axis=1)
-            out[near] = np.log((beyond + 0.5 * tied + 0.5) / n1)
-        sides.append(out)
-    result: FloatArray = np.logaddexp(sides[0], sides[1])
+    flat = part.reshape(-1)
+    starts = np.arange(0, flat.size, size)
+    bounds = np.array([hi, lo], dtype=part.dtype)
+    # values below each bound per row (rows are sorted: binary searches, both at once)
+    lefts = _rank_sorted(
+        flat, np.tile(starts, 2), size, np.repeat(bounds, rows), inclusive=False
+    ).reshape(2, rows)
+    out = np.empty((2, rows))
+    far: list[_Far] = []
+    for side, upper in enumerate((True, False)):
+        beyond, tied = _beyond_tied(flat, starts, size, lefts[side], bounds[side], upper)
+        out[side] = np.log((beyond + 0.5 * tied + 0.5) / (size + 1.0))
+        x = hi if upper else lo
+        pick = np.flatnonzero(_far(beyond, beyond + tied, k, x, bounds[side], upper))
+        if pick.size:  # beyond the threshold: the fitted tail of the k most extreme values
+            u = (part[pick, size - k - 1] if upper else -part[pick, k]).astype(np.float64)
+            far.append(_Far(side, pick, part, pick, upper, u, x if upper else -x))
+    _fit_far(out, far, k, size, min_scale)
+    result: FloatArray = np.logaddexp(out[0], out[1])
     return result
 
 
@@ -194,20 +196,12 @@ def log_event_groups(
     blocks = samples[:, : groups * m].reshape(rows, groups, m)
     blocks.sort(axis=2)
     flat = blocks.reshape(-1)  # a copy only when the rows do not split evenly into blocks
+    runs = flat.reshape(-1, m)
     starts = np.arange(0, flat.size, m)
     k = _event_k(groups * m, tail_fraction, min_tail)
     kb = _event_k(m, tail_fraction, min_tail)
     if k + 1 > m:
         raise ValueError(f"blocks of {m} values are too small for tails of {k} values")
-    # the k + 1 smallest and largest of every row: among its blocks' k + 1 smallest and largest
-    low = np.empty((rows, groups, k + 1), dtype=samples.dtype)
-    low[...] = blocks[:, :, : k + 1]
-    low = low.reshape(rows, groups * (k + 1))
-    low.sort(axis=1)
-    high = np.empty((rows, groups, k + 1), dtype=samples.dtype)
-    high[...] = blocks[:, :, m - k - 1 :]
-    high = high.reshape(rows, groups * (k + 1))
-    high.sort(axis=1)
     # each side's mid-rank counts; the rows and blocks beyond their thresholds are fitted
     # after the loop, both sides in one call per sample size
     whole = np.empty((2, rows))
@@ -220,29 +214,28 @@ def log_event_groups(
         flat, np.tile(starts, 2), m, np.repeat(bounds, starts.size), inclusive=False
     ).reshape(2, -1)
     for side, upper in enumerate((True, False)):
-        x = hi if upper else -lo
-        xv = bounds[side]
-        left = lefts[side]
-        tied = np.zeros_like(left)  # values equal to the bound, searched where there are any
-        first = flat[starts + np.minimum(left, m - 1)]  # the first value >= x
-        holds = np.flatnonzero((left < m) & (first == xv))
-        if holds.size:
-            tied[holds] = _rank_sorted(flat, starts[holds], m, xv, inclusive=True) - left[holds]
-        beyond = (m - left - tied) if upper else left
+        x = hi if upper else lo
+        beyond, tied = _beyond_tied(flat, starts, m, lefts[side], bounds[side], upper)
         part[side] = np.log((beyond + 0.5 * tied + 0.5) / (m + 1.0))
-        beyond, tied = beyond.reshape(rows, groups), tied.reshape(rows, groups)
-        whole[side] = np.log((_row_sums(beyond) + 0.5 * _row_sums(tied) + 0.5) / (groups * m + 1.0))
-        # thresholds and the most extreme values, as "upper" values (negated for the lower tail)
-        ends = high if upper else low
-        u = (high[:, -k - 1] if upper else -low[:, k]).astype(np.float64)
-        u_b = (flat[starts + (m - kb - 1)] if upper else -flat[starts + kb]).astype(np.float64)
-        far = np.flatnonzero(x > u)
-        ext = _extremes(ends.reshape(-1), ends.shape[1], far, k, upper)
-        far_whole.append(_Far(side, far, ext, u[far], x))
-        far_b = np.flatnonzero(x > u_b)
-        far_part.append(_Far(side, far_b, _extremes(flat, m, far_b, kb, upper), u_b[far_b], x))
-    _fit_far(whole, far_whole, groups * m, min_scale)
-    _fit_far(part, far_part, m, min_scale)
+        beyond_w = _row_sums(beyond.reshape(rows, groups))
+        tied_w = _row_sums(tied.reshape(rows, groups))
+        whole[side] = np.log((beyond_w + 0.5 * tied_w + 0.5) / (groups * m + 1.0))
+        # beyond the threshold (fewer than k + 1 values reach x): the k most extreme values,
+        # the row's from a sort of its blocks' k + 1 most extreme (only where it is needed)
+        far = np.flatnonzero(_far(beyond_w, beyond_w + tied_w, k, x, bounds[side], upper))
+        if far.size:
+            ends = blocks[far, :, m - k - 1 :] if upper else blocks[far, :, : k + 1]
+            ends = ends.reshape(far.size, groups * (k + 1))
+            ends.sort(axis=1)
+            u = (ends[:, -k - 1] if upper else -ends[:, k]).astype(np.float64)
+            far_whole.append(_Far(side, far, ends, None, upper, u, x if upper else -x))
+        far_b = np.flatnonzero(_far(beyond, beyond + tied, kb, x, bounds[side], upper))
+        if far_b.size:
+            at = starts[far_b]
+            u_b = (flat[at + (m - kb - 1)] if upper else -flat[at + kb]).astype(np.float64)
+            far_part.append(_Far(side, far_b, runs, far_b, upper, u_b, x if upper else -x))
+    _fit_far(whole, far_whole, k, groups * m, min_scale)
+    _fit_far(part, far_part, kb, m, min_scale)
     out_whole: FloatArray = np.logaddexp(whole[0], whole[1])
     out_parts: FloatArray = np.logaddexp(part[0], part[1]).reshape(rows, groups).T
     return out_whole, out_parts
@@ -265,21 +258,36 @@ def _rank_sorted(
     return out
 
 
-def _extremes(
-    flat: npt.NDArray[np.floating[Any]], m: int, picks: IntArray, k: int, upper: bool
-) -> FloatArray:
-    """``(k, len(picks))`` float64: the ``k`` largest (``upper``) or the negated ``k`` smallest
-    values of the picked runs of ``m`` sorted values in ``flat``, most extreme first, one row
-    per rank: the tail fit's arithmetic then runs along the many runs (along ``k`` values it
-    is slow)."""
-    runs = flat.reshape(-1, m)
-    picked = runs[picks, m - k :][:, ::-1] if upper else runs[picks, :k]
-    cols = np.empty((k, picks.size))
-    if upper:
-        cols[...] = picked.T
-    else:
-        np.negative(picked.T, out=cols)
-    return cols
+def _beyond_tied(
+    flat: npt.NDArray[np.floating[Any]],
+    starts: IntArray,
+    m: int,
+    left: IntArray,
+    xv: Any,
+    upper: bool,
+) -> tuple[IntArray, IntArray]:
+    """Per sorted run: the values beyond ``xv`` (above it when ``upper``, else below) and
+    the values equal to it, from ``left``, the values below it."""
+    tied = np.zeros_like(left)  # values equal to the bound, searched where there are any
+    first = flat[starts + np.minimum(left, m - 1)]  # the first value >= xv
+    holds = np.flatnonzero((left < m) & (first == xv))
+    if holds.size:
+        tied[holds] = _rank_sorted(flat, starts[holds], m, xv, inclusive=True) - left[holds]
+    beyond = (m - left - tied) if upper else left
+    return beyond, tied
+
+
+def _far(beyond: IntArray, reach: IntArray, k: int, x: float, xv: Any, upper: bool) -> BoolArray:
+    """Where the bound ``x`` lies beyond the threshold of a tail of ``k`` values (the
+    ``k + 1``-th most extreme value): where at most ``k`` values reach it.
+
+    The values were counted against ``xv``, the bound in the samples' precision: ``beyond``
+    those strictly beyond it, ``reach`` those beyond or equal. Where ``x`` lies strictly
+    beyond ``xv`` (away from the body) a value equal to ``xv`` does not reach ``x``.
+    """
+    strict = x > float(xv) if upper else x < float(xv)
+    out: BoolArray = (beyond if strict else reach) <= k
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,20 +296,46 @@ class _Far:
 
     side: int
     rows: IntArray
-    extremes: FloatArray
-    """``(k, len(rows))``, see :func:`_extremes`."""
+    """Where the results go in the side's output."""
+    source: npt.NDArray[np.floating[Any]]
+    """Rows sorted ascending that hold the extremes."""
+    picks: IntArray | None
+    """The rows of ``source`` (``None``: all of them, in order)."""
+    upper: bool
+    """The largest values of the picked rows (else the negated smallest)."""
     u: FloatArray
+    """Thresholds, as upper values (negated for the lower tail)."""
     x: float
+    """The bound, as an upper value."""
 
 
-def _fit_far(out: FloatArray, far: list[_Far], size: int, min_scale: float) -> None:
-    """``out[side, rows] = log P(X >= x)`` from the tails fitted to every side's far rows."""
-    if not any(f.rows.size for f in far):
+def _fit_far(out: FloatArray, far: list[_Far], k: int, size: int, min_scale: float) -> None:
+    """``out[side, rows] = log P(X >= x)`` from the tails fitted to every side's far rows.
+
+    The excesses of every side's ``k`` most extreme values over their thresholds are written
+    as columns of one array, most extreme first: the fit's arithmetic then runs along the many
+    rows (along ``k`` values it is slow).
+    """
+    if not far:
         return
-    ext = np.concatenate([f.extremes for f in far], axis=1).T  # column-major (rows, k)
+    total = sum(f.rows.size for f in far)
+    excess = np.empty((k, total))
+    start = 0
+    for f in far:
+        n = f.rows.size
+        width = f.source.shape[1]
+        picked = f.source[:, width - k :] if f.upper else f.source[:, :k]
+        if f.picks is not None:
+            picked = picked[f.picks]
+        seg = excess[:, start : start + n]
+        if f.upper:
+            np.subtract(picked.T[::-1], f.u, out=seg)
+        else:  # -v - u, the negated value's excess, computed as (-u) - v (the same float)
+            np.subtract(-f.u, picked.T, out=seg)
+        start += n
     u = np.concatenate([f.u for f in far])
     x = np.concatenate([np.full(f.rows.size, f.x) for f in far])
-    fitted = _tail_log_sf(ext, u, x, size, min_scale)
+    fitted = _excess_log_sf(excess, u, x, size, min_scale)
     start = 0
     for f in far:
         out[f.side, f.rows] = fitted[start : start + f.rows.size]
@@ -322,15 +356,25 @@ def _event_k(size: int, tail_fraction: float, min_tail: int) -> int:
     return max(1, min(k, (size - 2) // 2))
 
 
-def _tail_log_sf(
-    top: FloatArray, u: FloatArray, x: float | FloatArray, size: int, min_scale: FloatArray | float
+def _excess_log_sf(
+    excess: FloatArray,
+    u: FloatArray,
+    x: float | FloatArray,
+    size: int,
+    min_scale: FloatArray | float,
 ) -> FloatArray:
-    """``log P(X >= x)`` from rows' most extreme values (``top``, most extreme first) over
-    their thresholds ``u``, in samples of ``size``: the GPD fit of their excesses."""
-    above = np.count_nonzero(top > u[:, None], axis=1)
+    """``log P(X >= x)`` from the excesses ``(k, rows)`` of rows' most extreme values over
+    their thresholds ``u`` (one column per row, most extreme first), in samples of ``size``:
+    the GPD fit of the excesses."""
+    k = excess.shape[0]
+    # values above the threshold: all k, but where the least extreme sits on the threshold
+    above = np.full(u.shape, k, dtype=np.intp)
+    on = np.flatnonzero(excess[-1] <= 0)
+    if on.size:
+        above[on] = np.count_nonzero(excess[:, on] > 0, axis=0)
     log_pu = np.log((above + 0.5) / (size + 1.0))
     floor = np.broadcast_to(np.asarray(min_scale, dtype=np.float64), u.shape)
-    tail = fit_tail_sorted(top, u, log_pu, floor)
+    tail = fit_excess(excess, u, log_pu, floor)
     return tail.log_sf(np.broadcast_to(np.asarray(x, dtype=np.float64), u.shape))
 
 

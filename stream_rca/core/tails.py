@@ -28,6 +28,7 @@ attribution's Monte Carlo draws alike: :class:`Tail` holds fitted parameters per
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ __all__ = [
     "XI_MAX",
     "XI_MIN",
     "Tail",
+    "fit_excess",
     "fit_tail",
     "fit_tail_sorted",
     "gpd_log_sf",
@@ -123,23 +125,39 @@ def gpd_log_sf(excess: FloatArray, sigma: FloatArray, xi: FloatArray) -> FloatAr
     -2.0
     >>> round(float(gpd_log_sf(np.array(2.0), np.array(1.0), np.array(0.5))), 4)  # -2 log(2)
     -1.3863
+    >>> round(float(gpd_log_sf(np.array(50.0), np.array(1.0), np.array(-0.5))), 4)  # past the cut
+    -360.6747
     """
     y = np.maximum(excess, 0.0) / sigma
     small = np.abs(xi) < 1e-6
     safe = np.where(small, 1.0, xi)
+    bounded = xi < 0
+    if not bounded.any():  # no cut: -log1p(xi y) / xi, or -y where xi is (nearly) 0
+        out = np.asarray(np.multiply(safe, y))
+        np.log1p(out, out=out)
+        out /= np.negative(safe)
+        return _where_small(small, y, out)
     # a bounded tail (xi < 0) is followed to depth L, then continued with its hazard there
     depth = _BOUNDED_DEPTH
-    cut = np.where(xi < 0, np.expm1(safe * depth) / safe, np.inf)
+    cut = np.where(bounded, np.expm1(safe * depth) / safe, np.inf)
     yy = np.minimum(y, cut)
     with np.errstate(divide="ignore", invalid="ignore"):
         shaped = -np.log1p(safe * yy) / safe
-    out: FloatArray = np.where(small, -y, shaped)
+    out = _where_small(small, y, shaped)
     past = y > cut
     if np.any(past):
         with np.errstate(invalid="ignore"):  # rows not past their cut compute inf * 0
             hazard = 1.0 / (1.0 + safe * cut)
             out = np.where(past, -depth - (y - cut) * hazard, out)
     return out
+
+
+def _where_small(small: npt.NDArray[np.bool_], y: FloatArray, shaped: FloatArray) -> FloatArray:
+    """The exponential tail ``-y`` where the shape is (nearly) 0, ``shaped`` elsewhere."""
+    if small.any():
+        out: FloatArray = np.where(small, -y, shaped)
+        return out
+    return shaped
 
 
 def fit_tail_sorted(
@@ -167,22 +185,51 @@ def fit_tail_sorted(
         error of about ``2 / sqrt(k)``, and a shape estimated too light raises false alarms
         far more than one estimated too heavy lowers them.
     """
-    k = top_desc.shape[1]
     excess = np.maximum(top_desc - u[:, None], 0.0)
-    a0 = excess.mean(axis=1)
-    # b_1 = E[Y F(Y)] with plotting positions on the ascending order; descending here.
-    p_asc = (np.arange(1, k + 1) - 0.35) / k
-    a1 = (excess * (1.0 - p_asc[::-1])[None, :]).mean(axis=1)  # E[Y (1 - F(Y))]
+    return fit_excess(excess.T, u, log_pu, min_scale, caution)
+
+
+def fit_excess(
+    excess: FloatArray,
+    u: FloatArray,
+    log_pu: FloatArray,
+    min_scale: FloatArray | float,
+    caution: float = 0.0,
+) -> Tail:
+    """:func:`fit_tail_sorted` from the excesses over the thresholds, one column per row.
+
+    ``excess`` is ``(k, rows)``, non-negative, largest first in each column. The fit's
+    arithmetic runs along the rows (there are many, and few excesses per row), and both
+    probability-weighted moments are one matrix product.
+    """
+    k = excess.shape[0]
+    a0, a1 = _pwm_weights(k) @ excess
     denom = a0 - 2.0 * a1
     with np.errstate(divide="ignore", invalid="ignore"):
+        # NaN excesses give a NaN denominator, so xi is never NaN here
         xi = np.where(denom > 0, 2.0 - a0 / denom, XI_MAX)
     # a bounded tail is believed only on enough excesses: from 0 at 16 to XI_MIN at 64
     lowest = XI_MIN * min(1.0, max(0.0, (k - 16) / 48))
-    xi = np.nan_to_num(xi, nan=0.0) + caution * 2.0 / math.sqrt(k)
-    xi = np.clip(xi, lowest, XI_MAX)
+    if caution:
+        xi += caution * 2.0 / math.sqrt(k)
+    np.clip(xi, lowest, XI_MAX, out=xi)
     # the scale that keeps the mean excess: E[Y] = sigma / (1 - xi)
-    sigma = np.maximum(a0 * (1.0 - xi), min_scale)
-    return Tail(u.astype(np.float64), sigma, xi, log_pu.astype(np.float64))
+    sigma = np.subtract(1.0, xi)
+    sigma *= a0
+    np.maximum(sigma, min_scale, out=sigma)
+    return Tail(np.asarray(u, dtype=np.float64), sigma, xi, np.asarray(log_pu, dtype=np.float64))
+
+
+@functools.lru_cache(maxsize=64)
+def _pwm_weights(k: int) -> FloatArray:
+    """``(2, k)``: the weights of ``E[Y]`` and ``E[Y (1 - F(Y))]`` over ``k`` excesses sorted
+    descending (plotting positions ``F = (i - 0.35) / k`` on the ascending order)."""
+    p_asc = (np.arange(1, k + 1) - 0.35) / k
+    out = np.empty((2, k))
+    out[0] = 1.0 / k
+    out[1] = (1.0 - p_asc[::-1]) / k
+    out.flags.writeable = False  # shared by every fit of k excesses (cached)
+    return out
 
 
 def fit_tail(
