@@ -25,6 +25,7 @@ from pathlib import Path
 
 from benchmarks.common import DATA, Check, Report, Table, say
 from stream_rca.cli import main as cli_main
+from stream_rca.core.config import EngineConfig
 from stream_rca.io import read_petshop_target
 
 __all__ = ["PUBLISHED", "PetshopSettings", "petshop"]
@@ -40,6 +41,8 @@ class PetshopSettings:
     scenarios: tuple[str, ...] = ("low_traffic", "high_traffic")
     train_share: float = 0.8
     metrics: tuple[str, ...] = ("latency", "availability")
+    other_rules: tuple[str, ...] = ("explains-most", "shapley", "score")
+    """Rank rules also measured (``replay --rank-by``), beside the default, not for the targets."""
 
 
 @dataclass
@@ -61,7 +64,7 @@ def _replay(argv: list[str]) -> str:
     return out.getvalue()
 
 
-def _issue(folder: Path, scenario: Path, tmp: Path) -> _Outcome:
+def _issue(folder: Path, scenario: Path, tmp: Path, rule: str | None = None) -> _Outcome:
     target = read_petshop_target(folder / "target.json")
     out = tmp / f"{scenario.name}-{folder.name}.jsonl"
     _replay(
@@ -71,6 +74,7 @@ def _issue(folder: Path, scenario: Path, tmp: Path) -> _Outcome:
             "--data", str(folder / "metrics.csv"), "--target", target.node,
             "--metric", target.metric, "--statistic", target.agg,
             "--explain", "2", "--output", str(out),
+            *(["--rank-by", rule] if rule else []),
         ]
     )  # fmt: skip
     docs = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
@@ -117,6 +121,7 @@ def _specificity(
 def petshop(settings: PetshopSettings) -> Report:
     """Top-1 / top-3 of the root cause and specificity, latency and availability apart."""
     outcomes: list[_Outcome] = []
+    others: dict[str, list[_Outcome]] = {rule: [] for rule in settings.other_rules}
     statistics: dict[str, str] = {}
     normal: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as name:
@@ -127,6 +132,8 @@ def petshop(settings: PetshopSettings) -> Report:
                 say(f"[petshop] {scen} {folder.name}")
                 outcome = _issue(folder, scenario, tmp)
                 outcomes.append(outcome)
+                for rule, rows in others.items():
+                    rows.append(_issue(folder, scenario, tmp, rule))
                 statistics.setdefault(
                     outcome.metric, read_petshop_target(folder / "target.json").agg
                 )
@@ -171,7 +178,22 @@ def petshop(settings: PetshopSettings) -> Report:
     )
     for o in outcomes:
         detail.add(o.scenario, o.issue, o.metric, o.truth, o.rank, ", ".join(o.top3))
-    report = Report(tables=[table, detail])
+    rules = Table(
+        "PetShop train split: other rank rules (`replay --rank-by`), same attributions' inputs",
+        ["rule", "latency top-1", "latency top-3", "availability top-1", "availability top-3"],
+    )
+    for rule, rows in {EngineConfig().rank_by + " (default)": outcomes, **others}.items():
+        cells: list[float] = []
+        for metric in ("latency", "availability"):
+            mine = [o for o in rows if o.metric == metric]
+            n = max(len(mine), 1)
+            cells.append(sum(o.rank == 0 for o in mine) / n)
+            cells.append(sum(o.rank is not None and o.rank < 3 for o in mine) / n)
+        rules.add(rule, *cells)
+    rules.notes.append(
+        "Rules: stream_rca/core/ranking.py. The targets are checked on the default rule only."
+    )
+    report = Report(tables=[table, rules, detail])
     for metric, (top1, top3, spec) in summary.items():
         for what, value in (("top-1", top1), ("top-3", top3), ("specificity", spec)):
             report.checks.append(

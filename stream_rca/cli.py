@@ -34,6 +34,7 @@ from stream_rca.allocator import keep_freed_memory
 from stream_rca.cli_settings import add_settings, report, settings_from_args
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
+from stream_rca.core.ranking import RANK_RULES
 from stream_rca.core.trigger import TriggerConfig
 from stream_rca.core.types import Attribution, Snapshot, StepResult
 from stream_rca.errors import ConfigError, GraphError
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--warmup", type=int, default=100, help="warm-up snapshots (default 100)")
     replay.add_argument(
         "--threshold", type=float, default=9.0, help="incident threshold, nats (default 9)"
+    )
+    replay.add_argument(
+        "--rank-by",
+        choices=sorted(RANK_RULES),
+        default=EngineConfig().rank_by,
+        help=f"the rule that orders root causes (default {EngineConfig().rank_by})",
     )
     replay.add_argument(
         "--explain",
@@ -311,7 +318,7 @@ def _replay_config(args: argparse.Namespace) -> EngineConfig:
     except ValueError as exc:
         raise ConfigError(f"--threshold {args.threshold:g}: {exc}") from None
     try:
-        return EngineConfig(warmup=warmup, trigger=trigger)
+        return EngineConfig(warmup=warmup, trigger=trigger, rank_by=args.rank_by)
     except ValueError as exc:
         raise ConfigError(f"--warmup {args.warmup}: {exc}") from None
 

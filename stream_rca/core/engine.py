@@ -521,11 +521,14 @@ class Engine:
         cold = [
             n for n, j in zip(names, players, strict=True) if m.noise.fitted_count[j] < cfg.warmup
         ]
-        every = np.array([case.scores.get(n, np.nan) for n in self.graph.nodes])
-        found, reaches = explained(every, m.parent_index, int(players[-1]))
+        evidence = None
+        if cfg.rank_by == "explains-most":  # over the whole graph, not only the players
+            every = np.array([case.scores.get(n, np.nan) for n in self.graph.nodes])
+            found, reaches = explained(every, m.parent_index, int(players[-1]))
+            evidence = (found[players], reaches[players])
         causes, rule = rank_causes(
             cfg.rank_by, names, outcome.contributions, outcome.stderr, case.scores,
-            model.parents, (found[players], reaches[players]),
+            model.parents, evidence,
         )  # fmt: skip
         att = Attribution(
             incident_id=case.incident,

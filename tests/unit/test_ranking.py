@@ -1,0 +1,104 @@
+"""The rank rules of stream_rca.core.ranking, on hand-made cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_rca.core.ranking import ANOMALOUS, RANK_RULES, explained, rank_causes
+from stream_rca.errors import ConfigError
+
+E = np.zeros(0, np.intp)
+
+
+def _order(rule: str, names, contributions, scores, parents, evidence=None, stderr=None):
+    causes, text = rank_causes(
+        rule,
+        names,
+        np.asarray(contributions, dtype=np.float64),
+        np.zeros(len(names)) if stderr is None else np.asarray(stderr, dtype=np.float64),
+        dict(zip(names, scores, strict=True)),
+        [np.asarray(p, dtype=np.intp) for p in parents],
+        evidence,
+    )
+    assert text == RANK_RULES[rule]
+    return [c.node for c in causes]
+
+
+def test_a_misfitted_caller_ranks_below_the_slow_service_it_calls() -> None:
+    # slow -> caller -> target: the caller's mechanism under-predicts the slow service's effect,
+    # so its own score and its Shapley credit are the largest; the slow service explains both.
+    names = ["slow", "caller", "target"]
+    parents = [E, [0], [1]]
+    contributions = [0.3, 6.0, 1.0]
+    scores = [8.0, 90.0, 7.0]
+    assert _order("anomalous-first", names, contributions, scores, parents)[0] == "caller"
+    assert _order("explains-most", names, contributions, scores, parents)[0] == "slow"
+
+
+def test_the_sibling_that_explains_more_of_the_graph_wins() -> None:
+    # a -> b -> t and c -> t; a's fault shows in b too, c's only in itself.
+    names = ["a", "b", "c", "t"]
+    parents = [E, [0], E, [1, 2]]
+    order = _order("explains-most", names, [1.0, 1.0, 3.0, 0.5], [9.0, 12.0, 14.0, 6.0], parents)
+    assert order[:2] == ["a", "c"]  # a explains 4 + 7, c 9; b explains less than a
+
+
+def test_an_anomaly_that_does_not_reach_the_target_comes_after_those_that_do() -> None:
+    # chronic: z1 -> z2 -> quiet -> t, with quiet calm and no credit; x -> t is the cause.
+    names = ["z1", "z2", "quiet", "x", "t"]
+    parents = [E, [0], [1], E, [2, 3]]
+    contributions = [0.01, 0.02, 0.0, 2.0, 0.5]
+    stderr = [0.05, 0.05, 0.05, 0.1, 0.05]
+    scores = [49.0, 49.0, 1.0, 9.0, 6.0]
+    order = _order("explains-most", names, contributions, scores, parents, stderr=stderr)
+    assert order[0] == "x"
+    assert order.index("z1") < order.index("quiet")  # still listed before the calm
+
+
+def test_a_deep_cause_reached_through_fitted_mechanisms_is_not_demoted() -> None:
+    # c -> m -> t: m is calm (its mechanism fits) but c's contribution is clear.
+    names = ["c", "m", "u", "t"]
+    parents = [E, [0], E, [1, 2]]
+    contributions = [4.0, 0.1, 0.0, 0.5]
+    stderr = [0.2, 0.1, 0.01, 0.1]
+    scores = [15.0, 1.0, 6.0, 2.0]  # u: anomalous by chance, no credit, no anomalous path
+    assert _order("explains-most", names, contributions, scores, parents, stderr=stderr)[0] == "c"
+
+
+def test_whole_graph_evidence_counts_descendants_off_the_target_path() -> None:
+    # s -> client (not a player) and s -> t; e -> t. Scores: s 9, client 14, e 11.
+    scores = np.array([9.0, 14.0, 11.0, 7.0])
+    parents = [E, np.array([0]), E, np.array([0, 2])]
+    found, reaches = explained(scores, parents, target=3)
+    assert found[0] == pytest.approx((9 - ANOMALOUS) + (14 - ANOMALOUS))
+    assert found[2] == pytest.approx(11 - ANOMALOUS)
+    assert found[3] == pytest.approx(7 - ANOMALOUS)  # the target counts for itself only
+    assert reaches.tolist() == [True, False, True, True]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 9), st.integers(0, 2**31 - 1))
+def test_every_rule_is_a_permutation_with_both_figures_kept(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    names = [f"n{i}" for i in range(n)]
+    parents = [np.flatnonzero(rng.random(j) < 0.4).astype(np.intp) for j in range(n)]
+    contributions = rng.normal(0, 2, n)
+    scores = rng.exponential(4.0, n)
+    for rule in RANK_RULES:
+        causes, _ = rank_causes(
+            rule, names, contributions, np.full(n, 0.1), dict(zip(names, scores, strict=True)),
+            parents,
+        )  # fmt: skip
+        assert sorted(c.node for c in causes) == names
+        for c in causes:
+            i = names.index(c.node)
+            assert c.contribution == contributions[i]
+            assert c.score == scores[i]
+
+
+def test_an_unknown_rule_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown rank rule"):
+        rank_causes("best", ["a"], np.zeros(1), np.zeros(1), {})
