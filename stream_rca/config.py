@@ -107,6 +107,63 @@ def _positive(x: float) -> bool:
     return x > 0
 
 
+def _at_least(low: int) -> Callable[[Any], bool]:
+    return lambda n: n >= low
+
+
+# Constructors of the entry shapes that recur in the table (topic, file, secret, port, seconds,
+# count): a setting of one of them is one call, not the same keywords again. ``help`` is the word
+# argparse uses (hence the A002 exemptions).
+
+
+def _topic(default: str, help: str, commands: tuple[str, ...] = WORKER) -> Any:  # noqa: A002
+    """A topic name."""
+    return setting(default, help, metavar="TOPIC", commands=commands)
+
+
+def _file(help: str, commands: tuple[str, ...]) -> Any:  # noqa: A002
+    """A path, default none."""
+    return setting(None, help, metavar="FILE", commands=commands)
+
+
+def _secret(help: str, metavar: str, commands: tuple[str, ...] = WORKER) -> Any:  # noqa: A002
+    """A secret text, default none, masked in ``repr`` and logs."""
+    return setting(None, help, metavar=metavar, commands=commands, secret=True)
+
+
+def _port_number(
+    default: int | None,
+    help: str,  # noqa: A002
+    commands: tuple[str, ...] = WORKER,
+) -> Any:
+    """A TCP port from 0 to 65535."""
+    expected = "an integer from 0 to 65535"
+    return setting(default, help, metavar="PORT", commands=commands, check=_port, expected=expected)
+
+
+def _seconds(default: float, help: str, commands: tuple[str, ...] = WORKER) -> Any:  # noqa: A002
+    """A duration in seconds, > 0."""
+    expected = "a number of seconds > 0"
+    return setting(
+        default, help, metavar="SECONDS", commands=commands, check=_positive, expected=expected
+    )
+
+
+def _count(
+    default: int,
+    help: str,  # noqa: A002
+    *,
+    least: int,
+    metavar: str = "N",
+    commands: tuple[str, ...] = WORKER,
+) -> Any:
+    """An integer >= ``least``."""
+    check, expected = _at_least(least), f"an integer >= {least}"
+    return setting(
+        default, help, metavar=metavar, commands=commands, check=check, expected=expected
+    )
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     """Settings of the command line and the streaming worker.
@@ -138,9 +195,7 @@ class Settings:
         metavar="HOST:PORT",
         commands=(*KAFKA, *INGEST),
     )
-    config: str | None = setting(
-        None, "graphs file (YAML or JSON) to serve", metavar="FILE", commands=(*WORKER, *INGEST)
-    )
+    config: str | None = _file("graphs file (YAML or JSON) to serve", (*WORKER, *INGEST))
     input_topic: str = setting(
         "metrics",
         "topic of the metric events",
@@ -148,44 +203,26 @@ class Settings:
         metavar="TOPIC",
         commands=CONNECTION,
     )
-    attributions_topic: str = setting(
-        "rca.attributions", "topic of the attributions", metavar="TOPIC", commands=KAFKA
+    attributions_topic: str = _topic("rca.attributions", "topic of the attributions", KAFKA)
+    scores_topic: str = _topic("rca.scores", "topic of the per-snapshot node scores", KAFKA)
+    deadletter_topic: str = _topic("rca.deadletter", "topic of rejected events", KAFKA)
+    changes_topic: str = _topic("rca.changes", "topic of the distribution-change answers")
+    change_requests_topic: str = _topic(
+        "rca.change-requests", "topic of requests for a distribution-change answer"
     )
-    scores_topic: str = setting(
-        "rca.scores", "topic of the per-snapshot node scores", metavar="TOPIC", commands=KAFKA
-    )
-    deadletter_topic: str = setting(
-        "rca.deadletter", "topic of rejected events", metavar="TOPIC", commands=KAFKA
-    )
-    changes_topic: str = setting(
-        "rca.changes", "topic of the distribution-change answers", metavar="TOPIC"
-    )
-    change_requests_topic: str = setting(
-        "rca.change-requests",
-        "topic of requests for a distribution-change answer",
-        metavar="TOPIC",
-    )
-    spans_topic: str = setting(
+    spans_topic: str = _topic(
         "rca.spans",
         "topic of OpenTelemetry spans (OTLP JSON or Jaeger JSON documents, keyed by graph "
         "name) that grow the graphs with grow_from_spans: true",
-        metavar="TOPIC",
     )
-    change_after: int = setting(
+    change_after: int = _count(
         30,
         "snapshots an incident stays open before the worker publishes why the distribution "
         "changed (0: never)",
-        metavar="N",
-        check=lambda n: n >= 0,
-        expected="an integer >= 0",
+        least=0,
     )
-    partitions: int = setting(
-        4,
-        "partitions of the input topic and the state table",
-        metavar="N",
-        commands=KAFKA,
-        check=lambda n: n >= 1,
-        expected="an integer >= 1",
+    partitions: int = _count(
+        4, "partitions of the input topic and the state table", least=1, commands=KAFKA
     )
     publish_scores: bool = setting(False, "publish node scores of every snapshot")
     report_dir: str | None = setting(
@@ -195,33 +232,13 @@ class Settings:
         metavar="DIR",
     )
     app_id: str = setting("stream-rca", "consumer group and state-table prefix", metavar="ID")
-    checkpoint_interval: float = setting(
-        30.0,
-        "seconds between checkpoints of the engine state",
-        metavar="SECONDS",
-        check=_positive,
-        expected="a number of seconds > 0",
+    checkpoint_interval: float = _seconds(30.0, "seconds between checkpoints of the engine state")
+    lag_interval: float = _seconds(5.0, "seconds between reports of the consumer lag gauge")
+    quarantine_after: int = _count(
+        5, "processing errors of a graph in a row after which it is quarantined", least=1
     )
-    lag_interval: float = setting(
-        5.0,
-        "seconds between reports of the consumer lag gauge",
-        metavar="SECONDS",
-        check=_positive,
-        expected="a number of seconds > 0",
-    )
-    quarantine_after: int = setting(
-        5,
-        "processing errors of a graph in a row after which it is quarantined",
-        metavar="N",
-        check=lambda n: n >= 1,
-        expected="an integer >= 1",
-    )
-    session_timeout: float = setting(
-        30.0,
-        "seconds before the group gives a silent worker's partitions to the others",
-        metavar="SECONDS",
-        check=_positive,
-        expected="a number of seconds > 0",
+    session_timeout: float = _seconds(
+        30.0, "seconds before the group gives a silent worker's partitions to the others"
     )
     worker_id: str | None = setting(
         None, "name of this worker's data directory (default: <hostname>-<pid>)", metavar="ID"
@@ -232,13 +249,8 @@ class Settings:
     loglevel: str = setting(
         "info", "log level", metavar="LEVEL", choices=LOG_LEVELS, commands=(*WORKER, *INGEST)
     )
-    metrics_port: int | None = setting(
-        None,
-        "serve Prometheus /metrics on this port (default: off)",
-        metavar="PORT",
-        commands=("worker", "demo"),
-        check=_port,
-        expected="an integer from 0 to 65535",
+    metrics_port: int | None = _port_number(
+        None, "serve Prometheus /metrics on this port (default: off)", ("worker", "demo")
     )
     metrics_addr: str = setting(
         "127.0.0.1",
@@ -246,19 +258,13 @@ class Settings:
         metavar="ADDR",
         commands=("worker", "demo"),
     )
-    web_port: int = setting(
-        0,
-        "faust web server port, on 127.0.0.1 and without table views (default 0: off)",
-        metavar="PORT",
-        check=_port,
-        expected="an integer from 0 to 65535",
+    web_port: int = _port_number(
+        0, "faust web server port, on 127.0.0.1 and without table views (default 0: off)"
     )
-    checkpoint_key: str | None = setting(
-        None,
+    checkpoint_key: str | None = _secret(
         "secret key (16+ characters) that signs and verifies the checkpoints (HMAC-SHA256), "
         "the same on every worker; a flag is visible in `ps`: prefer the variable",
-        metavar="KEY",
-        secret=True,
+        "KEY",
     )
     insecure_no_checkpoint_key: bool = setting(
         False, "run without a checkpoint key: checkpoints are then not authenticated"
@@ -278,85 +284,55 @@ class Settings:
         choices=SASL_MECHANISMS,
     )
     sasl_username: str | None = setting(None, "SASL user name", metavar="USER", commands=CONNECTION)
-    sasl_password: str | None = setting(
-        None,
+    sasl_password: str | None = _secret(
         "SASL password; a flag is visible to every user of the host in `ps`: prefer "
         "--sasl-password-file or the variable",
-        metavar="PASSWORD",
-        commands=CONNECTION,
-        secret=True,
+        "PASSWORD",
+        CONNECTION,
     )
-    sasl_password_file: str | None = setting(
-        None,
-        "file holding the SASL password (one line; a trailing newline is ignored)",
-        metavar="FILE",
-        commands=CONNECTION,
+    sasl_password_file: str | None = _file(
+        "file holding the SASL password (one line; a trailing newline is ignored)", CONNECTION
     )
-    ssl_cafile: str | None = setting(
-        None, "CA certificates (PEM)", metavar="FILE", commands=CONNECTION
-    )
-    ssl_certfile: str | None = setting(
-        None, "client certificate (PEM)", metavar="FILE", commands=CONNECTION
-    )
-    ssl_keyfile: str | None = setting(None, "client key (PEM)", metavar="FILE", commands=CONNECTION)
+    ssl_cafile: str | None = _file("CA certificates (PEM)", CONNECTION)
+    ssl_certfile: str | None = _file("client certificate (PEM)", CONNECTION)
+    ssl_keyfile: str | None = _file("client key (PEM)", CONNECTION)
 
     ingest_addr: str = setting(
         "127.0.0.1", "address the ingest receiver listens on", metavar="ADDR", commands=INGEST
     )
-    ingest_port: int = setting(
-        9201,
-        "port of the ingest receiver (0: any free port)",
-        metavar="PORT",
-        commands=INGEST,
-        check=_port,
-        expected="an integer from 0 to 65535",
-    )
-    ingest_token: str | None = setting(
-        None,
+    ingest_port: int = _port_number(9201, "port of the ingest receiver (0: any free port)", INGEST)
+    ingest_token: str | None = _secret(
         "bearer token the ingest endpoints want (default: none); a flag is visible in `ps`: "
         "prefer the variable",
-        metavar="TOKEN",
-        commands=INGEST,
-        secret=True,
+        "TOKEN",
+        INGEST,
     )
-    ingest_tls_cert: str | None = setting(
-        None, "serve HTTPS with this certificate chain (PEM)", metavar="FILE", commands=INGEST
-    )
-    ingest_tls_key: str | None = setting(
-        None, "private key of --ingest-tls-cert (PEM)", metavar="FILE", commands=INGEST
-    )
-    ingest_max_body: int = setting(
+    ingest_tls_cert: str | None = _file("serve HTTPS with this certificate chain (PEM)", INGEST)
+    ingest_tls_key: str | None = _file("private key of --ingest-tls-cert (PEM)", INGEST)
+    ingest_max_body: int = _count(
         4 * 1024 * 1024,
         "largest request body in bytes (413 beyond; it may decompress to 16 times that)",
+        least=1024,
         metavar="BYTES",
         commands=INGEST,
-        check=lambda n: n >= 1024,
-        expected="an integer >= 1024",
     )
-    ingest_pending_bytes: int = setting(
+    ingest_pending_bytes: int = _count(
         16 * 1024 * 1024,
         "bytes of events sent and not yet acknowledged by Kafka before requests are refused "
         "with 503/429 and Retry-After",
+        least=1024,
         metavar="BYTES",
         commands=INGEST,
-        check=lambda n: n >= 1024,
-        expected="an integer >= 1024",
     )
-    ingest_ack_timeout: float = setting(
-        10.0,
-        "seconds to wait for Kafka's acknowledgement of a request's events (then 503)",
-        metavar="SECONDS",
-        commands=INGEST,
-        check=_positive,
-        expected="a number of seconds > 0",
+    ingest_ack_timeout: float = _seconds(
+        10.0, "seconds to wait for Kafka's acknowledgement of a request's events (then 503)", INGEST
     )
-    ingest_retry_after: int = setting(
+    ingest_retry_after: int = _count(
         2,
         "seconds the Retry-After header of a 429/503 answer says",
+        least=0,
         metavar="SECONDS",
         commands=INGEST,
-        check=lambda n: n >= 0,
-        expected="an integer >= 0",
     )
     ingest_embedded: bool = setting(
         False,
