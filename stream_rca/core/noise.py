@@ -108,7 +108,7 @@ def _log_sf_rows(
         u = part[:, size - k - 1].astype(np.float64)
         top = part[:, size - k :].astype(np.float64)
         top.sort(axis=1)
-        excess = np.subtract(top.T[::-1], u)  # (k, rows), the largest first
+        excess = np.subtract(top[:, ::-1], u[:, None])  # the largest first
         floor = np.broadcast_to(np.asarray(min_scale, dtype=np.float64), (rows,))[need]
         xs = np.broadcast_to(x, (rows,))[need]
         ext = _excess_log_sf(excess, u, xs, size, floor)
@@ -246,16 +246,24 @@ def _rank_sorted(
 ) -> IntArray:
     """How many of the ``m`` sorted values from each of ``starts`` in ``flat`` are ``< x``
     (``<= x`` when ``inclusive``): a branchless binary search over all runs at once."""
-    pos = starts.copy()
-    last = starts + (m - 1)
-    step = 1 << (m.bit_length() - 1)  # the largest power of two <= m: the steps reach m
-    while step:
-        # a probe past the run reads its last value: it moves on only if the whole run counts
-        v = flat[np.minimum(pos + (step - 1), last)]
-        pos += step * ((v <= x) if inclusive else (v < x))
-        step >>= 1
-    out: IntArray = np.minimum(pos - starts, m)
-    return out
+    base = starts.copy()
+    probe = np.empty_like(base)
+    v = np.empty(base.shape, dtype=flat.dtype)
+    hit = np.empty(base.shape, dtype=bool)
+    below = np.less_equal if inclusive else np.less
+    n = m  # the answer lies in [base, base + n]; every probe is inside the run
+    while n > 1:
+        half = n >> 1
+        np.add(base, half - 1, out=probe)
+        np.take(flat, probe, out=v)
+        below(v, x, out=hit)
+        base += hit * half
+        n -= half
+    np.take(flat, base, out=v)
+    below(v, x, out=hit)
+    base += hit
+    base -= starts
+    return base
 
 
 def _beyond_tied(
@@ -313,13 +321,12 @@ def _fit_far(out: FloatArray, far: list[_Far], k: int, size: int, min_scale: flo
     """``out[side, rows] = log P(X >= x)`` from the tails fitted to every side's far rows.
 
     The excesses of every side's ``k`` most extreme values over their thresholds are written
-    as columns of one array, most extreme first: the fit's arithmetic then runs along the many
-    rows (along ``k`` values it is slow).
+    into one array, most extreme first, and fitted at once.
     """
     if not far:
         return
     total = sum(f.rows.size for f in far)
-    excess = np.empty((k, total))
+    excess = np.empty((total, k))
     start = 0
     for f in far:
         n = f.rows.size
@@ -327,11 +334,11 @@ def _fit_far(out: FloatArray, far: list[_Far], k: int, size: int, min_scale: flo
         picked = f.source[:, width - k :] if f.upper else f.source[:, :k]
         if f.picks is not None:
             picked = picked[f.picks]
-        seg = excess[:, start : start + n]
+        seg = excess[start : start + n]
         if f.upper:
-            np.subtract(picked.T[::-1], f.u, out=seg)
+            np.subtract(picked[:, ::-1], f.u[:, None], out=seg)
         else:  # -v - u, the negated value's excess, computed as (-u) - v (the same float)
-            np.subtract(-f.u, picked.T, out=seg)
+            np.subtract(-f.u[:, None], picked, out=seg)
         start += n
     u = np.concatenate([f.u for f in far])
     x = np.concatenate([np.full(f.rows.size, f.x) for f in far])
@@ -363,15 +370,15 @@ def _excess_log_sf(
     size: int,
     min_scale: FloatArray | float,
 ) -> FloatArray:
-    """``log P(X >= x)`` from the excesses ``(k, rows)`` of rows' most extreme values over
-    their thresholds ``u`` (one column per row, most extreme first), in samples of ``size``:
-    the GPD fit of the excesses."""
-    k = excess.shape[0]
+    """``log P(X >= x)`` from the excesses ``(rows, k)`` of rows' most extreme values over
+    their thresholds ``u`` (most extreme first), in samples of ``size``: the GPD fit of the
+    excesses."""
+    k = excess.shape[1]
     # values above the threshold: all k, but where the least extreme sits on the threshold
     above = np.full(u.shape, k, dtype=np.intp)
-    on = np.flatnonzero(excess[-1] <= 0)
+    on = np.flatnonzero(excess[:, -1] <= 0)
     if on.size:
-        above[on] = np.count_nonzero(excess[:, on] > 0, axis=0)
+        above[on] = np.count_nonzero(excess[on] > 0, axis=1)
     log_pu = np.log((above + 0.5) / (size + 1.0))
     floor = np.broadcast_to(np.asarray(min_scale, dtype=np.float64), u.shape)
     tail = fit_excess(excess, u, log_pu, floor)

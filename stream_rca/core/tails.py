@@ -186,7 +186,7 @@ def fit_tail_sorted(
         far more than one estimated too heavy lowers them.
     """
     excess = np.maximum(top_desc - u[:, None], 0.0)
-    return fit_excess(excess.T, u, log_pu, min_scale, caution)
+    return fit_excess(excess, u, log_pu, min_scale, caution)
 
 
 def fit_excess(
@@ -196,14 +196,14 @@ def fit_excess(
     min_scale: FloatArray | float,
     caution: float = 0.0,
 ) -> Tail:
-    """:func:`fit_tail_sorted` from the excesses over the thresholds, one column per row.
+    """:func:`fit_tail_sorted` from the excesses over the thresholds.
 
-    ``excess`` is ``(k, rows)``, non-negative, largest first in each column. The fit's
-    arithmetic runs along the rows (there are many, and few excesses per row), and both
-    probability-weighted moments are one matrix product.
+    ``excess`` is ``(rows, k)``, non-negative, largest first in each row. Both
+    probability-weighted moments of every row are one matrix product; the rest of the fit's
+    arithmetic runs along the rows (there are many, and few excesses per row).
     """
-    k = excess.shape[0]
-    a0, a1 = _pwm_weights(k) @ excess
+    k = excess.shape[1]
+    a0, a1 = _pwm_weights(k) @ excess.T
     denom = a0 - 2.0 * a1
     with np.errstate(divide="ignore", invalid="ignore"):
         # NaN excesses give a NaN denominator, so xi is never NaN here
