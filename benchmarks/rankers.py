@@ -50,7 +50,10 @@ CIRCA (RHT with descendant adjustment)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Concatenate, ParamSpec
 
 import networkx as nx
 import numpy as np
@@ -76,6 +79,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 Ranker = Callable[[FloatArray, FloatArray, int, nx.DiGraph | None, int], list[int]]
+_P = ParamSpec("_P")
 
 TRAVERSAL_THRESHOLD = 5.0
 """The PetShop code's default: a median-deviation score above 5 is anomalous."""
@@ -133,20 +137,73 @@ def _order(scores: FloatArray, nodes: Iterable[int]) -> list[int]:
     return sorted(nodes, key=lambda j: (-s[j], j))
 
 
-def _need(graph: nx.DiGraph | None, name: str) -> nx.DiGraph:
-    if graph is None:
-        raise ValueError(f"{name} needs a causal graph")
-    return graph
+@dataclass(frozen=True, slots=True)
+class _Case:
+    """What every ranker starts from: one call's arrays filled, its fault row and candidates."""
+
+    normal: FloatArray
+    """The normal period, filled (:func:`fill`)."""
+    window: FloatArray
+    """The window, filled."""
+    row: FloatArray
+    """The filled row to explain, ``window[fault_row]``."""
+    graph: nx.DiGraph | None
+    target: int
+    candidates: list[int]
+    """:func:`candidates` of the graph and target."""
+
+    @property
+    def dag(self) -> nx.DiGraph:
+        """The graph, of a ranker that needs one (its wrapper refused to run without)."""
+        if self.graph is None:  # pragma: no cover - ``_ranker(needs=...)`` checked it
+            raise ValueError("this ranker needs a causal graph")
+        return self.graph
 
 
-def n_sigma(
-    normal: FloatArray, window: FloatArray, fault_row: int, graph: nx.DiGraph | None, target: int
-) -> list[int]:
+def _ranker(
+    needs: str | None = None,
+) -> Callable[
+    [Callable[Concatenate[_Case, _P], list[int]]],
+    Callable[Concatenate[FloatArray, FloatArray, int, nx.DiGraph | None, int, _P], list[int]],
+]:
+    """Make ``rank(case, **options)`` a :data:`Ranker` (with the same options).
+
+    The ranker it gives checks the graph (``needs``: the method's name in the error, for one
+    that cannot run without a graph), fills the arrays, takes the fault row and the candidates,
+    and hands them to ``rank`` as a :class:`_Case`.
+    """
+
+    def wrap(
+        rank: Callable[Concatenate[_Case, _P], list[int]],
+    ) -> Callable[Concatenate[FloatArray, FloatArray, int, nx.DiGraph | None, int, _P], list[int]]:
+        @functools.wraps(rank)
+        def ranker(
+            normal: FloatArray,
+            window: FloatArray,
+            fault_row: int,
+            graph: nx.DiGraph | None,
+            target: int,
+            /,
+            *args: _P.args,
+            **kwargs: _P.kwargs,
+        ) -> list[int]:
+            if needs is not None and graph is None:
+                raise ValueError(f"{needs} needs a causal graph")
+            nf, wf = fill(normal, window)
+            cands = candidates(graph, target, nf.shape[1])
+            return rank(_Case(nf, wf, wf[fault_row], graph, target, cands), *args, **kwargs)
+
+        return ranker
+
+    return wrap
+
+
+@_ranker()
+def n_sigma(case: _Case) -> list[int]:
     """Rank by ``|x - mean| / std`` of the normal period at the fault row."""
-    nf, wf = fill(normal, window)
-    mean = nf.mean(axis=0)
-    z = np.abs(wf[fault_row] - mean) / _scale(nf.std(axis=0), mean)
-    return _order(z, candidates(graph, target, nf.shape[1]))
+    mean = case.normal.mean(axis=0)
+    z = np.abs(case.row - mean) / _scale(case.normal.std(axis=0), mean)
+    return _order(z, case.candidates)
 
 
 def baro_scores(normal: FloatArray, row: FloatArray) -> FloatArray:
@@ -155,12 +212,10 @@ def baro_scores(normal: FloatArray, row: FloatArray) -> FloatArray:
     return np.asarray(np.abs(row - med) / _scale(q3 - q1, med), dtype=np.float64)
 
 
-def baro(
-    normal: FloatArray, window: FloatArray, fault_row: int, graph: nx.DiGraph | None, target: int
-) -> list[int]:
+@_ranker()
+def baro(case: _Case) -> list[int]:
     """Rank by BARO's robust score ``|x - median| / IQR`` at the fault row."""
-    nf, wf = fill(normal, window)
-    return _order(baro_scores(nf, wf[fault_row]), candidates(graph, target, nf.shape[1]))
+    return _order(baro_scores(case.normal, case.row), case.candidates)
 
 
 def mad_scores(normal: FloatArray, row: FloatArray) -> FloatArray:
@@ -171,15 +226,9 @@ def mad_scores(normal: FloatArray, row: FloatArray) -> FloatArray:
     return np.asarray(np.abs(row - med) / _scale(scale, med), dtype=np.float64)
 
 
+@_ranker(needs="anomaly traversal")
 def anomaly_traversal(
-    normal: FloatArray,
-    window: FloatArray,
-    fault_row: int,
-    graph: nx.DiGraph | None,
-    target: int,
-    *,
-    threshold: float = TRAVERSAL_THRESHOLD,
-    path_sum: bool = False,
+    case: _Case, *, threshold: float = TRAVERSAL_THRESHOLD, path_sum: bool = False
 ) -> list[int]:
     """Anomalous nodes without anomalous parents, reached from the target through
     anomalous parents (see the module docstring).
@@ -187,11 +236,9 @@ def anomaly_traversal(
     ``path_sum`` ranks the root causes as the PetShop code does, by the largest sum of scores
     along an anomalous path to the target, instead of by their own score.
     """
-    g = _need(graph, "anomaly traversal")
-    nf, wf = fill(normal, window)
-    score = mad_scores(nf, wf[fault_row])
+    g, target, cands = case.dag, case.target, case.candidates
+    score = mad_scores(case.normal, case.row)
     anomalous = score > threshold
-    cands = candidates(g, target, nf.shape[1])
     if not anomalous[target]:
         return _order(score, cands)
     reached, stack = {target}, [target]
@@ -224,37 +271,30 @@ def _abs_corr(data: FloatArray, target: int) -> FloatArray:
     return np.asarray(np.where(np.isfinite(r), np.abs(r), 0.0), dtype=np.float64)
 
 
-def _corr_data(nf: FloatArray, wf: FloatArray, tail: int) -> FloatArray:
-    return np.vstack([nf[-tail:] if tail else nf[:0], wf])
+def _target_corr(case: _Case, tail: int) -> FloatArray:
+    """:func:`_abs_corr` over the last ``tail`` normal rows and the window."""
+    data = np.vstack([case.normal[-tail:] if tail else case.normal[:0], case.window])
+    return _abs_corr(data, case.target)
 
 
+@_ranker()
 def ranked_correlation(
-    normal: FloatArray,
-    window: FloatArray,
-    fault_row: int,
-    graph: nx.DiGraph | None,
-    target: int,
-    *,
-    threshold: float = TRAVERSAL_THRESHOLD,
-    normal_tail: int = NORMAL_TAIL,
+    case: _Case, *, threshold: float = TRAVERSAL_THRESHOLD, normal_tail: int = NORMAL_TAIL
 ) -> list[int]:
     """Rank by ``|correlation|`` with the target; anomalous candidates first, the target
     after them (its correlation with itself says nothing)."""
-    nf, wf = fill(normal, window)
-    corr = _abs_corr(_corr_data(nf, wf, normal_tail), target)
-    anomalous = mad_scores(nf, wf[fault_row]) > threshold
-    others = [j for j in candidates(graph, target, nf.shape[1]) if j != target]
+    target = case.target
+    corr = _target_corr(case, normal_tail)
+    anomalous = mad_scores(case.normal, case.row) > threshold
+    others = [j for j in case.candidates if j != target]
     hot = _order(corr, [j for j in others if anomalous[j]])
     cold = _order(corr, [j for j in others if not anomalous[j]])
     return [*hot, target, *cold]
 
 
+@_ranker(needs="pagerank")
 def pagerank(
-    normal: FloatArray,
-    window: FloatArray,
-    fault_row: int,
-    graph: nx.DiGraph | None,
-    target: int,
+    case: _Case,
     *,
     alpha: float = 0.85,
     backward: float = 0.2,
@@ -262,10 +302,8 @@ def pagerank(
     iterations: int = 200,
 ) -> list[int]:
     """Personalised PageRank from the target toward causes (see the module docstring)."""
-    g = _need(graph, "pagerank")
-    nf, wf = fill(normal, window)
-    corr = _abs_corr(_corr_data(nf, wf, normal_tail), target)
-    cands = candidates(g, target, nf.shape[1])
+    g, target, cands = case.dag, case.target, case.candidates
+    corr = _target_corr(case, normal_tail)
     pos = {v: i for i, v in enumerate(cands)}
     m = len(cands)
     P = np.zeros((m, m))
@@ -293,7 +331,7 @@ def pagerank(
             break
         pi = new
     pi[t] -= 1 - alpha
-    scores = np.full(nf.shape[1], np.nan)
+    scores = np.full(case.normal.shape[1], np.nan)
     scores[cands] = pi
     return _order(scores, cands)
 
@@ -314,28 +352,17 @@ def rht_scores(normal: FloatArray, row: FloatArray, graph: nx.DiGraph) -> FloatA
     return z
 
 
-def rht(
-    normal: FloatArray, window: FloatArray, fault_row: int, graph: nx.DiGraph | None, target: int
-) -> list[int]:
+@_ranker(needs="RHT")
+def rht(case: _Case) -> list[int]:
     """Rank by CIRCA's regression-based hypothesis test alone."""
-    g = _need(graph, "RHT")
-    nf, wf = fill(normal, window)
-    return _order(rht_scores(nf, wf[fault_row], g), candidates(g, target, nf.shape[1]))
+    return _order(rht_scores(case.normal, case.row, case.dag), case.candidates)
 
 
-def circa(
-    normal: FloatArray,
-    window: FloatArray,
-    fault_row: int,
-    graph: nx.DiGraph | None,
-    target: int,
-    *,
-    threshold: float = CIRCA_THRESHOLD,
-) -> list[int]:
+@_ranker(needs="CIRCA")
+def circa(case: _Case, *, threshold: float = CIRCA_THRESHOLD) -> list[int]:
     """CIRCA: RHT scores with descendant adjustment (see the module docstring)."""
-    g = _need(graph, "CIRCA")
-    nf, wf = fill(normal, window)
-    z = rht_scores(nf, wf[fault_row], g)
+    g = case.dag
+    z = rht_scores(case.normal, case.row, g)
     generation = {v: k for k, gen in enumerate(nx.topological_generations(g)) for v in gen}
     passed: dict[int, dict[int, float]] = {}
     for v in reversed(list(nx.topological_sort(g))):
@@ -349,8 +376,7 @@ def circa(
     for v in g.nodes:
         if z[v] >= threshold and passed[v]:
             adjusted[v] += max(passed[v].values())
-    cands = candidates(g, target, nf.shape[1])
-    return sorted(cands, key=lambda j: (-adjusted[j], generation[j], -z[j], j))
+    return sorted(case.candidates, key=lambda j: (-adjusted[j], generation[j], -z[j], j))
 
 
 RANKERS: dict[str, Ranker] = {
