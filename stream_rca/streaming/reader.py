@@ -31,7 +31,7 @@ MAX_RECORDS = 5000
 """Messages per batch at most (a batch is what is there: fewer when the input is slow)."""
 WAIT_MS = 50
 """How long one read waits for messages when there are none (the latency floor it adds)."""
-PARTITION_FETCH_BYTES = 256 * 1024
+PARTITION_FETCH_BYTES = 1024 * 1024
 """Bytes fetched per partition at a time: small enough that the partitions of a backlog take
 turns (with 4 MiB, one partition's 50,000 small messages came before any of the next one)."""
 
