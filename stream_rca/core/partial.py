@@ -12,6 +12,9 @@ factorisation, so it cannot take a share of the target's score.
 
 The number of extra series may be bounded (``max_series``): the series beyond it are refused
 (:meth:`ExtraSeries.admit` says which), so a stream cannot grow a graph's memory without end.
+
+The extra series and their marginal models are state as data (:meth:`ExtraSeries.to_state`,
+:meth:`ExtraSeries.from_state`), so a worker checkpoints them with the graph.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
+from stream_rca.core.checkpoint import StateError, StateTree, get_list, get_tree
 from stream_rca.core.graphfree import GRAPH_FREE_RULE, GraphFreeConfig, MarginalRanker
 from stream_rca.core.types import Attribution, Snapshot
 
@@ -127,6 +131,64 @@ class ExtraSeries:
         for c in self.ranker.rank(target):
             if c.node in extra:
                 out.append({**c.to_dict(), "not_in_graph": True})
+        return out
+
+    def to_state(self) -> StateTree:
+        """The extra series and their marginal models as a state tree.
+
+        Graph nodes, targets, configuration and bound are not in it: :meth:`from_state`
+        takes them again.
+        """
+        return {"series": list(self.series), "ranker": self.ranker.to_state()}
+
+    @classmethod
+    def from_state(
+        cls,
+        graph_nodes: Collection[str],
+        targets: Sequence[str],
+        config: GraphFreeConfig | None,
+        state: StateTree,
+        *,
+        max_series: int | None = None,
+    ) -> ExtraSeries:
+        """Rebuild the extra series of :meth:`to_state`'s tree (arguments as the constructor's).
+
+        Raises
+        ------
+        StateError
+            For a tree this class did not write: series that are not distinct names, that
+            are graph nodes, more of them than ``max_series``, or a ranker that does not
+            follow the targets and every series.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> ex = ExtraSeries(["db", "api"], ["api"], GraphFreeConfig(warmup=20))
+        >>> for t in range(60):
+        ...     ex.observe(Snapshot(float(t), {"api": rng.normal(), "gc": rng.normal()}))
+        >>> twin = ExtraSeries.from_state(["db", "api"], ["api"], ex.ranker.config, ex.to_state())
+        >>> s = Snapshot(60.0, {"api": 0.3, "gc": 6.0})
+        >>> ex.observe(s); twin.observe(s)
+        >>> twin.candidates("api") == ex.candidates("api")
+        True
+        """
+        out = cls(graph_nodes, targets, config, max_series=max_series)
+        names = get_list(state, "series")
+        if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            raise StateError("series: expected distinct names")
+        if any(n in out.graph_nodes for n in names):
+            raise StateError("series: a graph node is listed as an extra series")
+        if max_series is not None and len(names) > max_series:
+            raise StateError(f"series: {len(names)} extra series, more than {max_series}")
+        ranker = MarginalRanker.from_state(out.ranker.config, get_tree(state, "ranker"))
+        followed = set(ranker.nodes)
+        if not set(out.targets) <= followed or not set(names) <= followed:
+            raise StateError("ranker: it does not follow every target and extra series")
+        if not followed <= set(out.targets) | set(names) | out.graph_nodes:
+            raise StateError("ranker: it follows series that are neither targets nor extras")
+        out.series = list(names)
+        out.ranker = ranker
         return out
 
     def annotate(self, att: Attribution) -> Attribution:

@@ -22,11 +22,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from stream_rca.core.checkpoint import (
+    StateError,
+    StateTree,
+    get_array,
+    get_float,
+    get_list,
+    get_tree,
+)
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.graphfree import GraphFreeConfig
 from stream_rca.core.partial import ExtraSeries
@@ -41,8 +49,10 @@ if TYPE_CHECKING:
     from stream_rca.streaming.runtime import Runtime
 
 __all__ = [
+    "MAX_CHECKPOINT_SPANS",
     "MAX_SPANS",
     "SPANS_AGENT",
+    "SPAN_INDEX_BYTES",
     "ExtraBuffer",
     "SpanGrowth",
     "grow_aligner",
@@ -57,6 +67,11 @@ _WindowOf = Callable[[float], tuple[float, float]]
 
 MAX_SPANS = 50_000
 """Spans a graph remembers to match later children (and children waiting for their parent)."""
+MAX_CHECKPOINT_SPANS = 4096
+"""Spans of each matching index a checkpoint holds (the most recent): spans that may still be
+parents, and children still waiting for their parent."""
+SPAN_INDEX_BYTES = 512 * 1024
+"""Most characters of span ids and names each of the two indexes takes in a checkpoint."""
 _DECLARED = 1 << 62  # a declared edge's call count: never the fewest of a cycle
 
 
@@ -85,6 +100,62 @@ class ExtraBuffer:
         )
         self._windows: dict[float, dict[str, float]] = {}
         self._last: float = -math.inf  # the latest window scored
+
+    def to_state(self) -> StateTree:
+        """The extra series, their models and the values waiting for their windows, as data."""
+        windows = [
+            {
+                "start": start,
+                "nodes": list(cells),
+                "values": np.array(list(cells.values()), dtype=np.float64),
+            }
+            for start, cells in sorted(self._windows.items())
+        ]
+        return {"series": self.series.to_state(), "windows": windows, "last": self._last}
+
+    @classmethod
+    def from_state(
+        cls,
+        graph_nodes: Sequence[str],
+        targets: Sequence[str],
+        warmup: int,
+        max_series: int,
+        state: StateTree,
+    ) -> ExtraBuffer:
+        """Rebuild :meth:`to_state`'s buffer (arguments as the constructor's).
+
+        Raises
+        ------
+        StateError
+            For a tree this class did not write (the message names the bad entry).
+        """
+        out = cls(graph_nodes, targets, warmup, max_series)
+        out.series = ExtraSeries.from_state(
+            graph_nodes,
+            targets,
+            GraphFreeConfig(warmup=warmup),
+            get_tree(state, "series"),
+            max_series=max_series,
+        )
+        out._last = get_float(state, "last", finite=False)
+        if out._last == math.inf or out._last != out._last:
+            raise StateError("last: expected a window start or -inf")
+        extra = set(out.series.series)
+        for i, window in enumerate(get_list(state, "windows")):
+            where = f"windows[{i}]"
+            if not isinstance(window, dict):
+                raise StateError(f"{where}: expected a mapping")
+            start = get_float(window, "start")
+            names = get_list(window, "nodes")
+            values = get_array(window, "values", np.float64, (len(names),))
+            if not all(isinstance(n, str) and n in extra for n in names):
+                raise StateError(f"{where}.nodes: expected extra series")
+            if len(set(names)) != len(names) or start <= out._last or start in out._windows:
+                raise StateError(f"{where}: repeated nodes, a repeated or an already scored window")
+            if not np.isfinite(values).all():
+                raise StateError(f"{where}.values: expected finite values")
+            out._windows[start] = dict(zip(names, values.tolist(), strict=True))
+        return out
 
     def add_nodes(self, nodes: Sequence[str]) -> None:
         """Nodes that joined the graph (grown): no longer extra from now on."""
@@ -178,6 +249,42 @@ class SpanGrowth:
                     self.skipped["parent span never seen"] += 1
         return len(self.calls) - before
 
+    def index_state(self) -> StateTree:
+        """The matching index as data: the most recent spans of each side, bounded.
+
+        At most :data:`MAX_CHECKPOINT_SPANS` spans of each index and
+        :data:`SPAN_INDEX_BYTES` characters of their ids and names (older spans beyond that
+        are left out: a child of one of them arriving after a restart finds no parent).
+        """
+        waiting = [c for kids in self._waiting.values() for c in kids]
+        return {"spans": _recent(self._spans.values()), "waiting": _recent(waiting)}
+
+    def restore_index(self, state: StateTree) -> None:
+        """Take the matching index of :meth:`index_state`'s tree.
+
+        Raises
+        ------
+        StateError
+            For rows that are not spans, or more of them than a checkpoint holds.
+        """
+        spans = _spans_of(get_list(state, "spans"), "spans")
+        waiting = _spans_of(get_list(state, "waiting"), "waiting")
+        if any(s.parent_id is None for s in waiting):
+            raise StateError("waiting: a span without a parent cannot wait for one")
+        self._spans = OrderedDict(((s.trace_id, s.span_id), s) for s in spans)
+        self._waiting = OrderedDict()
+        for s in waiting:
+            self._waiting.setdefault((s.trace_id, cast(str, s.parent_id)), []).append(s)
+        while len(self._spans) > self.max_spans:
+            self._spans.popitem(last=False)
+        while len(self._waiting) > self.max_spans:
+            self._waiting.popitem(last=False)
+
+    @property
+    def index_size(self) -> tuple[int, int]:
+        """Spans held to match later children, and children waiting for their parent."""
+        return len(self._spans), sum(len(k) for k in self._waiting.values())
+
     def _call(self, parent: Span, child: Span) -> None:
         if parent.service == child.service:
             if parent.kind in ("client", "producer") and child.kind in ("server", "consumer"):
@@ -197,6 +304,36 @@ class SpanGrowth:
         declared = set(self.base.edges)
         seen = sorted((b, a) for (a, b) in calls if (a, b) not in gone and (b, a) not in declared)
         return CausalGraph([*self.base.edges, *seen], self.base.nodes, name=self.base.name)
+
+
+def _recent(spans: Collection[Span]) -> list[list[str | None]]:
+    """The most recent ``spans`` as rows, within the checkpoint's bounds, oldest first."""
+    rows: list[list[str | None]] = []
+    budget = SPAN_INDEX_BYTES
+    for s in reversed(list(spans)):
+        row = [s.trace_id, s.span_id, s.parent_id, s.service, s.kind]
+        budget -= sum(len(x) for x in row if x is not None)
+        if budget < 0 or len(rows) == MAX_CHECKPOINT_SPANS:
+            break
+        rows.append(row)
+    rows.reverse()
+    return rows
+
+
+def _spans_of(rows: list[Any], name: str) -> list[Span]:
+    if len(rows) > MAX_CHECKPOINT_SPANS:
+        raise StateError(f"{name}: more than {MAX_CHECKPOINT_SPANS} spans")
+    out: list[Span] = []
+    for i, row in enumerate(rows):
+        if (
+            not isinstance(row, list)
+            or len(row) != 5
+            or not all(isinstance(x, str) for x in (*row[:2], *row[3:]))
+            or not (row[2] is None or isinstance(row[2], str))
+        ):
+            raise StateError(f"{name}[{i}]: expected [trace, span, parent, service, kind]")
+        out.append(Span(row[0], row[1], row[2], row[3], row[4]))
+    return out
 
 
 def grown_nodes(old: CausalGraph, new: CausalGraph) -> list[str]:

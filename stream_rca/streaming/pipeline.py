@@ -165,7 +165,6 @@ class Pipeline:
         self._dirty: set[str] = set()
         self._failures: dict[str, int] = {}  # graph -> processing errors in a row
         self._quarantined: dict[str, str] = {}  # graph -> the error that quarantined it
-        self._extras: dict[str, ExtraBuffer] = {}  # accept_unknown graphs: their extra series
         self._growth: dict[str, SpanGrowth] = {}  # grow_from_spans graphs: call edges seen
         if metrics is not None:
             for s in specs:
@@ -218,12 +217,14 @@ class Pipeline:
         """Serialise the state of a live graph and mark it clean.
 
         The checkpoint holds the graph as it runs (grown by spans, with the call counts that
-        grew it) and its why-changed reference, so a restart resumes all three.
+        grew it and the recent spans that may still match), its why-changed reference and its
+        extra series (``accept_unknown``), so a restart resumes them all.
         """
         state = self._live[graph].state
         growth = self._growth.get(graph)
         if growth is not None:
             state.calls = dict(growth.calls)
+            state.growth = growth
         if self.changes is not None:
             state.change = self.changes.state_of(graph)
         blob = dump_state(state, self.codec)
@@ -234,6 +235,7 @@ class Pipeline:
         """Forget graphs (their partitions went to another worker); reload them if they return."""
         for g in graphs:
             self._live.pop(g, None)
+            self._growth.pop(g, None)
             self._dirty.discard(g)
             self.release(g)
             if self.changes is not None:
@@ -266,6 +268,7 @@ class Pipeline:
                     self.metrics.checkpoint_refused(graph, exc.reason)
         if state is None:
             state = new_state(spec)
+            self._growth.pop(graph, None)  # spans seen under a state now gone
             log.info("graph %r: new state (warm-up of %d snapshots)", graph, spec.engine.warmup)
         else:
             self._adopt(graph, state)
@@ -286,8 +289,26 @@ class Pipeline:
         spec = self.specs[graph]
         running = state.engine.graph
         if spec.grow_from_spans:
-            growth = self._growth[graph] = SpanGrowth(spec.graph)
-            growth.calls.update(state.calls)
+            growth = state.growth
+            if growth is None:
+                growth = SpanGrowth(spec.graph)
+                growth.calls.update(state.calls)
+            self._growth[graph] = growth
+            held, waiting = growth.index_size
+            if held or waiting:
+                log.info(
+                    "graph %r: restored %d spans to match later children and %d children "
+                    "waiting for their parent",
+                    graph,
+                    held,
+                    waiting,
+                )
+        if state.extras is not None:
+            log.info(
+                "graph %r: restored %d series not in the graph with their marginal models",
+                graph,
+                len(state.extras.series.series),
+            )
         if len(running) != len(spec.graph) or set(running.edges) != set(spec.graph.edges):
             self.known[graph] = frozenset(running.nodes)
             log.info(
@@ -443,8 +464,8 @@ class Pipeline:
         state.engine = engine
         state.aligner = grow_aligner(state.aligner, new.nodes)
         self.known[graph] = frozenset(new.nodes)
-        if graph in self._extras:
-            self._extras[graph].add_nodes(new.nodes)
+        if state.extras is not None:
+            state.extras.add_nodes(new.nodes)
         for a, b, n in growth.dropped:
             log.info("graph %r: call edge %s -> %s (%d calls) left out: cycle", graph, a, b, n)
         log.info("graph %r grew from spans: %s", graph, change.summary())
@@ -488,10 +509,10 @@ class Pipeline:
         return samples if spec is not None and spec.accept_unknown else None
 
     def _extra_buffer(self, graph: str, state: GraphState) -> ExtraBuffer:
-        buf = self._extras.get(graph)
+        buf = state.extras
         if buf is None:
             spec = self.specs[graph]
-            buf = self._extras[graph] = ExtraBuffer(
+            buf = state.extras = ExtraBuffer(
                 state.engine.graph.nodes, spec.targets, spec.engine.warmup, spec.max_extra_series
             )
         return buf
@@ -525,6 +546,7 @@ class Pipeline:
         if verdict is Verdict.QUARANTINE:
             self._quarantined[graph] = what
             self._live.pop(graph, None)  # its state may be half-updated: never checkpoint it
+            self._growth.pop(graph, None)
             self._dirty.discard(graph)
             if self.metrics is not None:
                 self.metrics.quarantine(graph)

@@ -26,7 +26,15 @@ Rules:
   (:data:`MAX_CHECKPOINT_BYTES`) is refused when the worker loads its graphs, with a message
   naming the estimate and the limit (:func:`check_checkpointable`); a record that still comes
   out larger (many open windows) is compressed (zlib) if that makes it fit, else refused at
-  :meth:`CheckpointCodec.dump` (reason ``too_large``).
+  :meth:`CheckpointCodec.dump` (reason ``too_large``). The bound counts the extra series of
+  an ``accept_unknown`` graph (``max_extra_series`` of them) and the span index of a graph
+  that grows from spans.
+- **Beside the engine**: the extra series (``accept_unknown``: their marginal models and the
+  values waiting for their windows) and the span matching index (``grow_from_spans``: the
+  most recent spans, :data:`~stream_rca.streaming.growth.MAX_CHECKPOINT_SPANS` of each side)
+  are in the checkpoint and validated like the rest: a bad entry refuses the whole record
+  (``malformed``), and so do more extra series than the spec's ``max_extra_series`` now
+  allows (``spec``); the graph then starts afresh.
 """
 
 from __future__ import annotations
@@ -55,9 +63,17 @@ from stream_rca.core.checkpoint import (
 )
 from stream_rca.core.engine import Engine
 from stream_rca.core.graph import CausalGraph
+from stream_rca.core.graphfree import GraphFreeConfig
 from stream_rca.core.graphfree_engine import GraphFreeEngine
+from stream_rca.core.noise import NoiseBank
 from stream_rca.errors import ConfigError, StreamRCAError
 from stream_rca.io.aligner import Aligner
+from stream_rca.streaming.growth import (
+    MAX_CHECKPOINT_SPANS,
+    SPAN_INDEX_BYTES,
+    ExtraBuffer,
+    SpanGrowth,
+)
 
 if TYPE_CHECKING:
     from stream_rca.config import Settings
@@ -177,6 +193,13 @@ class GraphState:
         The state tree of the graph's why-changed reference
         (:meth:`~stream_rca.streaming.changes.ChangeService.state_of`), if any; set by the
         pipeline before a checkpoint and read by it after a restore.
+    extras
+        The series outside the graph (``accept_unknown``): their marginal models and the
+        values waiting for their windows; ``None`` until the first one arrives.
+    growth
+        The span matching index of a graph that grows from spans (set by the pipeline before
+        a checkpoint, rebuilt from it on a restore; the most recent spans only, see
+        :meth:`~stream_rca.streaming.growth.SpanGrowth.index_state`).
     """
 
     graph: str
@@ -189,6 +212,8 @@ class GraphState:
     restored: bool = False
     calls: dict[tuple[str, str], int] = field(default_factory=dict)
     change: StateTree | None = None
+    extras: ExtraBuffer | None = None
+    growth: SpanGrowth | None = None
 
     def applied(self, partition: int, offset: int) -> bool:
         """True when the message at ``(partition, offset)`` is already folded into the state."""
@@ -225,6 +250,10 @@ class GraphState:
         }
         if self.change is not None:
             tree["change"] = self.change
+        if self.extras is not None:
+            tree["extras"] = self.extras.to_state()
+        if self.growth is not None:
+            tree["span_index"] = self.growth.index_state()
         return tree
 
     @classmethod
@@ -265,6 +294,8 @@ class GraphState:
             aligner = Aligner.from_state(get_tree(state, "aligner"))
             calls = _calls(state)
             change = get_tree(state, "change") if state.get("change") is not None else None
+            extras = _extras(spec, graph, state)
+            growth = _growth(spec, calls, state)
             if (
                 sorted(aligner.nodes) != sorted(graph.nodes)  # grown: new nodes last
                 or aligner.graph != spec.name
@@ -292,7 +323,52 @@ class GraphState:
             True,
             calls,
             change,
+            extras,
+            growth,
         )
+
+
+def _extras(spec: GraphSpec, graph: CausalGraph, state: StateTree) -> ExtraBuffer | None:
+    """The extra series of an ``accept_unknown`` graph, validated against the spec."""
+    tree = state.get("extras")
+    if tree is None:
+        return None
+    if not spec.accept_unknown:
+        log.info("graph %r: extra series in the checkpoint left out (no accept_unknown)", spec.name)
+        return None
+    if not isinstance(tree, dict):
+        raise StateError("extras: expected a mapping")
+    series = tree.get("series")
+    held = series.get("series") if isinstance(series, dict) else None
+    if isinstance(held, list) and len(held) > spec.max_extra_series:
+        raise CheckpointError(
+            f"graph {spec.name!r}: the checkpoint follows {len(held)} series not in the graph, "
+            f"more than max_extra_series ({spec.max_extra_series}); starting afresh",
+            "spec",
+        )
+    try:
+        return ExtraBuffer.from_state(
+            graph.nodes, spec.targets, spec.engine.warmup, spec.max_extra_series, tree
+        )
+    except StateError as exc:
+        raise StateError(f"extras.{exc}") from None
+
+
+def _growth(
+    spec: GraphSpec, calls: dict[tuple[str, str], int], state: StateTree
+) -> SpanGrowth | None:
+    """The span matching index of a graph that grows from spans, with its call counts."""
+    if not spec.grow_from_spans:
+        return None
+    growth = SpanGrowth(spec.graph)
+    growth.calls.update(calls)
+    tree = state.get("span_index")
+    if tree is not None:
+        try:
+            growth.restore_index(tree)
+        except StateError as exc:
+            raise StateError(f"span_index.{exc}") from None
+    return growth
 
 
 def _topology(spec: GraphSpec, state: StateTree) -> CausalGraph:
@@ -533,7 +609,22 @@ def state_size_bound(spec: GraphSpec) -> int:
     engine = new_state(spec).engine
     windows = math.ceil(spec.allowed_lateness / spec.step) + 2
     aligner = windows * len(spec.graph) * 9 + len(spec.graph) * 64  # values, mask, names
-    return int(engine.nbytes()) + aligner + _META_ALLOWANCE
+    return int(engine.nbytes()) + aligner + _META_ALLOWANCE + _beside_bound(spec)
+
+
+def _extras_bound(spec: GraphSpec, series: int) -> int:
+    """Bytes the extra series of ``spec`` take in a checkpoint, with ``series`` of them."""
+    if not spec.accept_unknown:
+        return 0
+    windows = math.ceil(spec.allowed_lateness / spec.step) + 2
+    per_node = NoiseBank(1, GraphFreeConfig().reservoir).nbytes() + 16 * 9 + 10 * 8 + 128
+    return (series + len(spec.targets)) * per_node + series * windows * 136  # value, name
+
+
+def _beside_bound(spec: GraphSpec) -> int:
+    """Bytes of what a checkpoint holds beside the engine: extra series, span index."""
+    spans = 2 * (SPAN_INDEX_BYTES + MAX_CHECKPOINT_SPANS * 40) if spec.grow_from_spans else 0
+    return _extras_bound(spec, spec.max_extra_series) + spans
 
 
 def check_checkpointable(spec: GraphSpec, max_bytes: int = MAX_CHECKPOINT_BYTES) -> None:
@@ -555,6 +646,16 @@ def check_checkpointable(spec: GraphSpec, max_bytes: int = MAX_CHECKPOINT_BYTES)
             "`stream-rca replay`)"
         )
     bound = state_size_bound(spec)
+    extras = _extras_bound(spec, spec.max_extra_series)
+    if bound > max_bytes and bound - extras <= max_bytes:
+        per_series = max(1, _extras_bound(spec, 1) - _extras_bound(spec, 0))
+        fits = max(0, (max_bytes - (bound - extras) - _extras_bound(spec, 0)) // per_series)
+        raise ConfigError(
+            f"graph {spec.name!r}: its checkpoint may take {bound / 2**20:.1f} MiB with "
+            f"{spec.max_extra_series} series not in the graph, more than the changelog's "
+            f"message limit of {max_bytes / 2**20:.0f} MiB (max.message.bytes); lower "
+            f"'max_extra_series' (at most about {fits} fits)"
+        )
     if bound > max_bytes:
         per_slot = 8 * (len(spec.graph) + len(spec.targets))
         fits = max(0, (max_bytes - (bound - per_slot * spec.engine.reservoir)) // per_slot)
