@@ -84,7 +84,9 @@ def ensure_topics(
     """Create the worker's topics that do not exist yet; return every topic's partition count.
 
     The input topic gets ``settings.partitions`` partitions (it must have as many as the
-    changelog of the state table); the output topics too. ``extra`` adds more topics. The
+    changelog of the state table); the output topics (attributions, scores, dead letters,
+    why-changed answers) and the why-changed request topic too, each under its configured
+    name. ``extra`` adds more topics (or other partition counts for these). The
     dead-letter topic is created with an explicit ``max.message.bytes`` of
     :data:`DEAD_LETTER_TOPIC_MAX_BYTES`, the limit the worker's dead letters are cut to fit.
 
@@ -99,6 +101,8 @@ def ensure_topics(
         settings.attributions_topic: settings.partitions,
         settings.scores_topic: settings.partitions,
         settings.deadletter_topic: settings.partitions,
+        settings.changes_topic: settings.partitions,
+        settings.change_requests_topic: settings.partitions,
         **(extra or {}),
     }
     admin = kafka.admin.KafkaAdminClient(

@@ -74,6 +74,8 @@ def isolated_settings(
         "attributions_topic": f"{name}.attributions",
         "scores_topic": f"{name}.scores",
         "deadletter_topic": f"{name}.deadletter",
+        "changes_topic": f"{name}.changes",
+        "change_requests_topic": f"{name}.change-requests",
         "publish_scores": True,
         "app_id": name,
         "config": str(graphs_file),
