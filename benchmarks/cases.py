@@ -1,8 +1,11 @@
-"""The attribution cases both tools are timed on: the DoWhy example and simulated random DAGs."""
+"""The cases the benchmarks run on: the attribution cases both tools are timed on (the DoWhy
+example and simulated random DAGs), and the PetShop issues and multi-cause simulator cases of
+the graph-free and learned-structure comparisons."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +15,26 @@ import numpy.typing as npt
 from benchmarks.common import DATA, read_rows
 from stream_rca.core.engine import EngineConfig
 from stream_rca.core.graph import CausalGraph
+from stream_rca.io import MetricTable, PetshopTarget, read_petshop_metrics, read_petshop_target
 from stream_rca.sim import MicroserviceSystem, random_faults
+from stream_rca.sim.multicause import MulticauseCase, multicause_case
 
-__all__ = ["AttributionCase", "dowhy_example", "reorder", "simulated", "widest_sink"]
+__all__ = [
+    "PETSHOP_DIR",
+    "AttributionCase",
+    "CaseSettings",
+    "PetshopIssue",
+    "dowhy_example",
+    "petshop_issues",
+    "reorder",
+    "simulated",
+    "widest_sink",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
 DOWHY_DIR = DATA / "dowhy-microservice"
+PETSHOP_DIR = DATA / "petshop"
 
 
 @dataclass(frozen=True)
@@ -115,3 +131,53 @@ def simulated(
         truth=tuple(frozenset(f.nodes) for f in faults),
         config=EngineConfig(),
     )
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    """Which cases a comparison runs on: PetShop scenarios and multi-cause simulator cases."""
+
+    scenarios: tuple[str, ...] = ("low_traffic", "high_traffic")
+    cases: int = 50
+    n_nodes: int = 50
+    n_normal: int = 1440
+    seed: int = 0
+
+    def simulator_cases(self) -> Iterator[MulticauseCase]:
+        """The simulator cases, one per seed ``[seed, i]`` (:func:`multicause_case`)."""
+        for i in range(self.cases):
+            rng = np.random.default_rng([self.seed, i])
+            yield multicause_case(rng, n_nodes=self.n_nodes, n_normal=self.n_normal)
+
+
+@dataclass(frozen=True)
+class PetshopIssue:
+    """One PetShop issue: its truth, and its metric and statistic in the normal file and in its
+    window, both with the same columns (``nodes``: the normal file's, then the window's)."""
+
+    name: str
+    target: PetshopTarget
+    nodes: list[str]
+    normal: MetricTable
+    window: MetricTable
+
+
+def petshop_issues(scenario: str, folder: Path = PETSHOP_DIR) -> Iterator[PetshopIssue]:
+    """The train-split issues of a PetShop scenario, in issue order."""
+    base = folder / scenario
+    normal_file = base / "noissue" / "metrics.csv"
+    issues = sorted(base.glob("train/issue_*"), key=lambda p: int(p.name.split("_")[1]))
+    for d in issues:
+        t = read_petshop_target(d / "target.json")
+        normal = read_petshop_metrics(normal_file, t.metric, t.agg)
+        window = read_petshop_metrics(d / "metrics.csv", t.metric, t.agg)
+        nodes = list(dict.fromkeys([*normal.nodes, *window.nodes]))
+        yield PetshopIssue(
+            d.name,
+            t,
+            nodes,
+            read_petshop_metrics(normal_file, t.metric, t.agg, nodes=nodes, ignore_extra=True),
+            read_petshop_metrics(
+                d / "metrics.csv", t.metric, t.agg, nodes=nodes, ignore_extra=True
+            ),
+        )

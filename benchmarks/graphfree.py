@@ -25,28 +25,22 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.common import DATA, Report, Table, say
+from benchmarks.cases import CaseSettings, petshop_issues
+from benchmarks.common import Report, Table, say
 from benchmarks.multicause import STREAM_RCA, accuracy_at, stream_rca_rank
 from benchmarks.rankers import baro, n_sigma
 from stream_rca.core.graphfree import MarginalRanker
-from stream_rca.io import read_petshop_metrics, read_petshop_target
-from stream_rca.sim.multicause import multicause_case
 
 __all__ = ["GraphFreeSettings", "graph_free_benchmark", "main", "petshop_rank", "sim_rank"]
 
 FloatArray = npt.NDArray[np.float64]
-PETSHOP_DIR = DATA / "petshop"
 ROW = 2
 OURS = "stream-rca graph-free"
 
 
 @dataclass(frozen=True)
-class GraphFreeSettings:
-    scenarios: tuple[str, ...] = ("low_traffic", "high_traffic")
-    cases: int = 50
-    n_nodes: int = 50
-    n_normal: int = 1440
-    seed: int = 0
+class GraphFreeSettings(CaseSettings):
+    """The cases of :func:`graph_free_benchmark` (50 simulator cases by default)."""
 
 
 def petshop_rank(
@@ -82,19 +76,8 @@ def _petshop(settings: GraphFreeSettings) -> Table:
     per_metric: dict[str, dict[str, list[int | None]]] = {}
     seconds: dict[str, list[float]] = {m: [] for m in methods}
     for scenario in settings.scenarios:
-        folder = PETSHOP_DIR / scenario
-        issues = sorted(folder.glob("train/issue_*"), key=lambda p: int(p.name.split("_")[1]))
-        for d in issues:
-            t = read_petshop_target(d / "target.json")
-            win = read_petshop_metrics(d / "metrics.csv", t.metric, t.agg)
-            normal = read_petshop_metrics(folder / "noissue" / "metrics.csv", t.metric, t.agg)
-            nodes = list(dict.fromkeys([*normal.nodes, *win.nodes]))
-            n = read_petshop_metrics(
-                folder / "noissue" / "metrics.csv", t.metric, t.agg, nodes=nodes, ignore_extra=True
-            )
-            w = read_petshop_metrics(
-                d / "metrics.csv", t.metric, t.agg, nodes=nodes, ignore_extra=True
-            )
+        for issue in petshop_issues(scenario):
+            t, nodes, n, w = issue.target, issue.nodes, issue.normal, issue.window
             target = nodes.index(t.node)
             for m in methods:
                 started = time.perf_counter()
@@ -109,7 +92,7 @@ def _petshop(settings: GraphFreeSettings) -> Table:
                 r = order.index(t.root_cause) + 1 if t.root_cause in order else None
                 ranks[m].append(r)
                 per_metric.setdefault(t.metric, {k: [] for k in methods})[m].append(r)
-            say(f"[graph-free] petshop {scenario} {d.name}")
+            say(f"[graph-free] petshop {scenario} {issue.name}")
     table = Table(
         "PetShop (train split), graph withheld: root cause at row 2",
         [
@@ -144,12 +127,7 @@ def _simulator(settings: GraphFreeSettings) -> Table:
     methods = (f"{STREAM_RCA}, true graph", OURS, "BARO (no graph)", "n-sigma (no graph)")
     ac: dict[str, dict[int, list[float]]] = {m: {k: [] for k in (1, 3, 5)} for m in methods}
     seconds: dict[str, list[float]] = {m: [] for m in methods}
-    for i in range(settings.cases):
-        case = multicause_case(
-            np.random.default_rng([settings.seed, i]),
-            n_nodes=settings.n_nodes,
-            n_normal=settings.n_normal,
-        )
+    for i, case in enumerate(settings.simulator_cases()):
         fault = case.faults[0]
         for m in methods:
             started = time.perf_counter()

@@ -30,16 +30,16 @@ import networkx as nx
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks.cases import PETSHOP_DIR, CaseSettings, petshop_issues
 from benchmarks.common import Table, say
-from benchmarks.graphfree import PETSHOP_DIR, ROW, petshop_rank, sim_rank
+from benchmarks.graphfree import ROW, petshop_rank, sim_rank
 from benchmarks.multicause import STREAM_RCA, accuracy_at, stream_rca_rank
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.engine import Engine
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.learn import learn_structure
 from stream_rca.core.types import Snapshot
-from stream_rca.io import read_petshop_graph, read_petshop_metrics, read_petshop_target
-from stream_rca.sim.multicause import multicause_case
+from stream_rca.io import read_petshop_graph
 
 __all__ = ["LearnedSettings", "main"]
 
@@ -50,12 +50,10 @@ METHODS = ("true graph", LEARNED, LEARNED_DATA, "graph-free")
 
 
 @dataclass(frozen=True)
-class LearnedSettings:
-    scenarios: tuple[str, ...] = ("low_traffic", "high_traffic")
+class LearnedSettings(CaseSettings):
+    """The cases of this comparison (20 simulator cases by default)."""
+
     cases: int = 20
-    n_nodes: int = 50
-    n_normal: int = 1440
-    seed: int = 0
 
 
 def _engine_rank(
@@ -84,20 +82,10 @@ def _petshop(settings: LearnedSettings) -> Table:
     ranks: dict[str, list[int | None]] = {m: [] for m in METHODS}
     seconds: dict[str, list[float]] = {m: [] for m in METHODS}
     for scenario in settings.scenarios:
-        folder = PETSHOP_DIR / scenario
-        true = CausalGraph(read_petshop_graph(folder / "graph.csv"), name="petshop")
-        issues = sorted(folder.glob("train/issue_*"), key=lambda p: int(p.name.split("_")[1]))
+        true = CausalGraph(read_petshop_graph(PETSHOP_DIR / scenario / "graph.csv"), name="petshop")
         learned_of: dict[tuple[str, str, str | None], CausalGraph] = {}
-        for d in issues:
-            t = read_petshop_target(d / "target.json")
-            path = folder / "noissue" / "metrics.csv"
-            normal0 = read_petshop_metrics(path, t.metric, t.agg)
-            win0 = read_petshop_metrics(d / "metrics.csv", t.metric, t.agg)
-            nodes = list(dict.fromkeys([*normal0.nodes, *win0.nodes]))
-            n = read_petshop_metrics(path, t.metric, t.agg, nodes=nodes, ignore_extra=True)
-            w = read_petshop_metrics(
-                d / "metrics.csv", t.metric, t.agg, nodes=nodes, ignore_extra=True
-            )
+        for issue in petshop_issues(scenario):
+            t, nodes, n, w = issue.target, issue.nodes, issue.normal, issue.window
             for m in METHODS:
                 started = time.perf_counter()
                 if m == "graph-free":
@@ -115,7 +103,7 @@ def _petshop(settings: LearnedSettings) -> Table:
                     order = _engine_rank(learned_of[key], nodes, n.values, w.values, t.node)
                 seconds[m].append(time.perf_counter() - started)
                 ranks[m].append(order.index(t.root_cause) + 1 if t.root_cause in order else None)
-            say(f"[learned] petshop {scenario} {d.name}")
+            say(f"[learned] petshop {scenario} {issue.name}")
     table = Table(
         "PetShop (train split): true graph, learned graph, no graph (root cause at row 2)",
         ["method", "top-1", "top-3", "ms / issue"],
@@ -138,12 +126,7 @@ def _simulator(settings: LearnedSettings) -> Table:
     seconds: dict[str, list[float]] = {m: [] for m in METHODS}
     precision: dict[str, list[float]] = {}
     recall: dict[str, list[float]] = {}
-    for i in range(settings.cases):
-        case = multicause_case(
-            np.random.default_rng([settings.seed, i]),
-            n_nodes=settings.n_nodes,
-            n_normal=settings.n_normal,
-        )
+    for i, case in enumerate(settings.simulator_cases()):
         fault = case.faults[0]
         names = [str(j) for j in range(case.normal.shape[1])]
         for m in METHODS:
