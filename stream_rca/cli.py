@@ -38,6 +38,7 @@ from stream_rca.core.ranking import RANK_RULES
 from stream_rca.core.trigger import TriggerConfig
 from stream_rca.core.types import Attribution, Snapshot, StepResult
 from stream_rca.errors import ConfigError, GraphError
+from stream_rca.replay_output import print_summary, write_attributions
 
 __all__ = ["build_parser", "main"]
 
@@ -428,20 +429,10 @@ def _replay(args: argparse.Namespace) -> int:
                 explained = list(result.attributions)
                 if args.explain and rows - 1 in args.explain and not explained:
                     explained.append(engine.explain(snap, engine.targets[0]))
-                for att in explained:
-                    incidents += 1
-                    if extras.series:
-                        att = extras.annotate(att)
-                    _print_incident(att, out)
-                    if output is not None:
-                        output.write(json.dumps(att.to_dict()) + "\n")
-    beyond = sorted(r for r in args.explain or () if r >= rows)
-    if beyond:
-        print(f"\n--explain {beyond[0]}: --data has {rows} rows (0 to {rows - 1})", file=out)
-    print(
-        f"\n{incidents} attribution(s)" + (f" written to {args.output}" if args.output else ""),
-        file=out,
-    )
+                if extras.series:
+                    explained = [extras.annotate(att) for att in explained]
+                incidents += write_attributions(explained, out, output, _print_incident)
+    print_summary(out, rows=rows, attributions=incidents, explain=args.explain, output=args.output)
     if args.scores:
         print(f"{rows} score documents written to {args.scores}", file=out)
     return EXIT_OK

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import functools
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +24,7 @@ from stream_rca.core.graphfree import GraphFreeConfig, MarginalRanker
 from stream_rca.core.trigger import Trigger
 from stream_rca.core.types import Attribution, Snapshot
 from stream_rca.errors import ConfigError
+from stream_rca.replay_output import print_summary, write_attributions
 
 __all__ = ["print_ranking", "replay_graph_free"]
 
@@ -93,6 +94,7 @@ def replay_graph_free(
         file=out,
     )
     triggers = {t: Trigger(name, t, config.trigger) for t in args.target}
+    show = functools.partial(print_ranking, offset=n_train)
     incidents = rows = 0
     extra = {"graph_used": False}
     with contextlib.ExitStack() as stack:
@@ -118,16 +120,6 @@ def replay_graph_free(
                     and first not in {a.target for a in explained}
                 ):
                     explained.append(ranker.explain(first, snap, extra=extra))
-                for att in explained:
-                    incidents += 1
-                    print_ranking(att, out, offset=n_train)
-                    if output is not None:
-                        output.write(json.dumps(att.to_dict()) + "\n")
-    beyond = sorted(r for r in args.explain or () if r >= rows)
-    if beyond:
-        print(f"\n--explain {beyond[0]}: --data has {rows} rows (0 to {rows - 1})", file=out)
-    print(
-        f"\n{incidents} attribution(s)" + (f" written to {args.output}" if args.output else ""),
-        file=out,
-    )
+                incidents += write_attributions(explained, out, output, show)
+    print_summary(out, rows=rows, attributions=incidents, explain=args.explain, output=args.output)
     return 0
