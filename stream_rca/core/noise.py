@@ -24,6 +24,7 @@ the same frozen model (which is what makes block processing equal record-by-reco
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -154,7 +155,7 @@ def log_event(
     far: list[_Far] = []
     for side, upper in enumerate((True, False)):
         beyond, tied = _beyond_tied(flat, starts, size, lefts[side], bounds[side], upper)
-        out[side] = np.log((beyond + 0.5 * tied + 0.5) / (size + 1.0))
+        out[side] = _mid_rank_log(beyond, tied, size)
         x = hi if upper else lo
         pick = np.flatnonzero(_far(beyond, beyond + tied, k, x, bounds[side], upper))
         if pick.size:  # beyond the threshold: the fitted tail of the k most extreme values
@@ -216,10 +217,10 @@ def log_event_groups(
     for side, upper in enumerate((True, False)):
         x = hi if upper else lo
         beyond, tied = _beyond_tied(flat, starts, m, lefts[side], bounds[side], upper)
-        part[side] = np.log((beyond + 0.5 * tied + 0.5) / (m + 1.0))
+        part[side] = _mid_rank_log(beyond, tied, m)
         beyond_w = _row_sums(beyond.reshape(rows, groups))
         tied_w = _row_sums(tied.reshape(rows, groups))
-        whole[side] = np.log((beyond_w + 0.5 * tied_w + 0.5) / (groups * m + 1.0))
+        whole[side] = _mid_rank_log(beyond_w, tied_w, groups * m)
         # beyond the threshold (fewer than k + 1 values reach x): the k most extreme values,
         # the row's from a sort of its blocks' k + 1 most extreme (only where it is needed)
         far = np.flatnonzero(_far(beyond_w, beyond_w + tied_w, k, x, bounds[side], upper))
@@ -347,6 +348,24 @@ def _fit_far(out: FloatArray, far: list[_Far], k: int, size: int, min_scale: flo
     for f in far:
         out[f.side, f.rows] = fitted[start : start + f.rows.size]
         start += f.rows.size
+
+
+def _mid_rank_log(beyond: IntArray, tied: IntArray, size: int) -> FloatArray:
+    """``log((beyond + tied / 2 + 1/2) / (size + 1))``, the mid-rank log exceedance of counts
+    in samples of ``size``, read from a table of every value it can take."""
+    key = 2 * beyond
+    key += tied
+    out: FloatArray = _mid_rank_table(size)[key]
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _mid_rank_table(size: int) -> FloatArray:
+    """The mid-rank log exceedances at ``2 * beyond + tied`` in ``0 .. 2 * size`` (the same
+    floats as computed one by one: ``key / 2`` is exact)."""
+    out: FloatArray = np.log((np.arange(2 * size + 1) * 0.5 + 0.5) / (size + 1.0))
+    out.flags.writeable = False  # shared by every call (cached)
+    return out
 
 
 def _row_sums(a: IntArray) -> IntArray:
