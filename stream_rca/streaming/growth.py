@@ -16,6 +16,12 @@ Two opt-ins of a graph entry (:class:`~stream_rca.graphs_file.GraphSpec`):
   :data:`stream_rca.io.traces.CYCLE_RULE`, the declared edges never (they count as infinitely
   many calls). When the graph changes, the pipeline grows the engine
   (:func:`stream_rca.core.grow.grow_engine`: unchanged nodes keep their learned state).
+
+Both are state as data and go into the graph's checkpoint
+(:class:`~stream_rca.streaming.state.GraphState`): the extra series whole
+(:meth:`ExtraBuffer.to_state`), the span matching index bounded to its most recent spans
+(:meth:`SpanGrowth.index_state`: a call whose parent came more than
+:data:`MAX_CHECKPOINT_SPANS` spans before a restart is not matched after it).
 """
 
 from __future__ import annotations
