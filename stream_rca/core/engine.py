@@ -31,7 +31,7 @@ from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.mechanisms import Regressor, make_regressor
 from stream_rca.core.models import GraphModels
-from stream_rca.core.ranking import explained, rank_causes
+from stream_rca.core.ranking import EVIDENCE_RULES, explained, rank_causes
 from stream_rca.core.structure import marginalise_parents, sparse_nodes
 from stream_rca.core.trigger import Trigger, incident_id
 from stream_rca.core.types import Attribution, IncidentEvent, Snapshot, StepResult
@@ -522,7 +522,7 @@ class Engine:
             n for n, j in zip(names, players, strict=True) if m.noise.fitted_count[j] < cfg.warmup
         ]
         evidence = None
-        if cfg.rank_by == "explains-most":  # over the whole graph, not only the players
+        if cfg.rank_by in EVIDENCE_RULES:  # over the whole graph, not only the players
             every = np.array([case.scores.get(n, np.nan) for n in self.graph.nodes])
             found, reaches = explained(every, m.parent_index, int(players[-1]))
             evidence = (found[players], reaches[players])

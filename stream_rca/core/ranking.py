@@ -30,8 +30,10 @@ Rules (``EngineConfig.rank_by``):
     First the players whose conditional score reaches :data:`ANOMALOUS` nats (their mechanisms
     produced a value that normal operation gives less than once in ``e^5`` = 150 snapshots),
     by the size of their Shapley contribution, whatever its sign (a cause that pushed the target
-    the other way is still a cause: several faults at once can partly cancel); then the others
-    by their conditional score (their contributions are mostly sampling noise).
+    the other way is still a cause: several faults at once can partly cancel); where that order
+    is not resolved (contributions within three standard errors of each other, in a run), by
+    the anomaly each explains, as in ``explains-most``; then the others by their conditional
+    score (their contributions are mostly sampling noise).
 ``"anomalous-shapley"``
     The anomalous players first, then the others; by Shapley contribution within each group.
 ``"upstream-anomalous"``
@@ -59,7 +61,7 @@ import numpy.typing as npt
 from stream_rca.core.types import RootCause
 from stream_rca.errors import ConfigError
 
-__all__ = ["ANOMALOUS", "RANK_RULES", "explained", "rank_causes"]
+__all__ = ["ANOMALOUS", "EVIDENCE_RULES", "RANK_RULES", "explained", "rank_causes"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -70,9 +72,13 @@ ANOMALOUS = 5.0
 REACH_MIN = 0.05
 """Smallest contribution (nats) taken as the fitted mechanisms carrying a node's anomaly."""
 
+EVIDENCE_RULES = frozenset({"anomalous-first", "explains-most"})
+"""Rules that read the anomaly evidence of :func:`explained` (the engine computes it for them)."""
+
 RANK_RULES = {
     "anomalous-first": (
-        f"players with conditional score >= {ANOMALOUS:g} nats first, by |Shapley contribution|; "
+        f"players with conditional score >= {ANOMALOUS:g} nats first, by |Shapley contribution|, "
+        "those within three standard errors of each other by the anomaly they explain; "
         "then the others by conditional score"
     ),
     "shapley": "by Shapley contribution",
@@ -158,6 +164,12 @@ def rank_causes(
         tier = np.where(anomalous, np.where(below, 1.0, 0.0), 2.0)
         keys = [(t, -c) for t, c in zip(tier, contributions, strict=True)]
     order = sorted(range(len(names)), key=lambda i: (*keys[i], i))
+    if rule == "anomalous-first":
+        if evidence is None:
+            evidence = explained(
+                score, parents or [np.zeros(0, np.intp)] * len(names), len(names) - 1
+            )
+        order = _resolve_ties(order, keys, contributions, stderr, evidence)
     by_contribution = [
         rule not in ("score", "anomalous-first", "explains-most") or keys[i][0] < 1.0 for i in order
     ]
@@ -168,7 +180,7 @@ def rank_causes(
         same_tier = rank + 1 < len(order) and keys[i][:-1] == keys[order[rank + 1]][:-1]
         if same_tier and by_contribution[rank]:
             nxt = order[rank + 1]
-            gap = keys[nxt][-1] - keys[i][-1]  # the contribution key the tier is ordered by
+            gap = abs(keys[nxt][-1] - keys[i][-1])  # the contribution key the tier is ordered by
             tied = bool(gap <= 3.0 * float(np.hypot(stderr[i], stderr[nxt])))
         causes.append(
             RootCause(
@@ -222,6 +234,42 @@ def explained(
             reaches[nodes[reach[at[int(p)]]]] = True
     reaches[target] = True
     return np.asarray(evidence, dtype=np.float64), reaches
+
+
+def _resolve_ties(
+    order: list[int],
+    keys: Sequence[tuple[float, ...]],
+    contributions: FloatArray,
+    stderr: FloatArray,
+    evidence: tuple[FloatArray, npt.NDArray[np.bool_]],
+) -> list[int]:
+    """Anomalous players whose Shapley order is unresolved, ordered by the anomaly they explain.
+
+    Runs of anomalous players in ``order`` (by |contribution|) in which each contribution is
+    within three standard errors of the next form one group; within a group, players whose
+    anomaly reaches the target (:func:`explained`; or through the fitted mechanisms, a
+    contribution beyond three standard errors) come first, then by the evidence they explain.
+    """
+    found, reaches = evidence
+    reaches = reaches | (np.abs(contributions) >= 3.0 * stderr + REACH_MIN)
+    out: list[int] = []
+    k = 0
+    while k < len(order):
+        group = [order[k]]
+        while k + 1 < len(order):
+            i, j = order[k], order[k + 1]
+            unresolved = (
+                keys[i][0] == 0.0
+                and keys[j][0] == 0.0
+                and abs(keys[j][-1] - keys[i][-1]) <= 3.0 * float(np.hypot(stderr[i], stderr[j]))
+            )
+            if not unresolved:
+                break
+            group.append(j)
+            k += 1
+        out.extend(sorted(group, key=lambda i: (not reaches[i], -found[i])))
+        k += 1
+    return out
 
 
 def _has_anomalous_ancestor(
