@@ -102,3 +102,14 @@ def test_every_rule_is_a_permutation_with_both_figures_kept(n: int, seed: int) -
 def test_an_unknown_rule_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown rank rule"):
         rank_causes("best", ["a"], np.zeros(1), np.zeros(1), {})
+
+
+def test_anomalous_first_resolves_only_unresolved_orders_by_evidence() -> None:
+    # slow -> caller -> t; the caller's credit is larger but within three standard errors.
+    names = ["slow", "caller", "t"]
+    parents = [E, [0], [1]]
+    scores = [8.0, 90.0, 6.0]
+    close = _order("anomalous-first", names, [1.0, 1.5, 0.2], scores, parents, stderr=[0.3] * 3)
+    assert close[:2] == ["slow", "caller"]  # unresolved: the slow service explains more
+    clear = _order("anomalous-first", names, [1.0, 5.0, 0.2], scores, parents, stderr=[0.3] * 3)
+    assert clear[:2] == ["caller", "slow"]  # resolved by the contributions: kept
