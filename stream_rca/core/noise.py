@@ -231,7 +231,10 @@ def log_event_groups(
             u = (ends[:, -k - 1] if upper else -ends[:, k]).astype(np.float64)
             far_whole.append(_Far(side, far, ends, None, upper, u, x if upper else -x))
         far_b = np.flatnonzero(_far(beyond, beyond + tied, kb, x, bounds[side], upper))
-        if far_b.size:
+        if 4 * far_b.size > 3 * starts.size:  # nearly all: fitting every block beats picking
+            u_b = (flat[starts + (m - kb - 1)] if upper else -flat[starts + kb]).astype(np.float64)
+            far_part.append(_Far(side, far_b, runs, None, upper, u_b, x if upper else -x, far_b))
+        elif far_b.size:
             at = starts[far_b]
             u_b = (flat[at + (m - kb - 1)] if upper else -flat[at + kb]).astype(np.float64)
             far_part.append(_Far(side, far_b, runs, far_b, upper, u_b, x if upper else -x))
@@ -316,6 +319,8 @@ class _Far:
     """Thresholds, as upper values (negated for the lower tail)."""
     x: float
     """The bound, as an upper value."""
+    keep: IntArray | None = None
+    """Where every row of ``source`` is fitted but only some are far: their positions."""
 
 
 def _fit_far(out: FloatArray, far: list[_Far], k: int, size: int, min_scale: float) -> None:
@@ -326,11 +331,11 @@ def _fit_far(out: FloatArray, far: list[_Far], k: int, size: int, min_scale: flo
     """
     if not far:
         return
-    total = sum(f.rows.size for f in far)
+    total = sum(f.u.size for f in far)
     excess = np.empty((total, k))
     start = 0
     for f in far:
-        n = f.rows.size
+        n = f.u.size
         width = f.source.shape[1]
         picked = f.source[:, width - k :] if f.upper else f.source[:, :k]
         if f.picks is not None:
@@ -342,12 +347,13 @@ def _fit_far(out: FloatArray, far: list[_Far], k: int, size: int, min_scale: flo
             np.subtract(-f.u[:, None], picked, out=seg)
         start += n
     u = np.concatenate([f.u for f in far])
-    x = np.concatenate([np.full(f.rows.size, f.x) for f in far])
+    x = np.concatenate([np.full(f.u.size, f.x) for f in far])
     fitted = _excess_log_sf(excess, u, x, size, min_scale)
     start = 0
     for f in far:
-        out[f.side, f.rows] = fitted[start : start + f.rows.size]
-        start += f.rows.size
+        seg = fitted[start : start + f.u.size]
+        out[f.side, f.rows] = seg if f.keep is None else seg[f.keep]
+        start += f.u.size
 
 
 def _mid_rank_log(beyond: IntArray, tied: IntArray, size: int) -> FloatArray:
@@ -538,7 +544,7 @@ class NoiseBank:
 
     def _refit_sorted(self, rows: IntArray, asc: FloatArray) -> None:
         n = asc.shape[1]
-        self._median[rows] = np.median(asc, axis=1)
+        self._median[rows] = _sorted_median(asc)
         n1 = n + 1.0
         if n < 4:  # too few for tails: a flat body over the values, unit-free tails
             k_pos = np.linspace(0, n - 1, self.n_knots).round().astype(np.intp)
@@ -549,8 +555,7 @@ class NoiseBank:
             k_pos = np.linspace(lo_rank, hi_rank, self.n_knots).round().astype(np.intp)
             knots = asc[:, k_pos]
         # mid-rank probabilities with ties: P(X < knot) and P(X <= knot), continuity-corrected
-        first, last = _tie_runs(asc)
-        lt, le = first[:, k_pos], last[:, k_pos] + 1
+        lt, le = _knot_ranks(asc, k_pos, knots)
         self._knots[rows] = knots
         self._below[rows] = (lt + 0.5) / n1
         self._above[rows] = (le + 0.5) / n1
@@ -722,6 +727,43 @@ class NoiseBank:
 
 
 _TAIL_FIELDS = ("u", "sigma", "xi", "log_pu")
+
+
+def _sorted_median(asc: FloatArray) -> FloatArray:
+    """``np.median`` of each row of rows sorted ascending, read off the middle (the same
+    floats: the mean of the two middle values is their sum halved, as ``np.mean`` computes
+    it; a row holding NaN, sorted last, has a NaN median)."""
+    n = asc.shape[1]
+    if n % 2:
+        out: FloatArray = asc[:, n // 2].copy()
+    else:
+        out = asc[:, n // 2 - 1] + asc[:, n // 2]
+        out /= 2.0
+    nan = np.isnan(asc[:, -1])
+    if nan.any():
+        out[nan] = np.nan
+    return out
+
+
+def _knot_ranks(asc: FloatArray, k_pos: IntArray, knots: FloatArray) -> tuple[IntArray, IntArray]:
+    """Per row sorted ascending and knot ``asc[:, k_pos]``: the values below the knot and the
+    values at or below it (the first and one past the last index of its run of ties).
+
+    A knot unlike both its neighbours is a run of its own; only the rows with a tied knot
+    are searched (NaN, sorted last, is below nothing and equal to nothing, as in a run
+    split wherever neighbours differ).
+    """
+    g, n = asc.shape
+    lt = np.broadcast_to(k_pos, (g, k_pos.size)).copy()
+    le = lt + 1
+    before = asc[:, np.maximum(k_pos - 1, 0)]
+    after = asc[:, np.minimum(k_pos + 1, n - 1)]
+    tied = ((before == knots) & (k_pos > 0)) | ((after == knots) & (k_pos < n - 1))
+    for r in np.flatnonzero(tied.any(axis=1)).tolist():
+        t = tied[r]
+        lt[r, t] = np.searchsorted(asc[r], knots[r, t], side="left")
+        le[r, t] = np.searchsorted(asc[r], knots[r, t], side="right")
+    return lt, le
 
 
 def _tie_runs(asc: FloatArray) -> tuple[IntArray, IntArray]:
