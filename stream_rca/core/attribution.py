@@ -31,7 +31,6 @@ from stream_rca.core.noise import log_event, log_event_groups, log_exceedance
 from stream_rca.core.shapley import (
     ShapleyResult,
     estimate_shapley,
-    exact_shapley,
     permutation_shapley,
 )
 from stream_rca.core.tails import fit_tail, tail_size
@@ -138,9 +137,13 @@ def attribute_noise(
         empty = float(vals[0])  # the same float32 draws as every other coalition
         vals[-1] = 0.0  # every noise fixed: the target is its observed value, P = 1
         group_vals[:, -1] = 0.0
-        phi = exact_shapley(vals, d)
-        # the groups' Shapley values in one product: Shapley values are linear in v
-        group_phi = group_vals @ _shapley_operator(d)
+        # the Shapley values of the whole and of the groups in one product (they are linear
+        # in v; the same sums as exact_shapley's, in another order)
+        every = np.empty((1 + _GROUPS, 2**d))
+        every[0] = vals
+        every[1:] = group_vals
+        phis = every @ _shapley_operator(d)
+        phi, group_phi = phis[0], phis[1:]
         stderr = np.std(group_phi, axis=0, ddof=1) / math.sqrt(_GROUPS)
         result = ShapleyResult(phi, stderr, "exact", 2**d, 0)
     elif gap is not None:
