@@ -507,12 +507,9 @@ class NoiseBank:
         step, rows = np.nonzero(mask)  # row-major: in block order
         if rows.size == 0:
             return
-        counts = np.bincount(rows, minlength=self.n_nodes)
-        order = np.argsort(rows, kind="stable")
-        first = np.cumsum(counts) - counts
-        rank = np.empty(rows.size, dtype=np.int64)
-        rank[order] = np.arange(rows.size) - first[rows[order]]
-        position = self.count[rows] + rank  # index of each value in its row's stream
+        seen = np.cumsum(mask, axis=0)  # per row, the values up to and including each step
+        counts = seen[-1]
+        position = self.count[rows] + seen[step, rows] - 1  # each value's index in its row
         slots = position.copy()
         full = slots >= self.capacity
         if full.any():
@@ -530,46 +527,53 @@ class NoiseBank:
     def refit(self, rows: IntArray | None = None) -> None:
         """Rebuild the frozen body and tails of ``rows`` (default: every row with new data)."""
         if rows is None:
-            rows = np.flatnonzero(self.count != self.fitted_count)
-        rows = rows[self.count[rows] > 0]
+            rows = np.flatnonzero(self.count != self.fitted_count)  # all have data
+        else:
+            rows = rows[self.count[rows] > 0]
         if rows.size == 0:
             return
-        n = self.filled[rows]
-        valid = np.arange(self.capacity)[None, :] < n[:, None]
-        asc = np.sort(np.where(valid, self.samples[rows], np.inf), axis=1)
-        for size in np.unique(n):
-            pick = np.flatnonzero(n == size)
-            self._refit_sorted(rows[pick], asc[pick, : int(size)])
-        self.fitted_count[rows] = self.count[rows]
+        count = self.count[rows]
+        if int(count.min()) >= self.capacity:  # the steady state: every row full, one size
+            asc = self.samples[rows]
+            asc.sort(axis=1)
+            self._refit_sorted(rows, asc)
+        else:
+            n = np.minimum(count, self.capacity)
+            valid = np.arange(self.capacity)[None, :] < n[:, None]
+            asc = np.sort(np.where(valid, self.samples[rows], np.inf), axis=1)
+            for size in np.unique(n):
+                pick = np.flatnonzero(n == size)
+                self._refit_sorted(rows[pick], asc[pick, : int(size)])
+        self.fitted_count[rows] = count
 
     def _refit_sorted(self, rows: IntArray, asc: FloatArray) -> None:
-        n = asc.shape[1]
+        g, n = asc.shape
+        lay = _layout(n, self.n_knots, self.tail_fraction, self.min_tail)
         self._median[rows] = _sorted_median(asc)
         n1 = n + 1.0
-        if n < 4:  # too few for tails: a flat body over the values, unit-free tails
-            k_pos = np.linspace(0, n - 1, self.n_knots).round().astype(np.intp)
-            knots = asc[:, k_pos]
-        else:
-            k = _event_k(n, self.tail_fraction, self.min_tail)
-            lo_rank, hi_rank = k, n - k - 1  # the thresholds: (k+1)-th smallest and largest
-            k_pos = np.linspace(lo_rank, hi_rank, self.n_knots).round().astype(np.intp)
-            knots = asc[:, k_pos]
-        # mid-rank probabilities with ties: P(X < knot) and P(X <= knot), continuity-corrected
-        lt, le = _knot_ranks(asc, k_pos, knots)
+        # each knot with its neighbours: a knot unlike both is a run of ties of its own
+        around = asc[:, lay.around].reshape(g, 3, self.n_knots)
+        knots = around[:, 1]
+        tied = (around[:, 0] == knots) | (around[:, 2] == knots)
         self._knots[rows] = knots
-        self._below[rows] = (lt + 0.5) / n1
-        self._above[rows] = (le + 0.5) / n1
-        iqr = asc[:, (3 * (n - 1)) // 4] - asc[:, (n - 1) // 4]
+        # mid-rank probabilities with ties: P(X < knot) and P(X <= knot), continuity-corrected
+        if tied.any():
+            lt, le = _knot_ranks(asc, lay.k_pos, knots, tied)
+            self._below[rows] = (lt + 0.5) / n1
+            self._above[rows] = (le + 0.5) / n1
+            gt = n - le[:, -1]
+            lt0 = lt[:, 0]
+        else:  # no knot tied: the ranks are the knots' positions (the same floats)
+            self._below[rows] = lay.below
+            self._above[rows] = lay.above
+            gt = np.full(g, n - 1 - int(lay.k_pos[-1]))
+            lt0 = np.full(g, int(lay.k_pos[0]))
+        iqr = asc[:, lay.q3] - asc[:, lay.q1]
         floor = np.maximum(self.min_scale[rows], 1e-3 * iqr)
         u_hi, u_lo = knots[:, -1], knots[:, 0]
-        if n < 4:
-            top = asc[:, -1:]
-            bottom = -asc[:, :1]
-        else:
-            top = asc[:, ::-1][:, :k]
-            bottom = -asc[:, :k]
-        gt = n - le[:, -1]
-        lt0 = lt[:, 0]
+        k = lay.k
+        top = asc[:, : n - k - 1 : -1] if n - k - 1 >= 0 else asc[:, ::-1]
+        bottom = -asc[:, :k]
         hi = fit_tail_sorted(top, u_hi, np.log((gt + 0.5) / n1), floor, self.caution)
         lo = fit_tail_sorted(bottom, -u_lo, np.log((lt0 + 0.5) / n1), floor, self.caution)
         for dst, src in ((self._hi, hi), (self._lo, lo)):
@@ -739,26 +743,26 @@ def _sorted_median(asc: FloatArray) -> FloatArray:
     else:
         out = asc[:, n // 2 - 1] + asc[:, n // 2]
         out /= 2.0
-    nan = np.isnan(asc[:, -1])
-    if nan.any():
-        out[nan] = np.nan
+    # NaN (sorted last) makes the median NaN; a middle zero's sign is whichever zero the
+    # partition inside np.median picks: those rows take np.median itself
+    odd = np.flatnonzero(np.isnan(asc[:, -1]) | (out == 0))
+    if odd.size:
+        out[odd] = np.median(asc[odd], axis=1)
     return out
 
 
-def _knot_ranks(asc: FloatArray, k_pos: IntArray, knots: FloatArray) -> tuple[IntArray, IntArray]:
+def _knot_ranks(
+    asc: FloatArray, k_pos: IntArray, knots: FloatArray, tied: BoolArray
+) -> tuple[IntArray, IntArray]:
     """Per row sorted ascending and knot ``asc[:, k_pos]``: the values below the knot and the
     values at or below it (the first and one past the last index of its run of ties).
 
-    A knot unlike both its neighbours is a run of its own; only the rows with a tied knot
-    are searched (NaN, sorted last, is below nothing and equal to nothing, as in a run
-    split wherever neighbours differ).
+    Knots not ``tied`` to a neighbour are runs of their own; the tied ones are searched (NaN,
+    sorted last, is below nothing and equal to nothing, as in runs split wherever
+    neighbours differ).
     """
-    g, n = asc.shape
-    lt = np.broadcast_to(k_pos, (g, k_pos.size)).copy()
+    lt = np.broadcast_to(k_pos, knots.shape).copy()
     le = lt + 1
-    before = asc[:, np.maximum(k_pos - 1, 0)]
-    after = asc[:, np.minimum(k_pos + 1, n - 1)]
-    tied = ((before == knots) & (k_pos > 0)) | ((after == knots) & (k_pos < n - 1))
     for r in np.flatnonzero(tied.any(axis=1)).tolist():
         t = tied[r]
         lt[r, t] = np.searchsorted(asc[r], knots[r, t], side="left")
@@ -766,18 +770,40 @@ def _knot_ranks(asc: FloatArray, k_pos: IntArray, knots: FloatArray) -> tuple[In
     return lt, le
 
 
-def _tie_runs(asc: FloatArray) -> tuple[IntArray, IntArray]:
-    """Per position of rows sorted ascending: the first and last index of its run of ties."""
-    g, n = asc.shape
-    idx = np.broadcast_to(np.arange(n), (g, n))
-    starts = np.ones((g, n), dtype=bool)
-    starts[:, 1:] = asc[:, 1:] != asc[:, :-1]
-    first: IntArray = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)
-    rev = asc[:, ::-1]
-    starts_rev = np.ones((g, n), dtype=bool)
-    starts_rev[:, 1:] = rev[:, 1:] != rev[:, :-1]
-    last: IntArray = (n - 1 - np.maximum.accumulate(np.where(starts_rev, idx, 0), axis=1))[:, ::-1]
-    return first, last
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where a refit of sorted rows of one size reads: its knots, tails and quartiles."""
+
+    k: int
+    """Values per tail fit."""
+    k_pos: IntArray
+    """Positions of the knots."""
+    around: IntArray
+    """Each knot's position between its neighbours', ``(3 * n_knots,)``: before, at, after."""
+    below: FloatArray
+    """Mid-rank ``P(X < knot)`` of knots that are runs of their own."""
+    above: FloatArray
+    """Mid-rank ``P(X <= knot)`` of knots that are runs of their own."""
+    q1: int
+    q3: int
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(n: int, n_knots: int, tail_fraction: float, min_tail: int) -> _Layout:
+    if n < 4:  # too few for tails: a flat body over the values, unit-free tails
+        k = 1
+        k_pos = np.linspace(0, n - 1, n_knots).round().astype(np.intp)
+    else:
+        k = _event_k(n, tail_fraction, min_tail)
+        lo_rank, hi_rank = k, n - k - 1  # the thresholds: (k+1)-th smallest and largest
+        k_pos = np.linspace(lo_rank, hi_rank, n_knots).round().astype(np.intp)
+    around = np.concatenate([np.maximum(k_pos - 1, 0), k_pos, np.minimum(k_pos + 1, n - 1)])
+    n1 = n + 1.0
+    below = np.divide(k_pos + 0.5, n1, dtype=np.float64)
+    above = np.divide(k_pos + 1 + 0.5, n1, dtype=np.float64)
+    for a in (k_pos, around, below, above):
+        a.flags.writeable = False  # shared by every refit of this size (cached)
+    return _Layout(k, k_pos, around, below, above, (n - 1) // 4, (3 * (n - 1)) // 4)
 
 
 def _empty_tail(n: int) -> Tail:
