@@ -250,6 +250,7 @@ def make_app(
         runtime.highwater = reader.highwater
 
     pages = _pages(settings, specs)
+    runtime.pages = pages  # the batches read directly write them too
 
     async def rca(stream: StreamT[bytes]) -> AsyncIterator[Outcome]:
         async for event in stream.events():

@@ -26,6 +26,13 @@ Data flows one way: a stage reads only what the one before produced. Per-snapsho
 (``results=True``, the default; the worker's hot path passes ``False``) and for the change
 service, which reads each snapshot's open incidents.
 
+**Incident pages.** Given a :class:`~stream_rca.report.ReportWriter` (``pages``, the
+worker's ``--report-dir``), every snapshot's result goes to it after the batch, in the order
+record-by-record processing gives them (message by message; a message's snapshots in window
+order), so the pages are those the per-record path writes. The results are then built for
+every snapshot (as with ``results=True``); a page that cannot be written is logged, not
+fatal.
+
 Graphs with per-message features of their own (``accept_unknown``, ``grow_from_spans``,
 graph-free graphs) and messages naming unknown nodes take the record-by-record path
 (:meth:`Pipeline.process_one`), in message order, inside the batch.
@@ -41,10 +48,11 @@ are dead-lettered too, and the results of its block are not published.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 import numpy as np
@@ -59,7 +67,12 @@ from stream_rca.io.fastdecode import decode_batch
 from stream_rca.streaming.pipeline import Pipeline, _kind, _Message
 from stream_rca.streaming.records import SCORES_SCHEMA, Outcome, Output, json_bytes
 
-__all__ = ["InputRecord", "process_batch", "score_documents"]
+if TYPE_CHECKING:
+    from stream_rca.report import ReportWriter
+
+__all__ = ["InputRecord", "process_batch", "score_documents", "write_pages"]
+
+log = logging.getLogger("stream_rca.streaming")
 
 _ENCODER = msgspec.json.Encoder()
 _ACCEPTED, _REVISED = AlignStatus.ACCEPTED, AlignStatus.REVISED
@@ -113,7 +126,11 @@ def _message(r: InputRecord) -> _Message:
 
 
 def process_batch(
-    pipeline: Pipeline, records: Sequence[InputRecord], *, results: bool = True
+    pipeline: Pipeline,
+    records: Sequence[InputRecord],
+    *,
+    results: bool = True,
+    pages: ReportWriter | None = None,
 ) -> list[Outcome]:
     """Process a batch of input messages; one :class:`Outcome` per message, in order.
 
@@ -129,6 +146,9 @@ def process_batch(
     results
         Fill :attr:`Outcome.results` with the engine's per-snapshot results; ``False``
         leaves them empty (the documents, metrics and state are the same either way).
+    pages
+        Write the incident pages of the batch's snapshots here (see the module docstring;
+        the outcomes then carry their results whatever ``results`` says).
 
     Raises
     ------
@@ -144,9 +164,23 @@ def process_batch(
     outcomes: list[Outcome | None] = [None] * len(records)
     counted = [False] * len(records)  # taken by process_one, which counts its own record
     blocks = _align(pipeline, records, decoded, outcomes, counted)
+    results = results or pages is not None
     for graph, block in blocks.items():
         _run(pipeline, graph, block, results)
-    return _finish(pipeline, blocks, outcomes, counted)
+    done = _finish(pipeline, blocks, outcomes, counted)
+    if pages is not None:
+        for outcome in done:
+            write_pages(pages, outcome)
+    return done
+
+
+def write_pages(pages: ReportWriter, outcome: Outcome) -> None:
+    """The pages of an outcome's snapshots; a page that cannot be written is logged."""
+    for result in outcome.results:
+        try:
+            pages.observe(result)
+        except (OSError, ValueError) as exc:
+            log.warning("incident page not written to %s: %s", pages.out, exc)
 
 
 def _special(pipeline: Pipeline, graph: str) -> bool:

@@ -45,6 +45,7 @@ import faust
 from faust.types import TP, EventT
 
 from stream_rca.io.deadletter import shrink_dead_letter
+from stream_rca.report import ReportWriter
 from stream_rca.streaming.batch import InputRecord, process_batch
 from stream_rca.streaming.brokers import Ack, Broker
 from stream_rca.streaming.errors import describe_error
@@ -110,6 +111,8 @@ class Runtime:
         """Input partitions of the latest assignment."""
         self.assignments = 0
         """How many assignments this worker got (a direct reader seeks again at each)."""
+        self.pages: ReportWriter | None = None
+        """Where the batches read directly write their incident pages (``--report-dir``)."""
 
     def load(self, graph: str) -> bytes | None:
         """The stored checkpoint of ``graph`` in the table, if any."""
@@ -160,7 +163,7 @@ class Runtime:
             return []
         for record in records:  # a restored grown graph: its nodes known before decoding
             self.pipeline.preload(record.key, record.partition)
-        outcomes = process_batch(self.pipeline, records, results=False)
+        outcomes = process_batch(self.pipeline, records, results=False, pages=self.pages)
         last: dict[int, int] = {}
         for record, outcome in zip(records, outcomes, strict=True):
             offset = record.offset or 0
