@@ -97,6 +97,9 @@ _REASONS = {
     AlignStatus.UNKNOWN_NODE: "unknown_node",
     AlignStatus.UNKNOWN_GRAPH: "unknown_graph",
 }
+_ACCEPTED, _REVISED, _DUPLICATE = AlignStatus.ACCEPTED, AlignStatus.REVISED, AlignStatus.DUPLICATE
+_LATE, _UNKNOWN_NODE = AlignStatus.LATE, AlignStatus.UNKNOWN_NODE
+_UNKNOWN_GRAPH = AlignStatus.UNKNOWN_GRAPH
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,10 @@ class AlignResult:
 
     status: AlignStatus
     snapshots: tuple[Snapshot, ...] = ()
+
+
+_PLAIN = {status: AlignResult(status) for status in AlignStatus}
+"""The result of each status that completed no snapshot (results are immutable)."""
 
 
 class Aligner:
@@ -257,19 +264,59 @@ class Aligner:
         The same as :meth:`add_one` on each sample, except that samples held apart count as
         one message when the watermark rule looks for confirmation.
         """
+        # _place, _index, Watermark.near and the test whether _advance has anything to do,
+        # inlined: this loop runs for every sample the worker reads
         results: list[AlignResult] = []
+        append = results.append
         held: dict[float, list[str]] = {}
+        wm, counts, windows, heap = self._wm, self._counts, self._windows, self._heap
+        graph, known, step = self.graph, self._known, self.step
+        lateness, max_ahead, most = self.allowed_lateness, self._wm.max_ahead, self.max_open_windows
         for sample in samples:
-            status = self._place(sample)
-            self._counts[status] += 1
-            if status.reason is not None:
-                results.append(AlignResult(status))
-                continue
-            if self._wm.near(sample.ts):
-                self._wm.advance(sample.ts)
+            if sample.graph != graph:
+                status = _UNKNOWN_GRAPH
+            elif sample.node not in known:
+                status = _UNKNOWN_NODE
             else:
-                held.setdefault(sample.ts, []).append(sample.node)
-            results.append(AlignResult(status, tuple(self._advance())))
+                ts = sample.ts
+                k = math.floor(ts / step)
+                if (k + 1) * step <= ts:
+                    k += 1
+                elif k * step > ts:
+                    k -= 1
+                value = wm.value
+                floor = self._floor
+                if (floor is not None and k < floor) or (
+                    value is not None and (k + 1) * step <= value - lateness
+                ):
+                    status = _LATE
+                else:
+                    window = windows.get(k)
+                    if window is None:
+                        window = windows[k] = {}
+                        heapq.heappush(heap, k)
+                    old = window.get(sample.node)
+                    window[sample.node] = sample.value
+                    if old is None:
+                        status = _ACCEPTED
+                    else:
+                        status = _DUPLICATE if old == sample.value else _REVISED
+            counts[status] += 1
+            if status in _REASONS:
+                append(_PLAIN[status])
+                continue
+            value = wm.value
+            if value is None or ts <= value + max_ahead:
+                wm.advance(ts)
+                value = wm.value
+            else:
+                held.setdefault(ts, []).append(sample.node)
+            if heap and (
+                len(heap) > most or (value is not None and (heap[0] + 1) * step <= value - lateness)
+            ):
+                append(AlignResult(status, tuple(self._advance())))
+            else:
+                append(_PLAIN[status])
         jumped = False
         for ts, nodes in held.items():  # hold every one, even after a jump
             jumped = self._wm.hold(ts, nodes) or jumped
