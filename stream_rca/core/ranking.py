@@ -169,7 +169,10 @@ def rank_causes(
             evidence = explained(
                 score, parents or [np.zeros(0, np.intp)] * len(names), len(names) - 1
             )
-        order = _resolve_ties(order, keys, contributions, stderr, evidence)
+        order = _resolve_ties(
+            order, keys, contributions, stderr, evidence, own >= ANOMALOUS,
+            parents or [np.zeros(0, np.intp)] * len(names),
+        )  # fmt: skip
     by_contribution = [
         rule not in ("score", "anomalous-first", "explains-most") or keys[i][0] < 1.0 for i in order
     ]
@@ -242,16 +245,26 @@ def _resolve_ties(
     contributions: FloatArray,
     stderr: FloatArray,
     evidence: tuple[FloatArray, npt.NDArray[np.bool_]],
+    anomalous: npt.NDArray[np.bool_],
+    parents: Sequence[IntArray],
 ) -> list[int]:
     """Anomalous players whose Shapley order is unresolved, ordered by the anomaly they explain.
 
     Runs of anomalous players in ``order`` (by |contribution|) in which each contribution is
     within three standard errors of the next form one group; within a group, players whose
-    anomaly reaches the target (:func:`explained`; or through the fitted mechanisms, a
-    contribution beyond three standard errors) come first, then by the evidence they explain.
+    anomaly reaches the target come first, then by the evidence they explain. A player's anomaly
+    reaches the target through anomalous nodes (:func:`explained`), or through the fitted
+    mechanisms (a positive contribution beyond three standard errors), or through anomalous
+    descendants whose anomaly reaches it (a root cause whose own credit is noisy keeps the reach
+    of the misfitted caller it drives).
     """
     found, reaches = evidence
-    reaches = reaches | (np.abs(contributions) >= 3.0 * stderr + REACH_MIN)
+    reaches = reaches | (contributions >= 3.0 * stderr + REACH_MIN)
+    for j in range(len(parents) - 1, -1, -1):  # players in topological order: children first
+        if anomalous[j] and reaches[j]:
+            for p in parents[j]:
+                if anomalous[p]:
+                    reaches[p] = True
     out: list[int] = []
     k = 0
     while k < len(order):

@@ -113,3 +113,16 @@ def test_anomalous_first_resolves_only_unresolved_orders_by_evidence() -> None:
     assert close[:2] == ["slow", "caller"]  # unresolved: the slow service explains more
     clear = _order("anomalous-first", names, [1.0, 5.0, 0.2], scores, parents, stderr=[0.3] * 3)
     assert clear[:2] == ["caller", "slow"]  # resolved by the contributions: kept
+
+
+def test_a_cause_keeps_the_reach_of_the_anomalous_caller_it_drives() -> None:
+    # root -> caller -> quiet -> t: the root's credit is noisy (no clear contribution), the
+    # caller's is clear; both unresolved, the root explains more and reaches through the caller.
+    names = ["root", "caller", "quiet", "t"]
+    parents = [E, [0], [1], [2]]
+    contributions = [14.0, 6.9, 0.0, 0.1]
+    stderr = [7.9, 1.5, 0.01, 0.05]
+    scores = [740.0, 258.0, 1.0, 2.0]
+    assert _order("anomalous-first", names, contributions, scores, parents, stderr=stderr)[0] == (
+        "root"
+    )
