@@ -272,7 +272,29 @@ class Aligner:
         wm, counts, windows, heap = self._wm, self._counts, self._windows, self._heap
         graph, known, step = self.graph, self._known, self.step
         lateness, max_ahead, most = self.allowed_lateness, self._wm.max_ahead, self.max_open_windows
+        # after a sample was placed (and the watermark and the windows moved for it), a sample
+        # of the same time whose window is still open only needs placing: the same window, not
+        # late, the watermark unchanged (advancing it to the same time again is nothing) and
+        # nothing newly due. A batch event's samples all take this branch but the first.
+        last_ts: float | None = None
+        last_window: dict[str, float] | None = None
+        last_held: list[str] | None = None
         for sample in samples:
+            if last_window is not None and sample.ts == last_ts and sample.graph == graph:
+                node = sample.node
+                if node in known:
+                    old = last_window.get(node)
+                    last_window[node] = sample.value
+                    if old is None:
+                        status = _ACCEPTED
+                    else:
+                        status = _DUPLICATE if old == sample.value else _REVISED
+                    counts[status] += 1
+                    if last_held is not None:
+                        last_held.append(node)
+                    append(_PLAIN[status])
+                    continue
+            last_window = None
             if sample.graph != graph:
                 status = _UNKNOWN_GRAPH
             elif sample.node not in known:
@@ -309,14 +331,18 @@ class Aligner:
             if value is None or ts <= value + max_ahead:
                 wm.advance(ts)
                 value = wm.value
+                last_held = None
             else:
-                held.setdefault(ts, []).append(sample.node)
+                last_held = held.setdefault(ts, [])
+                last_held.append(sample.node)
             if heap and (
                 len(heap) > most or (value is not None and (heap[0] + 1) * step <= value - lateness)
             ):
                 append(AlignResult(status, tuple(self._advance())))
             else:
                 append(_PLAIN[status])
+            last_window = windows.get(k)  # None if it was just emitted (forced out)
+            last_ts = ts
         jumped = False
         for ts, nodes in held.items():  # hold every one, even after a jump
             jumped = self._wm.hold(ts, nodes) or jumped

@@ -78,6 +78,7 @@ _ENCODER = msgspec.json.Encoder()
 _ACCEPTED, _REVISED = AlignStatus.ACCEPTED, AlignStatus.REVISED
 _LATE, _DUPLICATE = AlignStatus.LATE, AlignStatus.DUPLICATE
 _EMPTY = Outcome()
+_NO_INCIDENTS: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,8 +323,9 @@ def _documents(
     scores = score_documents(columns) if pipeline.publish_scores else None
     changes = pipeline.changes
     steps: dict[int, Any] = {}
-    if results or changes is not None:
+    if results:
         steps = dict(enumerate(columns.steps()))
+    open_incidents = columns.open_incidents  # all the change service reads of a result
     for i, owner in enumerate(block.owners):
         atts = columns.attributions.get(i)
         if atts is None and scores is None and not results and changes is None:
@@ -335,7 +337,8 @@ def _documents(
             for att in atts:
                 outputs.append(Output("attributions", gkey, json_bytes(att.to_dict())))
         if changes is not None:  # the reference mechanisms; change answers
-            outputs.extend(changes.observe(graph, block.snapshots[i], steps[i]))
+            opened = open_incidents.get(i, _NO_INCIDENTS)
+            outputs.extend(changes.observe_open(graph, block.snapshots[i], opened))
         if scores is not None:
             outputs.append(Output("scores", gkey, scores[i]))
     if results:

@@ -29,7 +29,7 @@ records for the caller to publish.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -165,16 +165,26 @@ class ChangeService:
 
     def observe(self, graph: str, snapshot: Snapshot, result: StepResult) -> list[Output]:
         """Learn one processed snapshot; the automatic answers it triggers."""
+        return self.observe_open(graph, snapshot, result.open_incidents)
+
+    def observe_open(
+        self, graph: str, snapshot: Snapshot, open_incidents: Mapping[str, str]
+    ) -> list[Output]:
+        """:meth:`observe` given only the incidents open after the snapshot (target -> id).
+
+        That is all of the step result the service reads; the batch path passes it from a
+        block's columns without building the snapshot's whole result.
+        """
         if graph not in self.specs:  # graph-free: no mechanisms to compare
             return []
         tracker = self.tracker(graph)
         live = self._graphs[graph]
-        tracker.learn_one(snapshot.values, snapshot.ts, anomalous=bool(result.open_incidents))
+        tracker.learn_one(snapshot.values, snapshot.ts, anomalous=bool(open_incidents))
         outputs: list[Output] = []
         for target in list(live.open_for):
-            if target not in result.open_incidents:
+            if target not in open_incidents:
                 del live.open_for[target]
-        for target, incident in result.open_incidents.items():
+        for target, incident in open_incidents.items():
             seen, n = live.open_for.get(target, (incident, 0))
             n = n + 1 if seen == incident else 1
             live.open_for[target] = (incident, n)
