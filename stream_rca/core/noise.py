@@ -574,11 +574,29 @@ class NoiseBank:
         k = lay.k
         top = asc[:, : n - k - 1 : -1] if n - k - 1 >= 0 else asc[:, ::-1]
         bottom = -asc[:, :k]
-        hi = fit_tail_sorted(top, u_hi, np.log((gt + 0.5) / n1), floor, self.caution)
-        lo = fit_tail_sorted(bottom, -u_lo, np.log((lt0 + 0.5) / n1), floor, self.caution)
-        for dst, src in ((self._hi, hi), (self._lo, lo)):
-            for name in _TAIL_FIELDS:
-                getattr(dst, name)[rows] = getattr(src, name)
+        log_hi, log_lo = np.log((gt + 0.5) / n1), np.log((lt0 + 0.5) / n1)
+        if g == 1:  # one row: a matrix-vector product inside the fit, whose sums differ
+            hi = fit_tail_sorted(top, u_hi, log_hi, floor, self.caution)
+            lo = fit_tail_sorted(bottom, -u_lo, log_lo, floor, self.caution)
+            for dst, src in ((self._hi, hi), (self._lo, lo)):
+                for name in _TAIL_FIELDS:
+                    getattr(dst, name)[rows] = getattr(src, name)
+            return
+        # both sides of every row in one fit: the rows of a fit are independent (the same
+        # floats as one fit per side: each row's moments come from the same matrix product)
+        u = np.concatenate([u_hi, -u_lo])
+        both = fit_tail_sorted(
+            np.concatenate([top, bottom]),
+            u,
+            np.concatenate([log_hi, log_lo]),
+            np.concatenate([floor, floor]),
+            self.caution,
+        )
+        for dst, half in ((self._hi, slice(0, g)), (self._lo, slice(g, 2 * g))):
+            dst.u[rows] = both.u[half]
+            dst.sigma[rows] = both.sigma[half]
+            dst.xi[rows] = both.xi[half]
+            dst.log_pu[rows] = both.log_pu[half]
 
     # -- scoring ------------------------------------------------------------------------------
 
