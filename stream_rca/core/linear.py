@@ -152,16 +152,24 @@ class LinearBank:
                 if mask is None
                 else mask[:, grp.members]
             )
-            learned = m.sum(axis=0)
-            rows = np.flatnonzero(learned)
-            if rows.size == 0:
-                continue
-            m, learned = m[:, rows], learned[rows]
-            # weight of each learned row: gamma ** (number of rows the node learns after it)
-            later = learned[None, :] - np.cumsum(m, axis=0)
-            c = np.where(m, gamma**later, 0.0)
-            xp = np.where(m[:, :, None], xe[:, grp.parents[rows]], 0.0)
-            y = np.where(m, xe[:, grp.members[rows]], 0.0)
+            if mask is None or m.all():  # every member learns every snapshot: no masking
+                rows: IntArray | slice = slice(None)
+                learned = np.full(grp.members.size, n_rows)
+                later = n_rows - np.cumsum(m, axis=0)  # the same integers as below
+                c = gamma**later
+                xp = xe[:, grp.parents]
+                y = xe[:, grp.members]
+            else:
+                learned = m.sum(axis=0)
+                rows = np.flatnonzero(learned)
+                if rows.size == 0:
+                    continue
+                m, learned = m[:, rows], learned[rows]
+                # weight of each learned row: gamma ** (number of rows the node learns after it)
+                later = learned[None, :] - np.cumsum(m, axis=0)
+                c = np.where(m, gamma**later, 0.0)
+                xp = np.where(m[:, :, None], xe[:, grp.parents[rows]], 0.0)
+                y = np.where(m, xe[:, grp.members[rows]], 0.0)
             wb = c.sum(axis=0)
             mxb = np.einsum("br,brk->rk", c, xp) / wb[:, None]
             myb = (c * y).sum(axis=0) / wb
