@@ -22,8 +22,9 @@ Rules (``EngineConfig.rank_by``):
     service's fault shows in callers that are not on the target's path too). A node that passes
     on its anomalous parent's fault through a mechanism misfitted at the fault explains less
     than that parent, though its own score and Shapley credit may be larger. Anomalous players
-    whose anomaly reaches the target (through anomalous nodes, or through the fitted mechanisms:
-    a Shapley contribution beyond three standard errors) come first; anomalous players whose
+    whose anomaly reaches the target (through anomalous nodes, through the fitted mechanisms: a
+    positive Shapley contribution beyond three standard errors, or through an anomalous
+    descendant whose anomaly reaches it) come first; anomalous players whose
     anomaly reaches neither way (a chronic anomaly on a branch that the target does not feel)
     come next; the rest by conditional score. Ties by |Shapley contribution|.
 ``"anomalous-first"`` (default)
@@ -130,6 +131,7 @@ def rank_causes(
     if rule not in RANK_RULES:
         raise ConfigError(f"unknown rank rule {rule!r}; choose one of {', '.join(RANK_RULES)}")
     positive = float(contributions[contributions > 0].sum())
+    parents_or_none = parents or [np.zeros(0, np.intp)] * len(names)
     score = np.array([scores.get(n, np.nan) for n in names], dtype=np.float64)
     own = np.nan_to_num(score, nan=-np.inf)
     if rule == "shapley":
@@ -150,10 +152,8 @@ def rank_causes(
             evidence = explained(
                 score, parents or [np.zeros(0, np.intp)] * len(names), len(names) - 1
             )
-        found, reaches = evidence
-        # its anomaly reaches the target through anomalous nodes, or through the fitted
-        # mechanisms (a contribution beyond three standard errors)
-        reaches = reaches | (np.abs(contributions) >= 3.0 * stderr + REACH_MIN)
+        found = evidence[0]
+        reaches = _reaching(evidence, contributions, stderr, own >= ANOMALOUS, parents_or_none)
         keys = [
             (0.0 if r else 0.5, -e, -abs(c)) if s >= ANOMALOUS else (1.0, 0.0, -s)
             for s, e, r, c in zip(own, found, reaches, contributions, strict=True)
@@ -169,10 +169,8 @@ def rank_causes(
             evidence = explained(
                 score, parents or [np.zeros(0, np.intp)] * len(names), len(names) - 1
             )
-        order = _resolve_ties(
-            order, keys, contributions, stderr, evidence, own >= ANOMALOUS,
-            parents or [np.zeros(0, np.intp)] * len(names),
-        )  # fmt: skip
+        reaches = _reaching(evidence, contributions, stderr, own >= ANOMALOUS, parents_or_none)
+        order = _resolve_ties(order, keys, stderr, evidence[0], reaches)
     by_contribution = [
         rule not in ("score", "anomalous-first", "explains-most") or keys[i][0] < 1.0 for i in order
     ]
@@ -239,32 +237,42 @@ def explained(
     return np.asarray(evidence, dtype=np.float64), reaches
 
 
-def _resolve_ties(
-    order: list[int],
-    keys: Sequence[tuple[float, ...]],
+def _reaching(
+    evidence: tuple[FloatArray, npt.NDArray[np.bool_]],
     contributions: FloatArray,
     stderr: FloatArray,
-    evidence: tuple[FloatArray, npt.NDArray[np.bool_]],
     anomalous: npt.NDArray[np.bool_],
     parents: Sequence[IntArray],
-) -> list[int]:
-    """Anomalous players whose Shapley order is unresolved, ordered by the anomaly they explain.
+) -> npt.NDArray[np.bool_]:
+    """Per player: does its anomaly reach the target?
 
-    Runs of anomalous players in ``order`` (by |contribution|) in which each contribution is
-    within three standard errors of the next form one group; within a group, players whose
-    anomaly reaches the target come first, then by the evidence they explain. A player's anomaly
-    reaches the target through anomalous nodes (:func:`explained`), or through the fitted
-    mechanisms (a positive contribution beyond three standard errors), or through anomalous
-    descendants whose anomaly reaches it (a root cause whose own credit is noisy keeps the reach
-    of the misfitted caller it drives).
+    Through anomalous nodes (:func:`explained`), or through the fitted mechanisms (a positive
+    contribution beyond three standard errors), or through anomalous descendants whose anomaly
+    reaches it (a root cause whose own credit is noisy keeps the reach of the misfitted caller
+    it drives).
     """
-    found, reaches = evidence
-    reaches = reaches | (contributions >= 3.0 * stderr + REACH_MIN)
+    reaches = evidence[1] | (contributions >= 3.0 * stderr + REACH_MIN)
     for j in range(len(parents) - 1, -1, -1):  # players in topological order: children first
         if anomalous[j] and reaches[j]:
             for p in parents[j]:
                 if anomalous[p]:
                     reaches[p] = True
+    return reaches
+
+
+def _resolve_ties(
+    order: list[int],
+    keys: Sequence[tuple[float, ...]],
+    stderr: FloatArray,
+    found: FloatArray,
+    reaches: npt.NDArray[np.bool_],
+) -> list[int]:
+    """Anomalous players whose Shapley order is unresolved, ordered by the anomaly they explain.
+
+    Runs of anomalous players in ``order`` (by |contribution|) in which each contribution is
+    within three standard errors of the next form one group; within a group, players whose
+    anomaly reaches the target (:func:`_reaching`) come first, then by the evidence they explain.
+    """
     out: list[int] = []
     k = 0
     while k < len(order):
