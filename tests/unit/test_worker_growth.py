@@ -17,6 +17,7 @@ from stream_rca.errors import ConfigError
 from stream_rca.graphs_file import load_graphs
 from stream_rca.observability import PipelineMetrics
 from stream_rca.streaming.pipeline import Pipeline
+from tests.fixtures.streams import otlp_spans
 
 T0 = 1_700_000_000.0
 CLOCK = T0 + 10_000.0
@@ -92,19 +93,6 @@ def test_graphs_file_keys(tmp_path: Path) -> None:
         load_graphs(f)
 
 
-def _otlp(svc: str, spans: list[tuple[str, str, str | None, int]]) -> bytes:
-    """One OTLP JSON document of one service: spans (trace, span, parent, kind)."""
-    return json.dumps({
-        "resourceSpans": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": svc}}]},
-            "scopeSpans": [{"spans": [
-                {"traceId": t, "spanId": s, **({"parentSpanId": p} if p else {}), "kind": k,
-                 "name": "op"} for t, s, p, k in spans
-            ]}],
-        }]
-    }).encode()  # fmt: skip
-
-
 def test_spans_grow_the_graph_and_keep_learned_state() -> None:
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry, version="test")
@@ -116,8 +104,8 @@ def test_spans_grow_the_graph_and_keep_learned_state() -> None:
     assert state is not None
     before = state.engine
     # api (client span) calls cache (server span), in two messages; the parent comes second
-    assert p.process_spans(_otlp("cache", [("t1", "c1", "a1", 2)]), key=b"shop").reason is None
-    out = p.process_spans(_otlp("api", [("t1", "a1", None, 3)]), key=b"shop")
+    assert p.process_spans(otlp_spans("cache", [("t1", "c1", "a1", 2)]), key=b"shop").reason is None
+    out = p.process_spans(otlp_spans("api", [("t1", "a1", None, 3)]), key=b"shop")
     assert out.reason is None
     grown = state.engine
     assert grown is not before
@@ -135,8 +123,8 @@ def test_spans_grow_the_graph_and_keep_learned_state() -> None:
     assert "db" in result.scores
     assert "api" not in result.scores
     # a call that would close a cycle (db calls web: web -> db) is refused by the cycle rule
-    p.process_spans(_otlp("db", [("t2", "d1", None, 3)]), key=b"shop")
-    p.process_spans(_otlp("web", [("t2", "w1", "d1", 2)]), key=b"shop")
+    p.process_spans(otlp_spans("db", [("t2", "d1", None, 3)]), key=b"shop")
+    p.process_spans(otlp_spans("web", [("t2", "w1", "d1", 2)]), key=b"shop")
     assert ("web", "db") not in state.engine.graph.edges
     assert registry.get_sample_value("stream_rca_graph_changes_total", {"graph": "shop"}) == 1.0
 
@@ -146,8 +134,8 @@ def test_bad_span_messages_are_dead_letters() -> None:
                  clock=lambda: CLOCK)  # fmt: skip
     assert p.process_spans(b"{not json", key=b"shop").reason == "bad_spans"
     assert p.process_spans(b'{"spans": []}', key=b"shop").reason == "bad_spans"
-    assert p.process_spans(_otlp("api", []), key=b"other").reason == "unknown_graph"
-    assert p.process_spans(_otlp("api", []), key=b"nope").reason == "unknown_graph"
+    assert p.process_spans(otlp_spans("api", []), key=b"other").reason == "unknown_graph"
+    assert p.process_spans(otlp_spans("api", []), key=b"nope").reason == "unknown_graph"
 
 
 def _grown_pipeline(**kw: Any) -> Pipeline:
@@ -156,8 +144,8 @@ def _grown_pipeline(**kw: Any) -> Pipeline:
     rng = np.random.default_rng(2)
     for t in range(100):
         p.process_one(_batch(t, {k: v for k, v in _row(rng).items() if k != "gc"}), offset=t)
-    p.process_spans(_otlp("api", [("t1", "a1", None, 3)]), key=b"shop")
-    p.process_spans(_otlp("cache", [("t1", "c1", "a1", 2)]), key=b"shop")
+    p.process_spans(otlp_spans("api", [("t1", "a1", None, 3)]), key=b"shop")
+    p.process_spans(otlp_spans("cache", [("t1", "c1", "a1", 2)]), key=b"shop")
     for t in range(100, 400):
         p.process_one(_batch(t, _cached(rng)), offset=t)
     return p
@@ -204,8 +192,8 @@ def test_a_grown_graph_resumes_from_its_checkpoint_with_the_same_later_scores() 
     assert docs[0] == docs[1]
     assert "cache" in {rc["node"] for rc in docs[1][0]["root_causes"]}
     # growth goes on from the restored calls: a new call adds to the grown graph
-    again.process_spans(_otlp("web", [("t3", "w1", None, 3)]), key=b"shop")
-    again.process_spans(_otlp("cdn", [("t3", "n1", "w1", 2)]), key=b"shop")
+    again.process_spans(otlp_spans("web", [("t3", "w1", None, 3)]), key=b"shop")
+    again.process_spans(otlp_spans("cdn", [("t3", "n1", "w1", 2)]), key=b"shop")
     edges = set(again.state("shop").engine.graph.edges)  # type: ignore[union-attr]
     assert {("cache", "api"), ("cdn", "web")} <= edges
 

@@ -23,6 +23,7 @@ from stream_rca.observability import PipelineMetrics
 from stream_rca.streaming.growth import MAX_CHECKPOINT_SPANS, SpanGrowth
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.state import CheckpointCodec, CheckpointError, GraphState
+from tests.fixtures.streams import otlp_spans
 
 T0 = 1_700_000_000.0
 CLOCK = T0 + 10_000.0
@@ -218,19 +219,6 @@ def test_a_graph_free_entry_accepts_unknown_series(tmp_path: Path) -> None:
 # -- the span matching index -----------------------------------------------------------------
 
 
-def _otlp(svc: str, spans: list[tuple[str, str, str | None, int]]) -> bytes:
-    """One OTLP JSON document of one service: spans (trace, span, parent, kind)."""
-    return json.dumps({
-        "resourceSpans": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": svc}}]},
-            "scopeSpans": [{"spans": [
-                {"traceId": t, "spanId": s, **({"parentSpanId": p} if p else {}), "kind": k,
-                 "name": "op"} for t, s, p, k in spans
-            ]}],
-        }]
-    }).encode()  # fmt: skip
-
-
 @pytest.mark.parametrize("child_first", [True, False])
 def test_a_call_split_across_a_restart_still_grows_the_graph(child_first: bool) -> None:
     spec = _spec(grow_from_spans=True)
@@ -238,8 +226,8 @@ def test_a_call_split_across_a_restart_still_grows_the_graph(child_first: bool) 
     rows = _rows(60)
     for t in range(60):
         a.process_one(_batch(t, {k: v for k, v in rows[t].items() if k in GRAPH.index}), offset=t)
-    child = _otlp("cache", [("t1", "c1", "a1", 2)])  # a server span of cache, called by api
-    parent = _otlp("api", [("t1", "a1", None, 3)])  # api's client span
+    child = otlp_spans("cache", [("t1", "c1", "a1", 2)])  # a server span of cache, called by api
+    parent = otlp_spans("api", [("t1", "a1", None, 3)])  # api's client span
     first, second = (child, parent) if child_first else (parent, child)
     assert a.process_spans(first, key=b"shop").reason is None
     blob = a.checkpoint("shop")
@@ -280,7 +268,7 @@ def test_a_bad_span_index_refuses_the_checkpoint(rows: dict[str, Any]) -> None:
     spec = _spec(grow_from_spans=True)
     a = _pipeline(spec)
     a.process_one(_batch(0, {"db": 1.0}), offset=0)
-    a.process_spans(_otlp("cache", [("t1", "c1", "a1", 2)]), key=b"shop")
+    a.process_spans(otlp_spans("cache", [("t1", "c1", "a1", 2)]), key=b"shop")
     state = a.state("shop")
     assert state is not None
     a.checkpoint("shop")
