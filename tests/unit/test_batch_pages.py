@@ -10,8 +10,8 @@ import pytest
 from stream_rca.report import ReportWriter
 from stream_rca.streaming.batch import InputRecord, process_batch, write_pages
 from stream_rca.streaming.pipeline import Pipeline
-from stream_rca.streaming.simulator import Simulation, SimulationConfig
-from tests.unit.test_batch_pipeline import NOW, shop_specs
+from stream_rca.streaming.simulator import Simulation
+from tests.unit.test_batch_pipeline import NOW, shop_simulation, shop_specs
 
 
 def _pages(directory: Path) -> dict[str, str]:
@@ -24,18 +24,7 @@ def _pages(directory: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("batch_form", [False, True], ids=["single", "batch"])
 def test_batches_write_the_pages_of_one_by_one(batch_form: bool, tmp_path: Path) -> None:
-    config = SimulationConfig(
-        graphs=2,
-        seed=3,
-        count=260,
-        first_fault=100,
-        fault_every=50,
-        fault_duration=4,
-        strength=(8.0, 12.0),
-        faults=3,
-        batch=batch_form,
-        rate=0.0,
-    )
+    config = shop_simulation(batch_form)
     raws = [v for _, values in Simulation(config, now=NOW).snapshots(260) for v in values]
     specs = shop_specs(config, tmp_path)
     edges = {s.name: list(s.graph.edges) for s in specs}

@@ -23,6 +23,22 @@ from stream_rca.streaming.simulator import Simulation, SimulationConfig, graphs_
 NOW = 1_800_000_000.0
 
 
+def shop_simulation(batch: bool) -> SimulationConfig:
+    """Two shop graphs, 260 snapshots with three faults; ``batch``: values as batch messages."""
+    return SimulationConfig(
+        graphs=2,
+        seed=3,
+        count=260,
+        first_fault=100,
+        fault_every=50,
+        fault_duration=4,
+        strength=(8.0, 12.0),
+        faults=3,
+        batch=batch,
+        rate=0.0,
+    )
+
+
 def shop_specs(config: SimulationConfig, tmp: Path) -> list[GraphSpec]:
     path = tmp / "graphs.yaml"
     path.write_text(yaml.safe_dump(graphs_document(config, warmup=30, threshold=6.0)))
@@ -58,18 +74,7 @@ def run_one_by_one(pipeline: Pipeline, raws: Sequence[bytes | None]) -> list[Out
 def stream(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[list[GraphSpec], list[bytes | None]]:
-    config = SimulationConfig(
-        graphs=2,
-        seed=3,
-        count=260,
-        first_fault=100,
-        fault_every=50,
-        fault_duration=4,
-        strength=(8.0, 12.0),
-        faults=3,
-        batch=request.param,
-        rate=0.0,
-    )
+    config = shop_simulation(request.param)
     sim = Simulation(config, now=NOW)
     raws: list[bytes | None] = [v for _, values in sim.snapshots(260) for v in values]
     # hostile records among them: bad JSON, an unknown node, a tombstone, a late event
