@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from stream_rca.config import GraphSpec
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.graphfree_engine import GraphFreeEngine
 from stream_rca.core.trigger import TriggerConfig
 from stream_rca.streaming import TABLE_NAME
+from tests.fixtures.streams import cache_fault_values
 
 from .conftest import T0, Harness, batch
 
@@ -26,15 +25,8 @@ SPEC = GraphSpec(
 
 
 def _messages(n: int, fault_at: int, seed: int = 0) -> list[bytes]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in range(n):
-        cache = 1.0 + 0.1 * rng.standard_normal() + (3.0 if t >= fault_at else 0.0)
-        db = 2.0 + 0.1 * rng.standard_normal()
-        api = db + cache + 0.1 * rng.standard_normal()
-        values = {"db": db, "cache": cache, "api": api, "web": api + 0.1 * rng.standard_normal()}
-        out.append(batch("shop", T0 + 10 * t, values))
-    return out
+    values = cache_fault_values(n, fault_at, seed)
+    return [batch("shop", T0 + 10 * t, v) for t, v in enumerate(values)]
 
 
 def test_a_graph_free_graph_runs_in_the_agent_and_resumes_from_its_checkpoint() -> None:

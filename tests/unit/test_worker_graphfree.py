@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -24,6 +23,7 @@ from stream_rca.streaming.batch import InputRecord, process_batch
 from stream_rca.streaming.changes import ChangeService
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.state import CheckpointCodec, check_checkpointable, state_size_bound
+from tests.fixtures.streams import cache_fault_values
 
 T0 = 1_700_000_000.0
 CLOCK = T0 + 100_000.0
@@ -39,15 +39,11 @@ def _spec() -> GraphSpec:
 
 def _events(n: int, fault_at: int, seed: int = 0) -> list[bytes]:
     """Batch events; from ``fault_at`` on the cache slows down (api and web follow it)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in range(n):
-        cache = 1.0 + 0.1 * rng.standard_normal() + (3.0 if t >= fault_at else 0.0)
-        db = 2.0 + 0.1 * rng.standard_normal()
-        api = db + cache + 0.1 * rng.standard_normal()
-        values = {"db": db, "cache": cache, "api": api, "web": api + 0.1 * rng.standard_normal()}
-        out.append(json.dumps({"graph": "flat", "ts": T0 + 10 * t, "values": values}).encode())
-    return out
+    values = cache_fault_values(n, fault_at, seed)
+    return [
+        json.dumps({"graph": "flat", "ts": T0 + 10 * t, "values": v}).encode()
+        for t, v in enumerate(values)
+    ]
 
 
 def _attributions(outcomes: list[Any]) -> list[dict[str, Any]]:
