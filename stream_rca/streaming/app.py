@@ -46,6 +46,7 @@ from stream_rca.config import GraphSpec, Settings
 from stream_rca.errors import ConfigError
 from stream_rca.observability import PipelineMetrics
 from stream_rca.report import ReportWriter
+from stream_rca.streaming.batch import write_pages
 from stream_rca.streaming.brokers import Broker, KafkaBroker
 from stream_rca.streaming.changes import ChangeService, serve_change_requests
 from stream_rca.streaming.errors import QuarantinePolicy
@@ -256,7 +257,7 @@ def make_app(
         async for event in stream.events():
             outcome = await runtime.handle(event)
             if pages is not None:
-                _write_pages(pages, outcome)
+                write_pages(pages, outcome)
             yield outcome
 
     app.agent(source, name=AGENT_NAME)(rca)
@@ -296,15 +297,6 @@ def _pages(settings: Settings, specs: Sequence[GraphSpec]) -> ReportWriter | Non
     if settings.report_dir is None:
         return None
     return ReportWriter(settings.report_dir, {s.name: list(s.graph.edges) for s in specs})
-
-
-def _write_pages(pages: ReportWriter, outcome: Outcome) -> None:
-    """Pages of the outcome's incidents; a page that cannot be written is logged, not fatal."""
-    for result in outcome.results:
-        try:
-            pages.observe(result)
-        except (OSError, ValueError) as exc:
-            log.warning("incident page not written to %s: %s", pages.out, exc)
 
 
 def _connect(signal: Any, handler: Callable[..., Awaitable[None]]) -> None:
