@@ -120,6 +120,18 @@ class AlignResult:
 
 _PLAIN = {status: AlignResult(status) for status in AlignStatus}
 """The result of each status that completed no snapshot (results are immutable)."""
+_ONE = {status: (status,) for status in AlignStatus}
+_REPEATS: dict[tuple[AlignStatus, int], tuple[AlignStatus, ...]] = {}
+
+
+def _repeat(status: AlignStatus, n: int) -> tuple[AlignStatus, ...]:
+    """``(status,) * n``, one shared tuple per status and length."""
+    got = _REPEATS.get((status, n))
+    if got is None:
+        got = (status,) * n
+        if len(_REPEATS) < 4096:
+            _REPEATS[(status, n)] = got
+    return got
 
 
 class Aligner:
@@ -350,6 +362,90 @@ class Aligner:
             last = results[-1]
             results[-1] = AlignResult(last.status, last.snapshots + tuple(self._advance()))
         return results
+
+    def add_row(
+        self, ts: float, values: dict[str, float]
+    ) -> tuple[tuple[AlignStatus, ...], tuple[Snapshot, ...]]:
+        """Add the values of one message at one time; their statuses and the snapshots made.
+
+        The same as :meth:`add_many` on the message's samples (``Sample(self.graph, node,
+        ts, value)`` for each entry, in order): the same statuses, counts, watermark, windows
+        and snapshots (those of all its results, in order). A plain row (its window open, not
+        far ahead, no window forced out) is placed in one step; any other goes through
+        :meth:`add_many`.
+
+        Parameters
+        ----------
+        ts
+            The message's time, unix seconds.
+        values
+            Node name to a finite float, in message order (not kept: copied into the window).
+        """
+        n = len(values)
+        if not n:
+            return (), ()
+        wm = self._wm
+        value = wm.value
+        step, heap, windows = self.step, self._heap, self._windows
+        k = math.floor(ts / step)
+        if (k + 1) * step <= ts:
+            k += 1
+        elif k * step > ts:
+            k -= 1
+        window = windows.get(k)
+        if (
+            (value is not None and ts > value + wm.max_ahead)  # held apart
+            or len(heap) >= self.max_open_windows  # a window may be forced out
+            or not self._known.issuperset(values)
+        ):
+            return self._row_by_samples(ts, values)
+        counts = self._counts
+        floor = self._floor
+        if (floor is not None and k < floor) or (
+            value is not None and (k + 1) * step <= value - self.allowed_lateness
+        ):
+            counts[_LATE] += n
+            return _repeat(_LATE, n), ()
+        if window is None:
+            windows[k] = dict(values)
+            heapq.heappush(heap, k)
+            statuses = _repeat(_ACCEPTED, n)
+        elif n == 1:  # the single form
+            ((node, v),) = values.items()
+            old = window.get(node)
+            window[node] = v
+            status = _ACCEPTED if old is None else _DUPLICATE if old == v else _REVISED
+            statuses = _ONE[status]
+            counts[status] += 1
+            n = 0
+        else:
+            made: list[AlignStatus] = []
+            for node, v in values.items():
+                old = window.get(node)
+                window[node] = v
+                made.append(_ACCEPTED if old is None else _DUPLICATE if old == v else _REVISED)
+            statuses = tuple(made)
+            for status in made:
+                counts[status] += 1
+            n = 0
+        counts[_ACCEPTED] += n
+        wm.advance(ts)
+        value = wm.value
+        assert value is not None
+        if heap and (heap[0] + 1) * step <= value - self.allowed_lateness:
+            return statuses, tuple(self._advance())
+        return statuses, ()
+
+    def _row_by_samples(
+        self, ts: float, values: dict[str, float]
+    ) -> tuple[tuple[AlignStatus, ...], tuple[Snapshot, ...]]:
+        graph = self.graph
+        made = self.add_many([Sample(graph, node, ts, v) for node, v in values.items()])
+        snapshots: tuple[Snapshot, ...] = ()
+        for res in made:
+            if res.snapshots:
+                snapshots += res.snapshots
+        return tuple(res.status for res in made), snapshots
 
     def flush(self) -> list[Snapshot]:
         """Emit every open window, in window order (the end of a stream).

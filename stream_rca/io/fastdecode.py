@@ -48,7 +48,7 @@ from stream_rca.io.events import (
 )
 from stream_rca.io.timestamps import MAX_TIMESTAMP, MIN_TIMESTAMP
 
-__all__ = ["Decoded", "decode_batch"]
+__all__ = ["Decoded", "Lane", "Row", "decode_batch", "decode_rows"]
 
 Decoded = list[Sample] | DecodeError
 """What one message decodes to: its samples, or why it was rejected."""
@@ -65,6 +65,43 @@ class _Event(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DECODER = msgspec.json.Decoder(_Event)
+
+
+class Row:
+    """The values of one certainly valid message: one graph, one time, node to value.
+
+    What the fast decoder makes of a message it accepts, in either form (a single-form
+    message is a row of one value), without one :class:`~stream_rca.io.events.Sample` per
+    value: :meth:`~stream_rca.io.aligner.Aligner.add_row` places it in a window in one step.
+    ``values`` keeps the message's order and holds finite floats of known nodes only.
+    """
+
+    __slots__ = ("graph", "ts", "values")
+
+    def __init__(self, graph: str, ts: float, values: dict[str, float]) -> None:
+        self.graph = graph
+        self.ts = ts
+        self.values = values
+
+    def samples(self) -> list[Sample]:
+        """The samples ``decode_event`` gives for the message, in message order."""
+        graph, ts = self.graph, self.ts
+        return [Sample(graph, node, ts, value) for node, value in self.values.items()]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Row):
+            return NotImplemented
+        return (self.graph, self.ts, self.values) == (other.graph, other.ts, other.values)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable values: not hashable
+
+    def __repr__(self) -> str:
+        return f"Row(graph={self.graph!r}, ts={self.ts!r}, values={self.values!r})"
+
+
+Lane = Row | list[Sample] | DecodeError
+"""What one message decodes to in :func:`decode_rows`: a row (the fast decoder took it), its
+samples (the detailed decoder did), or why it was rejected."""
 
 
 def decode_batch(
@@ -91,14 +128,33 @@ def decode_batch(
         One entry per message, in order: its list of samples, or the
         :class:`~stream_rca.errors.DecodeError` ``decode_event`` raised for it.
     """
+    rows = decode_rows(
+        raws, known=known, now=now, max_skew=max_skew, max_bytes=max_bytes, max_values=max_values
+    )
+    return [x.samples() if isinstance(x, Row) else x for x in rows]
+
+
+def decode_rows(
+    raws: Sequence[bytes | None],
+    *,
+    known: Mapping[str, Collection[str]],
+    now: float | None = None,
+    max_skew: float = DEFAULT_MAX_SKEW,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_values: int = DEFAULT_MAX_VALUES,
+) -> list[Lane]:
+    """:func:`decode_batch`, with each message the fast decoder takes given as a :class:`Row`.
+
+    ``Row.samples()`` of an entry is what :func:`decode_batch` gives for it; an empty batch
+    event is an empty list; the detailed decoder's answers are as in :func:`decode_batch`.
+    """
     ahead = math.inf if now is None else now + max_skew
     low, high = MIN_TIMESTAMP, min(MAX_TIMESTAMP, math.nextafter(ahead, math.inf))
-    out: list[Decoded] = []
+    out: list[Lane] = []
     append = out.append
     decode = _DECODER.decode
     isfinite = math.isfinite
     for raw in raws:
-        samples: list[Sample] | None = None
         if type(raw) is bytes and len(raw) <= max_bytes and 92 not in raw:  # no backslash
             try:
                 ev = decode(raw)
@@ -118,31 +174,24 @@ def decode_batch(
                         and isfinite(value)
                         and raw.count(b'":') == 4
                     ):
-                        samples = [Sample(ev.graph, node, ts, value)]
-                else:
-                    samples = _fast(ev, raw, nodes, max_values)
-        if samples is None:
-            append(_detailed(raw, known, now, max_skew, max_bytes, max_values))
-        else:
-            append(samples)
+                        append(Row(ev.graph, ts, {node: value}))
+                        continue
+                elif (
+                    ev.node is None
+                    and ev.value is None
+                    and len(values) <= max_values
+                    and raw.count(b'":') == 3 + len(values)
+                    and isfinite(sum(values.values()))  # NaN, inf (or an overflow: detailed)
+                    and (
+                        nodes.issuperset(values)
+                        if isinstance(nodes, frozenset | set)
+                        else all(n in nodes for n in values)
+                    )
+                ):
+                    append(Row(ev.graph, ts, values) if values else [])
+                    continue
+        append(_detailed(raw, known, now, max_skew, max_bytes, max_values))
     return out
-
-
-def _fast(ev: _Event, raw: bytes, nodes: Collection[str], max_values: int) -> list[Sample] | None:
-    """The samples of a certainly valid batch event (known graph, ``ts`` checked), else
-    ``None`` (take the detailed path)."""
-    values = ev.values
-    if values is None or ev.node is not None or ev.value is not None:
-        return None
-    if len(values) > max_values or raw.count(b'":') != 3 + len(values):
-        return None
-    graph, ts = ev.graph, ev.ts
-    samples = []
-    for node, value in values.items():
-        if node not in nodes or not math.isfinite(value):
-            return None
-        samples.append(Sample(graph, node, ts, value))
-    return samples
 
 
 def _detailed(

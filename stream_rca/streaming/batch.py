@@ -63,12 +63,13 @@ from stream_rca.core.types import Snapshot
 from stream_rca.errors import DecodeError
 from stream_rca.io.aligner import AlignStatus
 from stream_rca.io.events import Sample
-from stream_rca.io.fastdecode import decode_batch
+from stream_rca.io.fastdecode import Lane, Row, decode_rows
 from stream_rca.streaming.pipeline import Pipeline, _kind, _Message
 from stream_rca.streaming.records import SCORES_SCHEMA, Outcome, Output, json_bytes
 
 if TYPE_CHECKING:
     from stream_rca.report import ReportWriter
+    from stream_rca.streaming.state import GraphState
 
 __all__ = ["InputRecord", "process_batch", "score_documents", "write_pages"]
 
@@ -156,7 +157,7 @@ def process_batch(
     ProcessingError
         Only when the error policy says to stop (never with the default policy).
     """
-    decoded = decode_batch(
+    decoded = decode_rows(
         [r.value for r in records],
         known=pipeline.known,
         now=pipeline.clock(),
@@ -196,41 +197,63 @@ def _special(pipeline: Pipeline, graph: str) -> bool:
 def _align(
     pipeline: Pipeline,
     records: Sequence[InputRecord],
-    decoded: list[list[Sample] | DecodeError],
+    decoded: list[Lane],
     outcomes: list[Outcome | None],
     counted: list[bool],
 ) -> dict[str, _Block]:
-    """Stage 2: every message's samples to its graph's aligner, in message order."""
+    """Stage 2: every message's values to its graph's aligner, in message order.
+
+    A :class:`~stream_rca.io.fastdecode.Row` (what the fast decoder made of a message)
+    goes to :meth:`~stream_rca.io.aligner.Aligner.add_row`, samples to
+    :meth:`~stream_rca.io.aligner.Aligner.add_many`: the same statuses and snapshots. The
+    state of a graph is looked up once per (graph, partition) and batch, again after anything
+    that may have changed it (a record-by-record message, an error).
+    """
     blocks: dict[str, _Block] = {}
     special: dict[str, bool] = {}
+    states: dict[tuple[str, int], GraphState] = {}
     quarantined = pipeline._quarantined
-    for index, (r, samples) in enumerate(zip(records, decoded, strict=True)):
-        if isinstance(samples, DecodeError):
-            if samples.reason == "unknown_node":  # extra series, grown graphs: their path
+    for index, (r, item) in enumerate(zip(records, decoded, strict=True)):
+        row: Row | None = None
+        samples: list[Sample] | None = None
+        if type(item) is Row:
+            row = item
+            graph = row.graph
+        elif isinstance(item, DecodeError):
+            if item.reason == "unknown_node":  # extra series, grown graphs: their path
                 outcomes[index] = pipeline.process_one(
                     r.value, partition=r.partition, offset=r.offset, topic=r.topic, key=r.key
                 )
                 counted[index] = True
+                states.clear()
                 continue
-            out = pipeline._dead_letter(_message(r), samples.reason, samples.message)
-            outcomes[index] = Outcome(reason=samples.reason, outputs=(out,))
+            out = pipeline._dead_letter(_message(r), item.reason, item.message)
+            outcomes[index] = Outcome(reason=item.reason, outputs=(out,))
             continue
-        if not samples:  # an empty batch event: valid, nothing to do
-            outcomes[index] = _EMPTY
-            continue
-        graph = samples[0].graph
+        else:
+            samples = cast(list[Sample], item)
+            if not samples:  # an empty batch event: valid, nothing to do
+                outcomes[index] = _EMPTY
+                continue
+            graph = samples[0].graph
         why = quarantined.get(graph)
         if why is not None:
             outcomes[index] = _quarantined(pipeline, r, graph, why)
             continue
-        own = special.get(graph)
-        if own is None:
-            own = special[graph] = _special(pipeline, graph)
-        if own:
-            outcomes[index] = pipeline._route(samples, _message(r))
-            continue
+        state = states.get((graph, r.partition))
+        if state is None:
+            own = special.get(graph)
+            if own is None:
+                own = special[graph] = _special(pipeline, graph)
+            if own:
+                if samples is None:
+                    assert row is not None
+                    samples = row.samples()
+                outcomes[index] = pipeline._route(samples, _message(r))
+                continue
         try:
-            state = pipeline._acquire(graph, r.partition)
+            if state is None:
+                state = states[(graph, r.partition)] = pipeline._acquire(graph, r.partition)
             if r.offset is not None and state.applied(r.partition, r.offset):
                 outcomes[index] = Outcome(graph=graph, replayed=True)
                 continue
@@ -238,35 +261,41 @@ def _align(
             block = blocks.get(graph)
             if block is None:
                 block = blocks[graph] = _Block()
-            made = aligner.add_many(samples)
+            if row is not None:
+                statuses, snapshots = aligner.add_row(row.ts, row.values)
+            else:
+                assert samples is not None
+                made = aligner.add_many(samples)
+                statuses = tuple([res.status for res in made])
+                snapshots = ()
+                for res in made:
+                    if res.snapshots:
+                        snapshots += res.snapshots
         except Exception as exc:  # a bug in the aligner or a state that cannot load
             outcomes[index] = pipeline._failed(exc, graph, _message(r), [])
+            states.clear()
             continue
-        p = _Pending(index, r, graph, ())
-        statuses: list[AlignStatus] = []
-        used = late = duplicates = 0
-        for res in made:
-            status = res.status
-            statuses.append(status)
-            if status is _ACCEPTED or status is _REVISED:
-                used += 1
-            elif status is _LATE:
-                late += 1
-            elif status is _DUPLICATE:
-                duplicates += 1
-            if res.snapshots:
-                block.snapshots.extend(res.snapshots)
-                block.owners.extend([p] * len(res.snapshots))
-                p.snapshots += len(res.snapshots)
-        p.statuses = tuple(statuses)
+        p = _Pending(index, r, graph, statuses)
+        if snapshots:
+            block.snapshots.extend(snapshots)
+            block.owners.extend([p] * len(snapshots))
+            p.snapshots = len(snapshots)
         block.members.append(p)
-        block.used += used
-        block.duplicates += duplicates
+        count = statuses.count
+        n = len(statuses)
+        accepted = count(_ACCEPTED)
+        if accepted == n:  # the common case
+            block.used += n
+            continue
+        block.used += accepted + count(_REVISED)
+        block.duplicates += count(_DUPLICATE)
+        late = count(_LATE)
         if late:
             block.late += late
-            start, end = aligner.window_of(samples[0].ts)
+            ts = row.ts if row is not None else samples[0].ts  # type: ignore[index]
+            start, end = aligner.window_of(ts)
             text = (
-                f"{late} of {len(samples)} samples fall in window [{start}, {end}) of graph "
+                f"{late} of {n} samples fall in window [{start}, {end}) of graph "
                 f"{graph!r}, already emitted (watermark {aligner.watermark}, allowed lateness "
                 f"{aligner.allowed_lateness} s)"
             )
