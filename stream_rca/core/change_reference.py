@@ -17,7 +17,7 @@ Pure: the caller gives the timestamps, the anomaly flag and the random generator
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -125,6 +125,60 @@ class ChangeTracker:
         elif self._rng.random() < self.forget:
             k = int(self._rng.integers(self.capacity))
             self._ref[k], self._ref_ts[k] = row, ts
+
+    def learn_many(
+        self, rows: FloatArray, ts: FloatArray | Sequence[float], anomalous: Sequence[bool]
+    ) -> None:
+        """Take a block of snapshots' values at once: the same as :meth:`learn_one` on each.
+
+        Parameters
+        ----------
+        rows
+            ``(B, nodes)`` values, columns in the graph's node order (NaN: missing).
+        ts
+            The ``B`` snapshots' times.
+        anomalous
+            One flag per row, as for :meth:`learn_one`.
+
+        Examples
+        --------
+        >>> g = CausalGraph([("db", "api")])
+        >>> a, b = ChangeTracker(g, capacity=8, recent=8), ChangeTracker(g, capacity=8, recent=8)
+        >>> rows = np.arange(40.0).reshape(20, 2)
+        >>> flags = [i % 3 == 0 for i in range(20)]
+        >>> for i in range(20):
+        ...     a.learn_one({"db": rows[i, 0], "api": rows[i, 1]}, float(i), anomalous=flags[i])
+        >>> b.learn_many(rows, np.arange(20.0), flags)
+        >>> np.array_equal(a.periods()[0]["db"], b.periods()[0]["db"])
+        True
+        """
+        x = np.asarray(rows, dtype=np.float64)
+        t = np.asarray(ts, dtype=np.float64)
+        n = len(x)
+        if x.shape != (n, len(self.graph)) or t.shape != (n,) or len(anomalous) != n:
+            raise ValueError(
+                f"expected ({n}, {len(self.graph)}) rows, {n} times and {n} flags; got "
+                f"{x.shape}, {t.shape} and {len(anomalous)}"
+            )
+        if not n:
+            return
+        first = max(0, n - self.recent)  # older rows of the block are overwritten in it
+        slots = (self._n_seen + np.arange(first, n)) % self.recent
+        self._rec[slots], self._rec_ts[slots] = x[first:], t[first:]
+        self._n_seen += n
+        if self.mode == "frozen":
+            return
+        normal = np.flatnonzero(~np.asarray(anomalous, dtype=bool)).tolist()
+        fill = normal[: self.capacity - self._n_ref]
+        if fill:
+            end = self._n_ref + len(fill)
+            self._ref[self._n_ref : end], self._ref_ts[self._n_ref : end] = x[fill], t[fill]
+            self._n_ref = end
+        rng, forget, capacity = self._rng, self.forget, self.capacity
+        for i in normal[len(fill) :]:  # one draw per row, in order: the same random stream
+            if rng.random() < forget:
+                k = int(rng.integers(capacity))
+                self._ref[k], self._ref_ts[k] = x[i], t[i]
 
     def freeze(self) -> None:
         """Keep the reference as it is now (a snapshot of the mechanisms at this time)."""

@@ -81,7 +81,6 @@ _ENCODER = msgspec.json.Encoder()
 _ACCEPTED, _REVISED = AlignStatus.ACCEPTED, AlignStatus.REVISED
 _LATE, _DUPLICATE = AlignStatus.LATE, AlignStatus.DUPLICATE
 _EMPTY = Outcome()
-_NO_INCIDENTS: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +378,10 @@ def _documents(
     steps: dict[int, Any] = {}
     if results:
         steps = dict(enumerate(columns.steps()))
-    open_incidents = columns.open_incidents  # all the change service reads of a result
+    answers: dict[int, list[Output]] = {}
+    if changes is not None:  # the reference mechanisms learn the block; change answers
+        # the open incidents are all the change service reads of a result
+        answers = changes.observe_block(graph, block.snapshots, columns.open_incidents)
     for i, owner in enumerate(block.owners):
         atts = columns.attributions.get(i)
         if atts is None and scores is None and not results and changes is None:
@@ -390,9 +392,9 @@ def _documents(
         if atts is not None:
             for att in atts:
                 outputs.append(Output("attributions", gkey, json_bytes(att.to_dict())))
-        if changes is not None:  # the reference mechanisms; change answers
-            opened = open_incidents.get(i, _NO_INCIDENTS)
-            outputs.extend(changes.observe_open(graph, block.snapshots[i], opened))
+        answer = answers.get(i)
+        if answer is not None:
+            outputs.extend(answer)
         if scores is not None:
             outputs.append(Output("scores", gkey, scores[i]))
     if results:

@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from stream_rca.config import GraphSpec
 from stream_rca.core.change import parse_statistic
 from stream_rca.core.change_reference import ChangeTracker
@@ -178,8 +180,65 @@ class ChangeService:
         if graph not in self.specs:  # graph-free: no mechanisms to compare
             return []
         tracker = self.tracker(graph)
-        live = self._graphs[graph]
         tracker.learn_one(snapshot.values, snapshot.ts, anomalous=bool(open_incidents))
+        return self._incidents(graph, open_incidents)
+
+    def observe_block(
+        self,
+        graph: str,
+        snapshots: Sequence[Snapshot],
+        open_incidents: Mapping[int, Mapping[str, str]],
+    ) -> dict[int, list[Output]]:
+        """:meth:`observe_open` on each snapshot of a block, in order, learning them at once.
+
+        ``open_incidents`` maps a snapshot's position to its open incidents (absent: none).
+        Returns the answers by position (positions that made none are absent): what
+        :meth:`observe_open` returns for each. The rows are learned in one
+        :meth:`~stream_rca.core.change_reference.ChangeTracker.learn_many` up to each answer
+        (which then sees the rows before it, as one by one) and after the last.
+        """
+        if graph not in self.specs or not snapshots:
+            return {}
+        tracker = self.tracker(graph)
+        live = self._graphs[graph]
+        nodes = tracker.graph.nodes
+        nan = float("nan")
+        rows = np.array([[s.values.get(n, nan) for n in nodes] for s in snapshots], dtype=float)
+        ts = np.array([s.ts for s in snapshots], dtype=float)
+        flags = [bool(open_incidents.get(i)) for i in range(len(snapshots))]
+        out: dict[int, list[Output]] = {}
+        learned = 0
+        for i in range(len(snapshots)):
+            opened = open_incidents.get(i)
+            if not opened:  # no incident open: none is counted as open any more
+                if live.open_for:
+                    live.open_for.clear()
+                continue
+            if self._due(live, opened):  # its answer reads the rows up to this one
+                tracker.learn_many(
+                    rows[learned : i + 1], ts[learned : i + 1], flags[learned : i + 1]
+                )
+                learned = i + 1
+            outputs = self._incidents(graph, opened)
+            if outputs:
+                out[i] = outputs
+        tracker.learn_many(rows[learned:], ts[learned:], flags[learned:])
+        return out
+
+    def _due(self, live: _Graph, open_incidents: Mapping[str, str]) -> bool:
+        """Whether :meth:`_incidents` would answer for one of these open incidents."""
+        if not self.after:
+            return False
+        for target, incident in open_incidents.items():
+            seen, n = live.open_for.get(target, (incident, 0))
+            n = n + 1 if seen == incident else 1
+            if n >= self.after and incident not in live.answered:
+                return True
+        return False
+
+    def _incidents(self, graph: str, open_incidents: Mapping[str, str]) -> list[Output]:
+        """The incident bookkeeping of one observed snapshot; the answers it makes."""
+        live = self._graphs[graph]
         outputs: list[Output] = []
         for target in list(live.open_for):
             if target not in open_incidents:

@@ -22,6 +22,7 @@ from stream_rca.io.aligner import Aligner
 from stream_rca.io.events import Sample
 from stream_rca.io.fastdecode import Row, decode_batch, decode_rows
 from stream_rca.streaming.batch import InputRecord, process_batch
+from stream_rca.streaming.changes import ChangeService
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.records import Outcome
 
@@ -129,8 +130,15 @@ def test_process_batch_on_random_mixes_gives_the_outcomes_of_process_one(
     raws: list[bytes | None], size: int
 ) -> None:
     specs = [spec("g"), spec("h")]
-    batched = Pipeline(specs, publish_scores=True, clock=lambda: NOW)
-    single = Pipeline(specs, publish_scores=True, clock=lambda: NOW)
+    batched, single = (
+        Pipeline(
+            specs,
+            publish_scores=True,
+            clock=lambda: NOW,
+            changes=ChangeService(specs, after=2, capacity=8, recent=8),
+        )
+        for _ in range(2)
+    )
     records = [InputRecord(raw, 0, i, "metrics", b"k") for i, raw in enumerate(raws)]
     got: list[Outcome] = []
     for start in range(0, len(records), size):
@@ -147,6 +155,9 @@ def test_process_batch_on_random_mixes_gives_the_outcomes_of_process_one(
             assert plain(a.aligner.to_state()) == plain(b.aligner.to_state())
             assert a.engine.n_snapshots == b.engine.n_snapshots
             assert a.events == b.events
+            assert batched.changes is not None
+            assert single.changes is not None
+            assert plain(batched.changes.state_of(name)) == plain(single.changes.state_of(name))
 
 
 @settings(max_examples=100, deadline=None)
