@@ -25,6 +25,13 @@ class EngineConfig:
         ``refit_every``-th snapshot since the start): every snapshot in between is scored against
         the same frozen models. So any partition of a stream into blocks gives the same state,
         scores and incidents as record-by-record processing.
+    refit_growth
+        Longest period, as a multiple of ``refit_every`` (a power of two; 1 keeps the period
+        fixed). The period doubles each time the stream doubles from ``32 * refit_every``
+        snapshots on (16 -> 32 at 512 -> 64 at 1024 by default), so a refit never waits for
+        more than a sixteenth of the snapshots seen; the positions depend on the count alone
+        (see :meth:`refit_period`). An older model changes little in a period, and the cost
+        of each refit is shared by more snapshots.
     forgetting
         Per-snapshot forgetting of the linear mechanisms (``1/forgetting`` snapshots of memory).
     ridge
@@ -66,6 +73,7 @@ class EngineConfig:
     warmup: int = 100
     reservoir: int = 1024
     refit_every: int = 16
+    refit_growth: int = 4
     forgetting: float = 1e-3
     ridge: float = 1e-6
     protect: float = 12.0
@@ -91,6 +99,9 @@ class EngineConfig:
             raise ValueError(f"reservoir must be at least 64, got {self.reservoir}")
         if not 1 <= self.refit_every <= 1024:
             raise ValueError(f"refit_every must be in [1, 1024], got {self.refit_every}")
+        growth = self.refit_growth
+        if not 1 <= growth <= 64 or growth & (growth - 1):
+            raise ValueError(f"refit_growth must be a power of two in [1, 64], got {growth}")
         if not 0.0 <= self.min_coverage < 1.0:
             raise ValueError(f"min_coverage must be in [0, 1), got {self.min_coverage}")
         if self.n_permutations < 2:
@@ -101,3 +112,24 @@ class EngineConfig:
             raise ValueError(f"forgetting must be in [0, 1), got {self.forgetting}")
         if self.ridge < 0.0 or not 0.0 <= self.impute_learn <= 1.0:
             raise ValueError("ridge must be >= 0 and impute_learn in [0, 1]")
+
+    def refit_period(self, n: int) -> int:
+        """The learning period that the ``n``-th snapshot (counting from 0) belongs to.
+
+        ``refit_every`` up to ``32 * refit_every`` snapshots, then doubled each time the count
+        doubles, up to ``refit_growth * refit_every``. Every period starts at a multiple of its
+        length, so a stream is cut at the same positions whatever its blocks: a period ends
+        after snapshot ``n`` exactly when ``(n + 1) % refit_period(n) == 0``.
+
+        Examples
+        --------
+        >>> cfg = EngineConfig()
+        >>> [cfg.refit_period(n) for n in (0, 511, 512, 1023, 1024, 10**6)]
+        [16, 16, 32, 32, 64, 64]
+        >>> EngineConfig(refit_growth=1).refit_period(10**6)
+        16
+        """
+        period, start = self.refit_every, 32 * self.refit_every
+        while period < self.refit_growth * self.refit_every and n >= start:
+            period, start = 2 * period, 2 * start
+        return period

@@ -44,6 +44,9 @@ IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
 
+_FLOAT = {float}
+
+
 class Engine:
     """Online causal root-cause analysis of one graph.
 
@@ -143,8 +146,9 @@ class Engine:
 
         The results, the learned state and the incidents are the same as those of
         :meth:`process_one` snapshot by snapshot, for any block size: models learn at fixed
-        positions of the stream (every ``config.refit_every`` snapshots), so the block is cut
-        there and each piece is scored at once against the same frozen models.
+        positions of the stream (every ``config.refit_every`` snapshots, later less often:
+        :meth:`EngineConfig.refit_period`), so the block is cut there and each piece is
+        scored at once against the same frozen models.
         """
         if not snapshots:
             return []
@@ -200,16 +204,30 @@ class Engine:
         n, index = len(self.graph), self.graph.index
         x = np.full((len(snapshots), n), np.nan)
         invalid: list[tuple[str, ...]] = [()] * len(snapshots)
+        # rows of Python floats, grouped by their names' order (the aligner's is the same for
+        # every snapshot of a graph): one array per group, written into its columns at once
+        groups: dict[tuple[str, ...], tuple[list[int], list[list[float]]]] = {}
+        slow: list[int] = []
         for b, snap in enumerate(snapshots):
             values = snap.values
+            vals = [*values.values()]
+            if set(map(type, vals)) != _FLOAT:
+                slow.append(b)
+                continue
+            group = groups.get(names := tuple(values))
+            if group is None:
+                group = groups[names] = ([], [])
+            group[0].append(b)
+            group[1].append(vals)
+        for names, (where, rows) in groups.items():
             try:
-                cols = [index[name] for name in values]
+                cols = np.array([index[name] for name in names], dtype=np.intp)
             except KeyError:
-                cols = None
-            if cols is not None and all(type(v) is float for v in values.values()):
-                x[b, cols] = list(values.values())
-            else:
-                x[b], invalid[b] = self._vector(values)
+                slow.extend(where)  # an unknown name: _vector names it
+                continue
+            x[np.array(where, dtype=np.intp)[:, None], cols[None, :]] = rows
+        for b in sorted(slow):
+            x[b], invalid[b] = self._vector(snapshots[b].values)
         bad = np.isinf(x)
         if bad.any():  # only the fast rows can hold an inf: name them as _vector does
             for row in np.flatnonzero(bad.any(axis=1)).tolist():
@@ -245,7 +263,7 @@ class Engine:
         invalid: Sequence[tuple[str, ...]],
     ) -> BlockResult:
         """Cut the block at the learning positions; score each piece against frozen models."""
-        period = self.config.refit_every
+        cfg = self.config
         nodes, rows = self.graph.nodes, len(ts)
         node_scores = np.empty((rows, len(nodes)))
         target_scores = np.empty((rows, len(self.targets)))
@@ -257,6 +275,7 @@ class Engine:
         first = self.n_snapshots
         start = 0
         while start < rows:
+            period = cfg.refit_period(self.n_snapshots)
             room = period - self.n_snapshots % period
             stop = min(rows, start + room)
             seg = self._score(x[start:stop])
@@ -389,7 +408,7 @@ class Engine:
         if not self._structure_fixed:
             self._history.append(seg.x)
         self.n_snapshots += seg.x.shape[0]
-        if self.n_snapshots % self.config.refit_every == 0:
+        if self.n_snapshots % self.config.refit_period(self.n_snapshots - 1) == 0:
             self._learn_pending()
             if not self._structure_fixed and self.n_snapshots >= self.config.warmup:
                 self._fix_structure()
@@ -418,10 +437,12 @@ class Engine:
             return
         self.marginalised = tuple(self.graph.nodes[j] for j in drop)
         self._build(frozenset(drop))
-        period = self.config.refit_every
-        for start in range(0, len(history), period):
-            self._pending.append(self._score(history[start : start + period]))
+        start = 0
+        while start < len(history):
+            stop = start + self.config.refit_period(start)
+            self._pending.append(self._score(history[start:stop]))
             self._learn_pending()
+            start = stop
 
     def explain(self, snapshot: Snapshot, target: str | None = None) -> Attribution:
         """Attribute the target's score in ``snapshot`` now, without learning or triggering.
@@ -642,7 +663,7 @@ class Engine:
                     np.ones(n, dtype=bool), True,
                 )
             ]  # fmt: skip
-        if rows >= config.refit_every or engine.n_snapshots % config.refit_every != rows:
+        if engine.n_snapshots % config.refit_period(engine.n_snapshots) != rows:
             raise StateError("pending: rows do not match the position in the stream")
         engine._models.load_state(get_tree(state, "models"))
         triggers = get_list(state, "triggers")
