@@ -63,7 +63,7 @@ from stream_rca.core.block import BlockResult
 from stream_rca.core.engine import Engine
 from stream_rca.core.types import Snapshot
 from stream_rca.errors import DecodeError
-from stream_rca.io.aligner import AlignStatus
+from stream_rca.io.aligner import Aligner, AlignStatus
 from stream_rca.io.events import Sample
 from stream_rca.io.fastdecode import Lane, Row, decode_rows
 from stream_rca.streaming.pipeline import Pipeline, _kind, _Message
@@ -230,12 +230,13 @@ def _align(
     A :class:`~stream_rca.io.fastdecode.Row` (what the fast decoder made of a message)
     goes to :meth:`~stream_rca.io.aligner.Aligner.add_row`, samples to
     :meth:`~stream_rca.io.aligner.Aligner.add_many`: the same statuses and snapshots. The
-    state of a graph is looked up once per (graph, partition) and batch, again after anything
-    that may have changed it (a record-by-record message, an error).
+    state of a graph is looked up again only when its partition changes or after anything that
+    may have changed it (a record-by-record message, an error).
     """
     blocks: dict[str, _Block] = {}
     special: dict[str, bool] = {}
-    states: dict[tuple[str, int], GraphState] = {}
+    # graph -> (partition, state, aligner, block) of its last message that was aligned
+    lanes: dict[str, tuple[int, GraphState, Aligner, _Block]] = {}
     quarantined = pipeline._quarantined
     for index, (r, item) in enumerate(zip(records, decoded, strict=True)):
         row: Row | None = None
@@ -249,7 +250,7 @@ def _align(
                     r.value, partition=r.partition, offset=r.offset, topic=r.topic, key=r.key
                 )
                 counted[index] = True
-                states.clear()
+                lanes.clear()
                 continue
             out = pipeline._dead_letter(_message(r), item.reason, item.message)
             outcomes[index] = Outcome(reason=item.reason, outputs=(out,))
@@ -260,12 +261,17 @@ def _align(
                 outcomes[index] = _EMPTY
                 continue
             graph = samples[0].graph
-        why = quarantined.get(graph)
-        if why is not None:
-            outcomes[index] = _quarantined(pipeline, r, graph, why)
-            continue
-        state = states.get((graph, r.partition))
-        if state is None:
+        lane = lanes.get(graph)
+        if lane is not None and lane[0] == r.partition:  # not quarantined, not special
+            _, state, aligner, block = lane
+            if r.offset is not None and state.applied(r.partition, r.offset):
+                outcomes[index] = Outcome(graph=graph, replayed=True)
+                continue
+        else:
+            why = quarantined.get(graph)
+            if why is not None:
+                outcomes[index] = _quarantined(pipeline, r, graph, why)
+                continue
             own = special.get(graph)
             if own is None:
                 own = special[graph] = _special(pipeline, graph)
@@ -275,16 +281,20 @@ def _align(
                     samples = row.samples()
                 outcomes[index] = pipeline._route(samples, _message(r))
                 continue
-        try:
-            if state is None:
-                state = states[(graph, r.partition)] = pipeline._acquire(graph, r.partition)
-            if r.offset is not None and state.applied(r.partition, r.offset):
-                outcomes[index] = Outcome(graph=graph, replayed=True)
+            try:
+                state = pipeline._acquire(graph, r.partition)
+                if r.offset is not None and state.applied(r.partition, r.offset):
+                    outcomes[index] = Outcome(graph=graph, replayed=True)
+                    continue
+                aligner = state.aligner
+            except Exception as exc:  # a state that cannot load
+                outcomes[index] = pipeline._failed(exc, graph, _message(r), [])
+                lanes.clear()
                 continue
-            aligner = state.aligner
-            block = blocks.get(graph)
-            if block is None:
-                block = blocks[graph] = _Block()
+            known = blocks.get(graph)
+            block = blocks[graph] = _Block() if known is None else known
+            lanes[graph] = (r.partition, state, aligner, block)
+        try:
             if row is not None:
                 statuses, snapshots = aligner.add_row(row.ts, row.values)
             else:
@@ -295,9 +305,9 @@ def _align(
                 for res in made:
                     if res.snapshots:
                         snapshots += res.snapshots
-        except Exception as exc:  # a bug in the aligner or a state that cannot load
+        except Exception as exc:  # a bug in the aligner
             outcomes[index] = pipeline._failed(exc, graph, _message(r), [])
-            states.clear()
+            lanes.clear()
             continue
         p = _Pending(index, r, graph, statuses)
         if snapshots:

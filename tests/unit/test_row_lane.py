@@ -125,9 +125,14 @@ def comparable(outcome: Outcome) -> tuple[Any, ...]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(raws=st.lists(st.composite(message)(), max_size=80), size=st.integers(1, 90))
+@given(
+    raws=st.lists(st.composite(message)(), max_size=80),
+    size=st.integers(1, 90),
+    partitions=st.lists(st.sampled_from([0, 0, 0, 1]), min_size=80, max_size=80),
+    replayed=st.integers(-1, 20),
+)
 def test_process_batch_on_random_mixes_gives_the_outcomes_of_process_one(
-    raws: list[bytes | None], size: int
+    raws: list[bytes | None], size: int, partitions: list[int], replayed: int
 ) -> None:
     specs = [spec("g"), spec("h")]
     batched, single = (
@@ -139,13 +144,20 @@ def test_process_batch_on_random_mixes_gives_the_outcomes_of_process_one(
         )
         for _ in range(2)
     )
-    records = [InputRecord(raw, 0, i, "metrics", b"k") for i, raw in enumerate(raws)]
+    # offsets per partition; the first messages read again in a later batch (the runtime
+    # leaves out messages read twice within one batch)
+    records = [InputRecord(raw, partitions[i], i, "metrics", b"k") for i, raw in enumerate(raws)]
+    again = records[: replayed + 1]
     got: list[Outcome] = []
     for start in range(0, len(records), size):
         got += process_batch(batched, records[start : start + size])
+    got += process_batch(batched, again)
+    records += again
     want = [
-        single.process_one(raw, partition=0, offset=i, topic="metrics", key=b"k")
-        for i, raw in enumerate(raws)
+        single.process_one(
+            r.value, partition=r.partition, offset=r.offset, topic=r.topic, key=r.key
+        )
+        for r in records
     ]
     assert [comparable(o) for o in got] == [comparable(o) for o in want]
     for name in ("g", "h"):
