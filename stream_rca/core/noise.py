@@ -539,12 +539,93 @@ class NoiseBank:
             self._refit_sorted(rows, asc)
         else:
             n = np.minimum(count, self.capacity)
-            valid = np.arange(self.capacity)[None, :] < n[:, None]
-            asc = np.sort(np.where(valid, self.samples[rows], np.inf), axis=1)
-            for size in np.unique(n):
-                pick = np.flatnonzero(n == size)
-                self._refit_sorted(rows[pick], asc[pick, : int(size)])
+            # the values held and at least one free slot (infinite, sorted last) per row: a
+            # row's first n sorted values are those of its whole padded row unless NaNs (sorted
+            # after the padding) outnumber the free slots, so rows holding NaN sort all slots
+            width = min(self.capacity, int(n.max()) + 1)
+            held = self.samples[rows, :width]
+            if width < self.capacity and np.isnan(held).any():
+                width, held = self.capacity, self.samples[rows]
+            valid = np.arange(width)[None, :] < n[:, None]
+            asc = np.sort(np.where(valid, held, np.inf), axis=1)
+            sizes = np.unique(n)
+            if sizes.size == 1:
+                self._refit_sorted(rows, asc[:, : int(sizes[0])])
+            else:
+                self._refit_sizes(rows, asc, n, sizes)
         self.fitted_count[rows] = count
+
+    def _refit_sizes(self, rows: IntArray, asc: FloatArray, n: IntArray, sizes: IntArray) -> None:
+        """:meth:`_refit_sorted` of rows holding different numbers of values, at once.
+
+        ``asc`` holds each row's ``n`` values sorted ascending first. The same floats as one
+        :meth:`_refit_sorted` per size: every position is read through the layout of its
+        row's size, and the tails are fitted per size with the same arrays.
+        """
+        g = rows.size
+        nk = self.n_knots
+        lays = [_layout(int(size), nk, self.tail_fraction, self.min_tail) for size in sizes]
+        inv = np.searchsorted(sizes, n)
+        r = np.arange(g)
+        k_pos = np.stack([lay.k_pos for lay in lays])[inv]
+        around = asc[r[:, None], np.stack([lay.around for lay in lays])[inv]].reshape(g, 3, nk)
+        knots = around[:, 1]
+        tied = (around[:, 0] == knots) | (around[:, 2] == knots)
+        n1 = n + 1.0
+        lt = k_pos.copy()
+        le = lt + 1
+        for i in np.flatnonzero(tied.any(axis=1)).tolist():
+            t, held = tied[i], asc[i, : int(n[i])]
+            lt[i, t] = np.searchsorted(held, knots[i, t], side="left")
+            le[i, t] = np.searchsorted(held, knots[i, t], side="right")
+        self._knots[rows] = knots
+        self._below[rows] = (lt + 0.5) / n1[:, None]
+        self._above[rows] = (le + 0.5) / n1[:, None]
+        # the median as _sorted_median reads it, by size
+        mid_lo, mid_hi = asc[r, (n - 1) // 2], asc[r, n // 2]
+        even = n % 2 == 0
+        median = np.where(even, (mid_lo + mid_hi) / 2.0, mid_hi)
+        odd = np.isnan(asc[r, n - 1]) | (median == 0)
+        q1 = np.array([lay.q1 for lay in lays])[inv]
+        q3 = np.array([lay.q3 for lay in lays])[inv]
+        floor = np.maximum(self.min_scale[rows], 1e-3 * (asc[r, q3] - asc[r, q1]))
+        log_hi = np.log((n - le[:, -1] + 0.5) / n1)
+        log_lo = np.log((lt[:, 0] + 0.5) / n1)
+        hi = [np.empty(g) for _ in _TAIL_FIELDS]
+        lo = [np.empty(g) for _ in _TAIL_FIELDS]
+        for i, size in enumerate(sizes.tolist()):
+            pick = np.flatnonzero(inv == i)
+            if odd[pick].any():
+                fix = pick[odd[pick]]
+                median[fix] = np.median(asc[pick, :size], axis=1)[odd[pick]]
+            k = lays[i].k
+            top = asc[pick, size - 1 :: -1][:, :k]
+            bottom = -asc[pick, :k]
+            u_hi, u_lo = knots[pick, -1], knots[pick, 0]
+            if pick.size == 1:  # one row: two fits, as _refit_sorted does
+                fits = [
+                    fit_tail_sorted(top, u_hi, log_hi[pick], floor[pick], self.caution),
+                    fit_tail_sorted(bottom, -u_lo, log_lo[pick], floor[pick], self.caution),
+                ]
+                for dst, fit in ((hi, fits[0]), (lo, fits[1])):
+                    for arr, name in zip(dst, _TAIL_FIELDS, strict=True):
+                        arr[pick] = getattr(fit, name)
+                continue
+            both = fit_tail_sorted(
+                np.concatenate([top, bottom]),
+                np.concatenate([u_hi, -u_lo]),
+                np.concatenate([log_hi[pick], log_lo[pick]]),
+                np.concatenate([floor[pick], floor[pick]]),
+                self.caution,
+            )
+            m = pick.size
+            for dst, half in ((hi, slice(0, m)), (lo, slice(m, 2 * m))):
+                for arr, name in zip(dst, _TAIL_FIELDS, strict=True):
+                    arr[pick] = getattr(both, name)[half]
+        self._median[rows] = median
+        for tail, arrays in ((self._hi, hi), (self._lo, lo)):
+            for name, arr in zip(_TAIL_FIELDS, arrays, strict=True):
+                getattr(tail, name)[rows] = arr
 
     def _refit_sorted(self, rows: IntArray, asc: FloatArray) -> None:
         g, n = asc.shape
@@ -806,7 +887,7 @@ class _Layout:
     q3: int
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)
 def _layout(n: int, n_knots: int, tail_fraction: float, min_tail: int) -> _Layout:
     if n < 4:  # too few for tails: a flat body over the values, unit-free tails
         k = 1
