@@ -124,6 +124,21 @@ class _Block:
     duplicates: int = 0
 
 
+class _Lane:
+    """Where the last message of a graph in a batch went: its partition, the graph's state
+    and aligner, and its block (``None`` while its messages were all replayed)."""
+
+    __slots__ = ("aligner", "block", "partition", "state")
+
+    def __init__(
+        self, partition: int, state: GraphState, aligner: Aligner, block: _Block | None
+    ) -> None:
+        self.partition = partition
+        self.state = state
+        self.aligner = aligner
+        self.block = block
+
+
 def _message(r: InputRecord) -> _Message:
     return _Message(r.value, r.topic, r.partition, r.offset, r.key)
 
@@ -235,8 +250,7 @@ def _align(
     """
     blocks: dict[str, _Block] = {}
     special: dict[str, bool] = {}
-    # graph -> (partition, state, aligner, block) of its last message that was aligned
-    lanes: dict[str, tuple[int, GraphState, Aligner, _Block]] = {}
+    lanes: dict[str, _Lane] = {}  # graph -> where its last message went
     quarantined = pipeline._quarantined
     for index, (r, item) in enumerate(zip(records, decoded, strict=True)):
         row: Row | None = None
@@ -262,11 +276,14 @@ def _align(
                 continue
             graph = samples[0].graph
         lane = lanes.get(graph)
-        if lane is not None and lane[0] == r.partition:  # not quarantined, not special
-            _, state, aligner, block = lane
+        if lane is not None and lane.partition == r.partition:  # not quarantined, not special
+            state, aligner, block = lane.state, lane.aligner, lane.block
             if r.offset is not None and state.applied(r.partition, r.offset):
                 outcomes[index] = Outcome(graph=graph, replayed=True)
                 continue
+            if block is None:
+                known = blocks.get(graph)
+                block = lane.block = blocks[graph] = _Block() if known is None else known
         else:
             why = quarantined.get(graph)
             if why is not None:
@@ -283,17 +300,18 @@ def _align(
                 continue
             try:
                 state = pipeline._acquire(graph, r.partition)
-                if r.offset is not None and state.applied(r.partition, r.offset):
-                    outcomes[index] = Outcome(graph=graph, replayed=True)
-                    continue
                 aligner = state.aligner
             except Exception as exc:  # a state that cannot load
                 outcomes[index] = pipeline._failed(exc, graph, _message(r), [])
                 lanes.clear()
                 continue
+            if r.offset is not None and state.applied(r.partition, r.offset):
+                outcomes[index] = Outcome(graph=graph, replayed=True)
+                lanes[graph] = _Lane(r.partition, state, aligner, None)
+                continue
             known = blocks.get(graph)
             block = blocks[graph] = _Block() if known is None else known
-            lanes[graph] = (r.partition, state, aligner, block)
+            lanes[graph] = _Lane(r.partition, state, aligner, block)
         try:
             if row is not None:
                 statuses, snapshots = aligner.add_row(row.ts, row.values)
