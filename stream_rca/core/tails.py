@@ -16,10 +16,20 @@ The fit uses probability-weighted moments (Hosking and Wallis, Technometrics 198
 vectorised over many rows at once, and reliable on the few dozen excesses a recency-weighted
 sample offers. The shape is kept in ``[XI_MIN, XI_MAX]``. A negative shape (a bounded tail,
 such as the lower tail of a latency) has an end point, beyond which every value would be
-infinitely anomalous; so a bounded fit is followed only down to ``e^-4`` times ``P(X > u)``, and
-continued beyond as an exponential tail with the fitted law's hazard rate at that point (the
-log-probability is continuous and concave). The score of a far outlier keeps growing and two
+infinitely anomalous; so a bounded fit is followed only down to ``e^-4`` times ``P(X > u)``
+(about where a fit of 52 excesses meets the sample's extreme), and continued beyond as an
+exponential tail. Its hazard rate is the fitted law's at that point, but at most
+``e^1.5 / sigma``: beyond the sample the end point is not known (a residual's end is blurred by
+its mechanism's error, which changes as the mechanism learns), and the law's own hazard there
+grows without bound as ``xi`` nears -1, so that a normal value just past the sample's extreme
+would score tens of nats (and, past the protection level, never be learned). The
+log-probability is continuous and decreasing; a far outlier's score keeps growing and two
 outliers stay ordered.
+
+Shapes down to -1 are fitted: a latency's lower bound, or a truncated noise, ends abruptly with
+its density still positive there, and the excesses near such an end are nearly uniform
+(``xi = -1``). A floor above that (-0.375 was once used) keeps a heavy tail past the data's
+end: on a uniform tail no value ever reaches 6 nats.
 
 One object of this module serves the node scores, the trigger's marginal score and the
 attribution's Monte Carlo draws alike: :class:`Tail` holds fitted parameters per row, and
@@ -51,10 +61,13 @@ IntArray = npt.NDArray[np.intp]
 
 XI_MAX = 0.75
 """Largest tail shape fitted (a tail as heavy as a Student-t with 1.33 degrees of freedom)."""
-XI_MIN = -0.5
-"""Smallest tail shape fitted (a bounded tail, such as latencies have below)."""
+XI_MIN = -1.0
+"""Smallest tail shape fitted (uniform excesses: an abrupt end, such as latencies have below)."""
 _BOUNDED_DEPTH = 4.0
 """Nats below ``P(X > u)`` from which a bounded fit (``xi < 0``) continues as an exponential."""
+_MAX_HAZARD = math.exp(1.5)
+"""Steepest hazard of that exponential continuation, in units of ``1 / sigma`` (the hazard of a
+shape -0.375 fit at the cut)."""
 
 
 def tail_size(n: IntArray | int, tail_fraction: float, min_tail: int) -> IntArray:
@@ -101,13 +114,19 @@ class Tail:
         past = (xi < 0) & (depth > _BOUNDED_DEPTH)
         if np.any(past):
             cut = np.expm1(safe * _BOUNDED_DEPTH) / safe
-            y = np.where(past, cut + (depth - _BOUNDED_DEPTH) * (1.0 + safe * cut), y)
+            y = np.where(past, cut + (depth - _BOUNDED_DEPTH) / _cut_hazard(safe, cut), y)
         out: FloatArray = self.u + self.sigma * y
         return out
 
     def take(self, rows: IntArray) -> Tail:
         """The tails of the given rows."""
         return Tail(self.u[rows], self.sigma[rows], self.xi[rows], self.log_pu[rows])
+
+
+def _cut_hazard(xi: FloatArray, cut: FloatArray) -> FloatArray:
+    """Hazard (in units of ``1 / sigma``) of a bounded tail's continuation past its cut."""
+    out: FloatArray = np.minimum(1.0 / (1.0 + xi * cut), _MAX_HAZARD)
+    return out
 
 
 def _bounded_depth(xi: FloatArray) -> FloatArray:
@@ -126,7 +145,7 @@ def gpd_log_sf(excess: FloatArray, sigma: FloatArray, xi: FloatArray) -> FloatAr
     >>> round(float(gpd_log_sf(np.array(2.0), np.array(1.0), np.array(0.5))), 4)  # -2 log(2)
     -1.3863
     >>> round(float(gpd_log_sf(np.array(50.0), np.array(1.0), np.array(-0.5))), 4)  # past the cut
-    -360.6747
+    -220.3341
     """
     y = np.maximum(excess, 0.0) / sigma
     small = np.abs(xi) < 1e-6
@@ -138,6 +157,7 @@ def gpd_log_sf(excess: FloatArray, sigma: FloatArray, xi: FloatArray) -> FloatAr
         out /= np.negative(safe)
         return _where_small(small, y, out)
     # a bounded tail (xi < 0) is followed to depth L, then continued with its hazard there
+    # (at most _MAX_HAZARD)
     depth = _BOUNDED_DEPTH
     cut = np.where(bounded, np.expm1(safe * depth) / safe, np.inf)
     yy = np.minimum(y, cut)
@@ -147,8 +167,7 @@ def gpd_log_sf(excess: FloatArray, sigma: FloatArray, xi: FloatArray) -> FloatAr
     past = y > cut
     if np.any(past):
         with np.errstate(invalid="ignore"):  # rows not past their cut compute inf * 0
-            hazard = 1.0 / (1.0 + safe * cut)
-            out = np.where(past, -depth - (y - cut) * hazard, out)
+            out = np.where(past, -depth - (y - cut) * _cut_hazard(safe, cut), out)
     return out
 
 
@@ -208,8 +227,9 @@ def fit_excess(
     with np.errstate(divide="ignore", invalid="ignore"):
         # NaN excesses give a NaN denominator, so xi is never NaN here
         xi = np.where(denom > 0, 2.0 - a0 / denom, XI_MAX)
-    # a bounded tail is believed only on enough excesses: from 0 at 16 to XI_MIN at 64
-    lowest = XI_MIN * min(1.0, max(0.0, (k - 16) / 48))
+    # a bounded tail is believed only on enough excesses: from 0 at 24 to XI_MIN at 48 (the
+    # shape's standard error from k excesses is about 2 / sqrt(k): 0.4 at 24, 0.3 at 48)
+    lowest = XI_MIN * min(1.0, max(0.0, (k - 24) / 24))
     if caution:
         xi += caution * 2.0 / math.sqrt(k)
     np.clip(xi, lowest, XI_MAX, out=xi)
