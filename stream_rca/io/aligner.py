@@ -210,6 +210,7 @@ class Aligner:
         self._heap: list[int] = []  # indices of the open windows
         self._floor: int | None = None  # windows below this index are closed
         self._wm = Watermark(5.0 * step if max_ahead is None else max_ahead, len(self.nodes))
+        self._last: tuple[float, float, int] = (math.inf, -math.inf, 0)  # add_row's window
         self._counts = dict.fromkeys(AlignStatus, 0)
         self.forced = 0
         """Number of windows force-emitted because ``max_open_windows`` was reached."""
@@ -386,13 +387,17 @@ class Aligner:
             return (), ()
         wm = self._wm
         value = wm.value
-        step, heap, windows = self.step, self._heap, self._windows
-        k = math.floor(ts / step)
-        if (k + 1) * step <= ts:
-            k += 1
-        elif k * step > ts:
-            k -= 1
-        window = windows.get(k)
+        heap, windows = self._heap, self._windows
+        start, end, k = self._last  # the window of the row before: most rows fall in it too
+        if not start <= ts < end:  # else the window index: the only k with that property
+            step = self.step
+            k = math.floor(ts / step)
+            if (k + 1) * step <= ts:
+                k += 1
+            elif k * step > ts:
+                k -= 1
+            start, end = k * step, (k + 1) * step
+            self._last = (start, end, k)
         if (
             (value is not None and ts > value + wm.max_ahead)  # held apart
             or len(heap) >= self.max_open_windows  # a window may be forced out
@@ -401,15 +406,16 @@ class Aligner:
             return self._row_by_samples(ts, values)
         counts = self._counts
         floor = self._floor
-        if (floor is not None and k < floor) or (
-            value is not None and (k + 1) * step <= value - self.allowed_lateness
-        ):
+        lateness = self.allowed_lateness
+        if (floor is not None and k < floor) or (value is not None and end <= value - lateness):
             counts[_LATE] += n
             return _repeat(_LATE, n), ()
+        window = windows.get(k)
         if window is None:
             windows[k] = dict(values)
             heapq.heappush(heap, k)
             statuses = _repeat(_ACCEPTED, n)
+            counts[_ACCEPTED] += n
         elif n == 1:  # the single form
             ((node, v),) = values.items()
             old = window.get(node)
@@ -417,7 +423,6 @@ class Aligner:
             status = _ACCEPTED if old is None else _DUPLICATE if old == v else _REVISED
             statuses = _ONE[status]
             counts[status] += 1
-            n = 0
         else:
             made: list[AlignStatus] = []
             for node, v in values.items():
@@ -427,12 +432,10 @@ class Aligner:
             statuses = tuple(made)
             for status in made:
                 counts[status] += 1
-            n = 0
-        counts[_ACCEPTED] += n
-        wm.advance(ts)
-        value = wm.value
-        assert value is not None
-        if heap and (heap[0] + 1) * step <= value - self.allowed_lateness:
+        if value is None or ts > value:
+            wm.advance(ts)
+            value = ts
+        if (heap[0] + 1) * self.step <= value - lateness:
             return statuses, tuple(self._advance())
         return statuses, ()
 
