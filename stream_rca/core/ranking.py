@@ -32,9 +32,9 @@ Rules (``EngineConfig.rank_by``):
     produced a value that normal operation gives less than once in ``e^5`` = 150 snapshots),
     by the size of their Shapley contribution, whatever its sign (a cause that pushed the target
     the other way is still a cause: several faults at once can partly cancel); where that order
-    is not resolved (contributions within three standard errors of each other, in a run), by
-    the anomaly each explains, as in ``explains-most``; then the others by their conditional
-    score (their contributions are mostly sampling noise).
+    is not resolved (a run of contributions each within three standard errors of the one before
+    it and of the run's first), by the anomaly each explains, as in ``explains-most``; then the
+    others by their conditional score (their contributions are mostly sampling noise).
 ``"anomalous-shapley"``
     The anomalous players first, then the others; by Shapley contribution within each group.
 ``"upstream-anomalous"``
@@ -270,21 +270,28 @@ def _resolve_ties(
     """Anomalous players whose Shapley order is unresolved, ordered by the anomaly they explain.
 
     Runs of anomalous players in ``order`` (by |contribution|) in which each contribution is
-    within three standard errors of the next form one group; within a group, players whose
-    anomaly reaches the target (:func:`_reaching`) come first, then by the evidence they explain.
+    within three standard errors of the one before it and of the run's first form one group;
+    within a group, players whose anomaly reaches the target (:func:`_reaching`) come first,
+    then by the evidence they explain. Asking both keeps a chain of small gaps from joining
+    players whose order is clear: with the previous player only, a group could stretch from a
+    cause far ahead to an anomalous ancestor far behind it, and the ancestor, which explains its
+    descendants' evidence too, then took the first place.
     """
+
+    def unresolved(i: int, j: int) -> bool:
+        gap = abs(keys[j][-1] - keys[i][-1])
+        return gap <= 3.0 * float(np.hypot(stderr[i], stderr[j]))
+
     out: list[int] = []
     k = 0
     while k < len(order):
-        group = [order[k]]
+        lead = order[k]
+        group = [lead]
         while k + 1 < len(order):
             i, j = order[k], order[k + 1]
-            unresolved = (
-                keys[i][0] == 0.0
-                and keys[j][0] == 0.0
-                and abs(keys[j][-1] - keys[i][-1]) <= 3.0 * float(np.hypot(stderr[i], stderr[j]))
-            )
-            if not unresolved:
+            if not (
+                keys[i][0] == 0.0 and keys[j][0] == 0.0 and unresolved(i, j) and unresolved(lead, j)
+            ):
                 break
             group.append(j)
             k += 1

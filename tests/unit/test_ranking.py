@@ -126,3 +126,20 @@ def test_a_cause_keeps_the_reach_of_the_anomalous_caller_it_drives() -> None:
     assert _order("anomalous-first", names, contributions, scores, parents, stderr=stderr)[0] == (
         "root"
     )
+
+
+def test_a_run_of_small_gaps_does_not_tie_a_clear_leader_to_a_player_far_behind() -> None:
+    # ancestor -> cause -> t, and a noisy sibling caller -> t. Each neighbour in the
+    # contribution order is within three standard errors of the next (4.3 ~ 3.9 ~ 1.7), but
+    # the cause's 4.3 is clear of the ancestor's 1.7: the ancestor, which explains the cause's
+    # evidence too, must not take the first place through the chain.
+    names = ["ancestor", "cause", "caller", "t"]
+    parents = [E, [0], E, [1, 2]]
+    contributions = [1.7, 4.3, 3.9, 0.2]
+    stderr = [0.32, 0.21, 0.94, 0.05]
+    scores = [12.7, 6.6, 7.0, 5.8]
+    order = _order("anomalous-first", names, contributions, scores, parents, stderr=stderr)
+    assert order.index("cause") < order.index("ancestor")
+    # the same players with the ancestor close to the cause: unresolved, evidence decides
+    near = _order("anomalous-first", names, [4.0, 4.3, 3.9, 0.2], scores, parents, stderr=stderr)
+    assert near[0] == "ancestor"
