@@ -9,6 +9,11 @@ Student-t noises. Also the incidents opened per 10,000 normal snapshots at 6, 9 
 and those opened on the DoWhy shop's last 1,640 normal rows after learning the 8,360 before
 (as ``stream-rca replay --train head --data tail`` does; a calibrated trigger opens 0.2 at 9).
 
+PetShop ``noissue`` (real CloudWatch metrics with gaps, 589 rows per scenario): learn the first
+80 %, score the last 20 % (118 rows), latency and availability. At that size one node reaches
+4 nats about twice by chance, so the levels it allows are: per node 2 nats (16 expected), and
+4 and 6 nats over all the nodes of a scenario together (about 70 and 10 expected).
+
 Run: ``python -m benchmarks.calibration``.
 """
 
@@ -26,12 +31,21 @@ from benchmarks.common import DATA, Check, Report, Table, read_rows
 from stream_rca.core.engine import Engine, EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.trigger import TriggerConfig
+from stream_rca.core.types import Snapshot
+from stream_rca.io.petshop import iter_petshop_snapshots, read_petshop_graph
 
 __all__ = ["CalibrationSettings", "calibration", "calibration_table", "main"]
 
 FloatArray = npt.NDArray[np.float64]
 LEVELS = (4.0, 6.0)
 HOLDOUT = 1640
+PETSHOP_SHARE = 0.8
+PETSHOP_CASES = (
+    ("low_traffic", "latency", "Average"),
+    ("high_traffic", "latency", "Average"),
+    ("low_traffic", "availability", "Average"),
+    ("high_traffic", "availability", "Average"),
+)
 
 
 def _chain(seed: int, n: int) -> tuple[CausalGraph, FloatArray]:
@@ -72,6 +86,51 @@ def _run(
                 scores[start - half + i, j] = r.scores.get(node, np.nan)
             opened += sum(e.kind == "opened" for e in r.events)
     return scores, opened
+
+
+def _petshop_scores(scenario: str, metric: str, statistic: str, block: int) -> FloatArray:
+    """Scores ``(rows, nodes)`` of the last 20 % of a scenario's ``noissue`` file (NaN where a
+    node was not scored: no value, marginalised or not warm)."""
+    folder = DATA / "petshop" / scenario
+    graph = CausalGraph(read_petshop_graph(folder / "graph.csv"), name=scenario)
+    snaps: list[Snapshot] = list(
+        iter_petshop_snapshots(
+            folder / "noissue" / "metrics.csv", metric, statistic, nodes=graph.nodes,
+            ignore_extra=True, graph=scenario,
+        )
+    )  # fmt: skip
+    engine = Engine(graph, EngineConfig(), targets=["PetSite"])
+    cut = int(len(snaps) * PETSHOP_SHARE)
+    for start in range(0, cut, block):
+        engine.process_many(snaps[start : min(cut, start + block)])
+    results = []
+    for start in range(cut, len(snaps), block):
+        results += engine.process_many(snaps[start : min(len(snaps), start + block)])
+    return np.array(
+        [[r.scores.get(node, np.nan) for node in graph.nodes] for r in results], dtype=np.float64
+    )
+
+
+def petshop_table() -> dict[str, dict[str, float]]:
+    """Per PetShop case and block size: observed / promised at the levels its size allows."""
+    out: dict[str, dict[str, float]] = {}
+    for scenario, metric, statistic in PETSHOP_CASES:
+        for block in (1, 256):
+            scores = _petshop_scores(scenario, metric, statistic, block)
+            scored = ~np.isnan(scores)
+            per_node = [
+                float(np.mean(scores[scored[:, j], j] >= 2.0)) / math.exp(-2.0)
+                for j in range(scores.shape[1])
+                if scored[:, j].sum() >= 50
+            ]
+            n = int(scored.sum())
+            row = {"scored values": float(n), "most over at 2 nats": max(per_node)}
+            for s in LEVELS:
+                row[f"all nodes at {s:g} nats"] = float(np.sum(scores[scored] >= s)) / (
+                    n * math.exp(-s)
+                )
+            out[f"PetShop {scenario} {metric}, blocks of {block}"] = row
+    return out
 
 
 def holdout_incidents(threshold: float = 9.0) -> int:
@@ -127,6 +186,25 @@ def calibration(settings: CalibrationSettings | None = None) -> Report:
         "Incidents per 10,000 held-out normal snapshots (blocks of 256)",
         ["case", "threshold", "incidents", "calibrated"],
     )
+    pet = Table(
+        "Calibration on PetShop noissue, the last 20 % (observed / promised)",
+        [
+            "case",
+            "scored values",
+            "most over-alarming node at 2 nats",
+            "all nodes at 4 nats",
+            "all at 6 nats",
+        ],
+    )
+    pet_table = petshop_table()
+    for case, row in pet_table.items():
+        pet.add(case, *row.values())
+    pet.notes.append(
+        "Most over-alarming node: the largest observed / promised over the nodes with at least 50 "
+        "scored values (availability nodes are mostly constant: their scores are 0 on the "
+        "constant and reach 2 nats less often than promised by design). Real metrics: a node's "
+        "gaps, marginalised nodes and nodes not yet warm are not scored."
+    )
     worst4, worst6 = 1.0, 1.0
     for case, rows in table.items():
         assert isinstance(rows, dict)
@@ -142,13 +220,20 @@ def calibration(settings: CalibrationSettings | None = None) -> Report:
         "Learn the first half of the stream, score the second (still learning). A ratio above 1 "
         "is over-alarming; below 1, conservative. A ratio of 0 means no score reached the level."
     )
-    report.tables += [ratios, alarms]
-    report.checks.append(
-        Check("P(S>=4) within x2 of e^-4, every node", f"worst x{worst4:.2f}", worst4 <= 2)
-    )
-    report.checks.append(
-        Check("P(S>=6) within x3 of e^-6, every node", f"worst x{worst6:.2f}", worst6 <= 3)
-    )
+    report.tables += [ratios, pet, alarms]
+    for metric in ("latency", "availability"):
+        rows = [r for case, r in pet_table.items() if f" {metric}," in case]
+        for level, bound in ((4, 2.0), (6, 3.0)):
+            ratio = [r[f"all nodes at {level} nats"] for r in rows]
+            worst = max(max(v, 1 / max(v, 1e-9)) for v in ratio)
+            report.checks.append(
+                Check(
+                    f"PetShop noissue {metric}: all nodes' P(S>={level}) within x{bound:g} "
+                    f"of e^-{level}",
+                    f"worst x{worst:.2f}",
+                    worst <= bound,
+                )
+            )
     held = holdout_incidents()
     report.checks.append(
         Check(
@@ -161,13 +246,15 @@ def calibration(settings: CalibrationSettings | None = None) -> Report:
 
 
 def main() -> int:
-    table = calibration_table()
+    table: dict[str, object] = {**calibration_table(), **petshop_table()}
     for case, rows in table.items():
         print(f"\n{case}")
         assert isinstance(rows, dict)
         for node, v in rows.items():
             if isinstance(v, list):
                 print(f"  {node:<24} P(S>=4)/e^-4 {v[0]:5.2f}   P(S>=6)/e^-6 {v[1]:5.2f}")
+            elif isinstance(v, float):
+                print(f"  {node:<24} {v:.3g}")
             else:
                 print(f"  {node:<24} {json.dumps(v)}")
     return 0
