@@ -189,7 +189,9 @@ class Engine:
         bad = np.isinf(x)
         x[bad] = np.nan
         nodes = self.graph.nodes
-        invalid = [tuple(nodes[j] for j in np.flatnonzero(row)) for row in bad]
+        invalid: list[tuple[str, ...]] = [()] * len(x)
+        for b in np.flatnonzero(bad.any(axis=1)).tolist():
+            invalid[b] = tuple(nodes[j] for j in np.flatnonzero(bad[b]))
         end_list = list(ends) if ends is not None else [None] * len(ts)
         if len(end_list) != len(ts):
             raise ValueError(f"expected {len(ts)} ends, got {len(end_list)}")
@@ -379,8 +381,9 @@ class Engine:
         """Score a piece ``(B, nodes)`` against the current (frozen) models."""
         cfg, m = self.config, self._models
         present = ~np.isnan(x)
+        gaps = np.flatnonzero(~present.all(axis=1)).tolist()  # rows with a value missing
         filled = x.copy()
-        for b in np.flatnonzero(~present.all(axis=1)):
+        for b in gaps:
             filled[b] = m.impute(x[b], present[b])
         resid = filled - m.predict(filled)
         warm_nodes = (m.noise.fitted_count >= cfg.warmup) | ~self._active
@@ -390,12 +393,15 @@ class Engine:
         t_present = present[:, self._target_idx]
         t_warm = m.marginal.fitted_count >= cfg.warmup
         t_scores = np.where(t_present & t_warm, m.marginal.score(t_vals), np.nan)
-        parents_ok = np.ones_like(present)
-        for b in np.flatnonzero(~present.all(axis=1)):
-            parents_ok[b] = m.parents_present(present[b], cfg.impute_learn)
         # unscored counts as calm; marginalised nodes learn nothing
-        learn = present & parents_ok & ~(node_scores >= cfg.protect) & self._active
-        noise_learn = present & parents_ok & ~(node_scores >= cfg.protect_noise) & self._active
+        may = present & self._active
+        for b in gaps:
+            may[b] &= m.parents_present(present[b], cfg.impute_learn)
+        learn = may & ~(node_scores >= cfg.protect)
+        if cfg.protect_noise == cfg.protect:
+            noise_learn = learn.copy()  # its own array: incidents clear rows of each
+        else:
+            noise_learn = may & ~(node_scores >= cfg.protect_noise)
         t_learn = t_present & ~(t_scores >= cfg.protect_noise)
         return _Segment(
             x, filled, resid, present, node_scores, t_scores, t_vals, learn, t_learn, noise_learn,

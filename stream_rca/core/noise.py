@@ -689,19 +689,23 @@ class NoiseBank:
         ``values`` is ``(len(rows),)``, or a block ``(B, len(rows))`` scored row by row. Rows
         never fitted get 0 (probability 1) on both sides.
         """
+        every = rows is None  # every row: the arrays themselves, no copies
         rows = np.arange(self.n_nodes) if rows is None else rows
         v = np.asarray(values, dtype=np.float64)
         if v.size == 0:
             return np.zeros(v.shape), np.zeros(v.shape)
         v2 = v.reshape(-1, rows.size)
-        knots = self._knots[rows]
+        knots = self._knots if every else self._knots[rows]
         n_k = knots.shape[1]
         j = (knots[None, :, :] < v2[:, :, None]).sum(axis=-1)  # first knot >= v
         base = (np.arange(rows.size) * n_k)[None, :]
         upper_i = np.minimum(j, n_k - 1) + base
         lower_i = np.maximum(j - 1, 0) + base
         flat = knots.ravel()
-        below, above = self._below[rows].ravel(), self._above[rows].ravel()
+        if every:
+            below, above = self._below.ravel(), self._above.ravel()
+        else:
+            below, above = self._below[rows].ravel(), self._above[rows].ravel()
         k_hi, k_lo = flat[upper_i], flat[lower_i]
         eq = (j < n_k) & (k_hi == v2)
         # strictly between knots: interpolate from P(X <= lower knot) to P(X < upper knot)
@@ -709,17 +713,18 @@ class NoiseBank:
         span = k_hi - k_lo
         w = np.divide(v2 - k_lo, span, out=np.full_like(v2, 0.5), where=span > 0)
         cdf = np.where(eq, 0.5 * (below[upper_i] + above[upper_i]), a + w * (b - a))
-        cdf = np.clip(cdf, 1e-300, 1.0)
+        # np.clip's bounds as two ufuncs (the same floats, NaN kept; clip costs more calls)
+        cdf = np.minimum(np.maximum(cdf, 1e-300), 1.0)
         lo = np.log(cdf)
-        hi = np.log(np.clip(1.0 - cdf, 1e-300, 1.0))
+        hi = np.log(np.minimum(np.maximum(1.0 - cdf, 1e-300), 1.0))
         beyond_hi = (j >= n_k) & ~eq
         beyond_lo = (j == 0) & ~eq
         if beyond_hi.any():
-            t_hi = self._hi.take(rows).log_sf(v2)
+            t_hi = (self._hi if every else self._hi.take(rows)).log_sf(v2)
             hi = np.where(beyond_hi, t_hi, hi)
             lo = np.where(beyond_hi, np.log1p(-np.minimum(np.exp(t_hi), 0.5)), lo)
         if beyond_lo.any():
-            t_lo = self._lo.take(rows).log_sf(-v2)
+            t_lo = (self._lo if every else self._lo.take(rows)).log_sf(-v2)
             lo = np.where(beyond_lo, t_lo, lo)
             hi = np.where(beyond_lo, np.log1p(-np.minimum(np.exp(t_lo), 0.5)), hi)
         unfitted = self.fitted_count[rows] == 0
