@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from stream_rca.report import ReportWriter
     from stream_rca.streaming.state import GraphState
 
-__all__ = ["InputRecord", "cyclic_gc_paused", "process_batch", "score_documents", "write_pages"]
+__all__ = ["InputRecord", "process_batch", "score_documents", "write_pages"]
 
 log = logging.getLogger("stream_rca.streaming")
 
@@ -173,7 +173,7 @@ def process_batch(
     ProcessingError
         Only when the error policy says to stop (never with the default policy).
     """
-    with cyclic_gc_paused():
+    with _cyclic_gc_paused():
         decoded = decode_rows(
             [r.value for r in records],
             known=pipeline.known,
@@ -195,8 +195,8 @@ def process_batch(
 
 
 @contextlib.contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for one batch (if it was on; nested: a no-op).
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one batch (if it was on).
 
     A batch holds a few container objects per message (rows, pending messages) for the length
     of the batch; long enough that the collector promotes them and then runs full collections

@@ -16,13 +16,11 @@ runtime's partitions and offsets again (docs/streaming.md has the measurements).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from typing import Any
 
 from stream_rca.config import Settings
-from stream_rca.streaming.batch import cyclic_gc_paused
 from stream_rca.streaming.runtime import InputMessageAt, Runtime
 
 __all__ = ["MAX_RECORDS", "BatchReader", "pause_input"]
@@ -135,14 +133,12 @@ class BatchReader:
         if not await self._follow():
             await asyncio.sleep(WAIT_MS / 1000)
             return 0
-        with cyclic_gc_paused():  # the fetched records live until the batch is processed
-            got = await self.consumer.getmany(timeout_ms=WAIT_MS, max_records=self.max_records)
-            messages: list[InputMessageAt] = [
-                (tp.partition, r.offset, r.key, r.value) for tp, rs in got.items() for r in rs
-            ]
-            del got
-            if messages:
-                await self.runtime.handle_batch(messages)
+        got = await self.consumer.getmany(timeout_ms=WAIT_MS, max_records=self.max_records)
+        messages: list[InputMessageAt] = [
+            (tp.partition, r.offset, r.key, r.value) for tp, rs in got.items() for r in rs
+        ]
+        if messages:
+            await self.runtime.handle_batch(messages)
             self.batches += 1
             # the reader is draining a backlog of its partitions: none of them is quiet (the
             # runtime's catch-up re-reads, record by record, only what nobody reads)
@@ -164,14 +160,7 @@ class BatchReader:
         return None if high is None else int(high)
 
     async def run(self) -> None:
-        """Read and process until cancelled (the app stops).
-
-        What exists when reading starts (modules, the app, its clients) is moved out of the
-        cyclic garbage collector's reach (``gc.freeze``): its full collections then scan only
-        what came later. Each read, with the processing of its batch, runs with the collector
-        paused (:func:`~stream_rca.streaming.batch.cyclic_gc_paused`).
-        """
-        gc.freeze()
+        """Read and process until cancelled (the app stops)."""
         await self.start()
         try:
             while True:
