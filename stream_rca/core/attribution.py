@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stream_rca.core.noise import log_event, log_event_groups, log_exceedance
+from stream_rca.core.coalitions import coalition_event_logs
+from stream_rca.core.noise import log_event, log_exceedance
 from stream_rca.core.shapley import (
     ShapleyResult,
     estimate_shapley,
@@ -123,15 +124,13 @@ def attribute_noise(
         # All 2**d coalitions at once: the sum of the gaps of a coalition's members, built by
         # doubling (coalition 2**p + c is coalition c plus player p), one add per coalition.
         # float32 halves the memory traffic; probabilities need no more precision.
-        samples = np.empty((2**d, gap.shape[0]), dtype=np.float32)
-        samples[0] = marginal
-        gap32 = gap.astype(np.float32)
-        for p in range(d):
-            np.add(samples[: 2**p], gap32[:, p][None, :], out=samples[2**p : 2 ** (p + 1)])
-        # The Monte Carlo error of the draws: the same attribution on _GROUPS disjoint
-        # quarters of them, whose spread estimates the error of the whole (exact over
-        # coalitions is not exact over draws); one sort serves the whole and the quarters.
-        whole, parts = log_event_groups(samples, hi, lo, _GROUPS, _TAIL_FRACTION, _MIN_TAIL, floor)
+        # All 2**d coalitions at once (the sums of their members' gaps, in float32, see
+        # coalitions.py). The Monte Carlo error of the draws: the same attribution on _GROUPS
+        # disjoint quarters of them, whose spread estimates the error of the whole (exact
+        # over coalitions is not exact over draws).
+        whole, parts = coalition_event_logs(
+            gap, marginal, hi, lo, _GROUPS, _TAIL_FRACTION, _MIN_TAIL, floor
+        )
         vals = np.minimum(0.0, whole)
         group_vals = np.minimum(0.0, parts)
         empty = float(vals[0])  # the same float32 draws as every other coalition
