@@ -52,7 +52,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -454,11 +454,14 @@ def score_documents(columns: BlockResult) -> list[bytes]:
     t_full = cast(list[bool], t_scored.all(axis=1).tolist())
     complete = cast(list[bool], columns.present.all(axis=1).tolist())
     warm = columns.warm.tolist()
-    graph, first = columns.graph, columns.first
+    graph, first, ts, ends = columns.graph, columns.first, columns.ts, columns.ends
     events, opened = columns.events, columns.open_incidents
     invalid = columns.invalid
     out: list[bytes] = []
     encode = _ENCODER.encode
+    no_events: list[dict[str, Any]] = []  # shared by the documents: encoded, never changed
+    no_names: list[str] = []
+    present = columns.present
     for i in range(n):
         row = node_rows[i]
         scores = (
@@ -474,23 +477,24 @@ def score_documents(columns: BlockResult) -> list[bytes]:
         )
         bad = invalid[i]
         if complete[i]:
-            missing: list[str] = []
+            missing = no_names
         else:
             missing = [
-                nodes[j]
-                for j in np.flatnonzero(~columns.present[i]).tolist()
-                if nodes[j] not in bad
+                nodes[j] for j in np.flatnonzero(~present[i]).tolist() if nodes[j] not in bad
             ]
-        doc = {
-            "schema": SCORES_SCHEMA,
-            "graph": graph,
-            "window": {"start": columns.ts[i], "end": columns.ends[i]},
-            "warm": warm[i],
-            "snapshots": first + i + 1,
-            "scores": scores,
-            "target_scores": target_scores,
-            "open_incidents": dict(opened.get(i, {})),
-            "events": [
+        happened = events.get(i)
+        doc = _ScoresDoc(
+            SCORES_SCHEMA,
+            graph,
+            _Window(ts[i], ends[i]),
+            warm[i],
+            first + i + 1,
+            scores,
+            target_scores,
+            _plain_dict(opened.get(i)),
+            no_events
+            if happened is None
+            else [
                 {
                     "kind": e.kind,
                     "incident_id": e.incident_id,
@@ -498,13 +502,44 @@ def score_documents(columns: BlockResult) -> list[bytes]:
                     "ts": e.ts,
                     "score": e.score,
                 }
-                for e in events.get(i, ())
+                for e in happened
             ],
-            "missing": missing,
-            "invalid": list(bad),
-        }
+            missing,
+            list(bad) if bad else no_names,
+        )
         out.append(encode(doc))
     return out
+
+
+class _Window(msgspec.Struct):
+    start: float
+    end: float | None
+
+
+class _ScoresDoc(msgspec.Struct):
+    """A ``rca.scores`` document's fields, in the order of
+    :func:`~stream_rca.streaming.records.scores_document`'s (msgspec encodes them so)."""
+
+    schema: str
+    graph: str
+    window: _Window
+    warm: bool
+    snapshots: int
+    scores: dict[str, float]
+    target_scores: dict[str, float]
+    open_incidents: dict[str, str]
+    events: list[dict[str, Any]]
+    missing: list[str]
+    invalid: list[str]
+
+
+_NO_INCIDENTS: dict[str, str] = {}
+
+
+def _plain_dict(opened: Mapping[str, str] | None) -> dict[str, str]:
+    if opened is None:
+        return _NO_INCIDENTS  # shared: encoded, never changed
+    return opened if type(opened) is dict else dict(opened)
 
 
 def _block_failed(pipeline: Pipeline, graph: str, block: _Block, exc: Exception) -> None:
