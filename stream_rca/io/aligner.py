@@ -26,6 +26,10 @@ Policies:
 - **Bounded memory**: at most ``max_open_windows`` windows are held; opening one more
   force-emits the oldest (counted in :attr:`Aligner.forced`), after which it counts as emitted.
 
+:meth:`Aligner.add_row` takes the values of one message at one time as a mapping (what
+:func:`~stream_rca.io.fastdecode.decode_rows` makes) with the outcome of :meth:`Aligner.add_many`
+on its samples, placing a plain row (its window open, not far ahead) in one step.
+
 Every outcome is counted in :attr:`Aligner.counts`. An aligner's state is data
 (:meth:`Aligner.to_state`), checkpointed with the engine's.
 """
@@ -381,6 +385,15 @@ class Aligner:
             The message's time, unix seconds.
         values
             Node name to a finite float, in message order (not kept: copied into the window).
+
+        Examples
+        --------
+        >>> al = Aligner(["db", "api"], step=10.0, graph="shop")
+        >>> al.add_row(1700000001.0, {"db": 0.1, "api": 0.5})[0]
+        (<AlignStatus.ACCEPTED: 'accepted'>, <AlignStatus.ACCEPTED: 'accepted'>)
+        >>> statuses, snapshots = al.add_row(1700000012.0, {"api": 0.7})
+        >>> statuses, [snap.values for snap in snapshots]
+        ((<AlignStatus.ACCEPTED: 'accepted'>,), [{'db': 0.1, 'api': 0.5}])
         """
         n = len(values)
         if not n:

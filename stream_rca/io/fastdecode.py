@@ -7,6 +7,11 @@ tries a typed msgspec decoder, which accepts a message only when it is certainly
 ``decode_event`` would accept it too and read the same values. Every other message (about one
 in many, in a healthy stream) goes to ``decode_event``, so dead-letter reasons stay exact.
 
+:func:`decode_rows` is the same decoder for the batch path: a message the fast decoder takes
+comes out as a :class:`Row` (graph, time, node -> value, in message order; a single-form
+message is a row of one value) instead of one :class:`~stream_rca.io.events.Sample` per value,
+and :meth:`~stream_rca.io.aligner.Aligner.add_row` places it in its window in one step.
+
 The fast decoder takes a message when all of these hold, and hands it on otherwise:
 
 - it has at most ``max_bytes`` bytes, holds no backslash (so no escaped key can hide a

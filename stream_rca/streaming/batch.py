@@ -7,9 +7,11 @@ the same outcome for every message, but each stage runs once over the whole batc
 1. **decode**: :func:`~stream_rca.io.fastdecode.decode_batch` (a typed msgspec decoder; the
    detailed decoder only for the messages it does not certainly accept, so reasons are
    exact);
-2. **align**: each message's samples go to its graph's aligner in message order (the
-   watermark rule counts messages, so this stays per message); the snapshots it completes
-   are gathered per graph; what the aligner made of the samples is counted once per graph;
+2. **align**: each message's values go to its graph's aligner in message order (the
+   watermark rule counts messages, so this stays per message): a row of the fast decoder
+   in one step (:meth:`~stream_rca.io.aligner.Aligner.add_row`), the detailed decoder's
+   samples one by one; the snapshots it completes are gathered per graph; what the aligner
+   made of the values is counted once per graph;
 3. **engine**: each graph's snapshots of the batch go through
    :meth:`~stream_rca.core.engine.Engine.process_many_columns` in one block, which gives the
    results, learned state and incidents of ``process_one`` snapshot by snapshot, for any
@@ -17,14 +19,20 @@ the same outcome for every message, but each stage runs once over the whole batc
 4. **sinks**: the score documents of a block are encoded from its columns at once (msgspec;
    the same documents as :func:`~stream_rca.streaming.records.scores_document`), the
    attribution documents one by one (they are rare), each under the message that completed
-   its snapshot; the metrics are updated once per block
+   its snapshot; the change service learns the block's snapshots at once
+   (:meth:`~stream_rca.streaming.changes.ChangeService.observe_block`); the metrics are
+   updated once per block
    (:meth:`~stream_rca.observability.PipelineMetrics.observe_block`) and the records counter
    once per batch.
 
 Data flows one way: a stage reads only what the one before produced. Per-snapshot
 :class:`~stream_rca.core.types.StepResult` objects are built only when asked for
-(``results=True``, the default; the worker's hot path passes ``False``) and for the change
-service, which reads each snapshot's open incidents.
+(``results=True``, the default; the worker's hot path passes ``False``); the change service
+reads each snapshot's open incidents from the columns.
+
+**The collector.** Python's cyclic garbage collector is paused for the length of a batch
+(the batch's own objects hold no cycles and are freed when it ends; in process, its full
+collections had been a third of the single form's time).
 
 **Incident pages.** Given a :class:`~stream_rca.report.ReportWriter` (``pages``, the
 worker's ``--report-dir``), every snapshot's result goes to it after the batch, in the order
