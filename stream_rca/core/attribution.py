@@ -28,13 +28,13 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_rca.core.coalitions import coalition_event_logs
-from stream_rca.core.noise import log_event, log_exceedance
+from stream_rca.core.noise import _excess_log_sf, log_event, log_exceedance
 from stream_rca.core.shapley import (
     ShapleyResult,
     estimate_shapley,
     permutation_shapley,
 )
-from stream_rca.core.tails import fit_tail, tail_size
+from stream_rca.core.tails import fit_tail, fit_tail_sorted, tail_size
 
 __all__ = ["AttributionOutcome", "PlayerModel", "attribute_noise"]
 
@@ -111,9 +111,10 @@ def attribute_noise(
         marginal = x_target - gap.sum(axis=1)
     else:
         marginal = _generic_sampler(model, noise, noise_draws)(np.zeros((1, d), dtype=bool))[0]
-    spread = float(np.subtract(*np.percentile(marginal, [75, 25])))
+    asc = np.sort(marginal)  # the same quantiles and tails as the sample's, read off in order
+    spread = float(np.subtract(*np.percentile(asc, [75, 25])))
     floor = 1e-3 * spread + 1e-12
-    hi, lo = _event(marginal, x_target, floor)
+    hi, lo = _event(asc, x_target, floor)
 
     def values_of(samples: npt.NDArray[np.floating[Any]]) -> FloatArray:
         vals = log_event(samples, hi, lo, _TAIL_FRACTION, _MIN_TAIL, floor, overwrite=True)
@@ -255,8 +256,54 @@ def _generic_sampler(
     return sample
 
 
-def _event(marginal: FloatArray, x_target: float, floor: float) -> tuple[float, float]:
-    """Thresholds ``(hi, lo)`` of the event ``g(X) >= g(x_t)``: ``X >= hi or X <= lo``."""
+def _event(asc: FloatArray, x_target: float, floor: float) -> tuple[float, float]:
+    """Thresholds ``(hi, lo)`` of the event ``g(X) >= g(x_t)``: ``X >= hi or X <= lo``.
+
+    ``asc`` is the marginal sample sorted. The numbers of
+    :func:`~stream_rca.core.noise.log_exceedance` and
+    :func:`~stream_rca.core.tails.fit_tail` on the sample and on its negation, read off the
+    sorted values instead of counted and partitioned anew.
+    """
+    if np.isnan(asc[-1]):  # NaN (sorted last) counts as no value: the plain reading
+        return _event_plain(asc, x_target, floor)
+    k = int(tail_size(asc.size, _TAIL_FRACTION, _MIN_TAIL))
+    neg = -asc[::-1]  # the negated sample, sorted
+    up = _log_sf_sorted(asc, x_target, k, floor)
+    down = _log_sf_sorted(neg, -x_target, k, floor)
+    if up <= down:  # the target is in the upper half
+        return x_target, -_quantile_sorted(neg, up, k, floor)
+    return _quantile_sorted(asc, down, k, floor), x_target
+
+
+def _log_sf_sorted(asc: FloatArray, x: float, k: int, floor: float) -> float:
+    """``log_exceedance`` of one sorted sample at ``x``, with tails of ``k`` values."""
+    size = asc.size
+    left = int(np.searchsorted(asc, x, side="left"))
+    right = int(np.searchsorted(asc, x, side="right"))
+    beyond, tied = size - right, right - left
+    out = np.log(np.array([(beyond + 0.5 * tied + 0.5) / (size + 1.0)]))
+    if beyond + tied <= k:  # extrapolated where fewer than k values reach x
+        u = asc[size - k - 1 : size - k]
+        excess = np.subtract(asc[: size - k - 1 : -1], u)[None, :]  # the largest first
+        xs = np.array([x])
+        ext = _excess_log_sf(excess, u, xs, size, np.array([floor]))
+        if x > float(u[0]):
+            out = np.minimum(ext, out)
+    return float(out[0])
+
+
+def _quantile_sorted(asc: FloatArray, log_p: float, k: int, floor: float) -> float:
+    """The value ``x`` with ``log P(X >= x) = log_p`` under the tail-extrapolated sorted sample
+    (the fit of :func:`~stream_rca.core.tails.fit_tail` to its ``k`` largest values)."""
+    n = asc.size
+    log_pu = np.full(1, math.log((k + 0.5) / (n + 1.0)))
+    tail = fit_tail_sorted(asc[: n - k - 1 : -1][None, :], asc[n - k - 1 : n - k], log_pu, floor)
+    if log_p >= float(tail.log_pu[0]):
+        return float(np.quantile(asc, 1.0 - math.exp(log_p)))
+    return float(tail.isf(log_p)[0])
+
+
+def _event_plain(marginal: FloatArray, x_target: float, floor: float) -> tuple[float, float]:
     row = marginal[None, :]
     up = float(log_exceedance(row, np.array([x_target]), _TAIL_FRACTION, _MIN_TAIL, floor)[0])
     down = float(log_exceedance(-row, np.array([-x_target]), _TAIL_FRACTION, _MIN_TAIL, floor)[0])

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_rca.core.attribution import PlayerModel, attribute_noise
+from stream_rca.core.attribution import PlayerModel, _event, _event_plain, attribute_noise
 from stream_rca.core.coalitions import coalition_event_logs
 from stream_rca.core.noise import log_event_groups
 
@@ -103,3 +103,30 @@ def test_exact_attribution_repeats_and_adds_up(d: int) -> None:
     np.testing.assert_array_equal(a.stderr, b.stderr)
     assert a.contributions.sum() == pytest.approx(a.target_score, abs=1e-9)
     assert (a.stderr > 0).all()
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    size=st.integers(60, 700),
+    kind=st.sampled_from(["t", "normal", "rounded", "exponential"]),
+    where=st.sampled_from(["inside", "on a value", "beyond"]),
+)
+@settings(max_examples=120, deadline=None)
+def test_event_bounds_from_the_sorted_sample_as_from_the_sample(
+    seed: int, size: int, kind: str, where: str
+) -> None:
+    """The event's bounds read off the sorted marginal sample equal those counted on it."""
+    rng = np.random.default_rng(seed)
+    marginal = {
+        "t": lambda: rng.standard_t(3, size=size),
+        "normal": lambda: rng.normal(size=size),
+        "rounded": lambda: np.round(rng.normal(size=size), 1),
+        "exponential": lambda: rng.exponential(size=size),
+    }[kind]()
+    x = {
+        "inside": lambda: float(rng.uniform(-2.0, 2.0)),
+        "on a value": lambda: float(rng.choice(marginal)),
+        "beyond": lambda: float(rng.choice([-1.0, 1.0]) * rng.uniform(4.0, 9.0)),
+    }[where]()
+    floor = 1e-3 * float(np.subtract(*np.percentile(marginal, [75, 25]))) + 1e-12
+    assert _event(np.sort(marginal), x, floor) == _event_plain(marginal, x, floor)
