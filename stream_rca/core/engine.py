@@ -499,12 +499,26 @@ class Engine:
                     stack.append(int(p))
         return np.array([*sorted(seen), j], dtype=np.intp)  # positions are topological
 
-    def _player_model(self, players: IntArray) -> tuple[PlayerModel, int]:
+    def _player_parents(self, players: IntArray) -> list[IntArray]:
+        """Each player's parents as positions among the players (kept while the structure
+        holds: a rebuilt model has another parent index)."""
         m = self._models
+        cache: dict[bytes, tuple[object, list[IntArray]]]
+        cache = self.__dict__.setdefault("_parents_cache", {})
+        key = players.tobytes()
+        hit = cache.get(key)
+        if hit is not None and hit[0] is m.parent_index:
+            return hit[1]
         pos = {int(j): i for i, j in enumerate(players)}
         parents = [
             np.array([pos[int(p)] for p in m.parent_index[j]], dtype=np.intp) for j in players
         ]
+        cache[key] = (m.parent_index, parents)
+        return parents
+
+    def _player_model(self, players: IntArray) -> tuple[PlayerModel, int]:
+        m = self._models
+        parents = self._player_parents(players)
         if not any(int(j) in m.river for j in players):
             weights, _ = m.bank.coefficients()
             sub = weights[np.ix_(players, players)]

@@ -746,9 +746,10 @@ class NoiseBank:
 
     def draw(self, rows: IntArray, n: int, rng: np.random.Generator) -> FloatArray:
         """``(n, len(rows))`` values drawn with replacement from the rows' samples."""
-        filled = np.maximum(self.filled[rows], 1)
+        filled = np.maximum(np.minimum(self.count[rows], self.capacity), 1)
         pick = (rng.random((n, rows.size)) * filled[None, :]).astype(np.intp)
-        out: FloatArray = self.samples[rows[None, :], pick]
+        pick += rows[None, :] * self.samples.shape[1]  # positions in the flattened samples
+        out: FloatArray = self.samples.take(pick)
         return out
 
     def tails(self) -> tuple[Tail, Tail]:
