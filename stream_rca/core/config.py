@@ -27,9 +27,9 @@ class EngineConfig:
         scores and incidents as record-by-record processing.
     refit_growth
         Longest period, as a multiple of ``refit_every`` (a power of two; 1 keeps the period
-        fixed). The period doubles each time the stream doubles from ``32 * refit_every``
-        snapshots on (16 -> 32 at 512 -> 64 at 1024 by default), so a refit never waits for
-        more than a sixteenth of the snapshots seen; the positions depend on the count alone
+        fixed). The period doubles each time the stream doubles from ``16 * refit_every``
+        snapshots on (16 -> 32 at 256 -> 64 at 512 by default), so a refit never waits for
+        more than an eighth of the snapshots seen; the positions depend on the count alone
         (see :meth:`refit_period`). An older model changes little in a period, and the cost
         of each refit is shared by more snapshots.
     forgetting
@@ -116,7 +116,7 @@ class EngineConfig:
     def refit_period(self, n: int) -> int:
         """The learning period that the ``n``-th snapshot (counting from 0) belongs to.
 
-        ``refit_every`` up to ``32 * refit_every`` snapshots, then doubled each time the count
+        ``refit_every`` up to ``16 * refit_every`` snapshots, then doubled each time the count
         doubles, up to ``refit_growth * refit_every``. Every period starts at a multiple of its
         length, so a stream is cut at the same positions whatever its blocks: a period ends
         after snapshot ``n`` exactly when ``(n + 1) % refit_period(n) == 0``.
@@ -124,12 +124,12 @@ class EngineConfig:
         Examples
         --------
         >>> cfg = EngineConfig()
-        >>> [cfg.refit_period(n) for n in (0, 511, 512, 1023, 1024, 10**6)]
+        >>> [cfg.refit_period(n) for n in (0, 255, 256, 511, 512, 10**6)]
         [16, 16, 32, 32, 64, 64]
         >>> EngineConfig(refit_growth=1).refit_period(10**6)
         16
         """
-        period, start = self.refit_every, 32 * self.refit_every
+        period, start = self.refit_every, 16 * self.refit_every
         while period < self.refit_growth * self.refit_every and n >= start:
             period, start = 2 * period, 2 * start
         return period

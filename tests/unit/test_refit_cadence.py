@@ -17,13 +17,13 @@ _GRAPH = CausalGraph(_SIM.edges, _SIM.nodes, name="shop")
 _DATA = _SIM.sample(700)
 _DATA[[400, 401], -1] += 25.0  # an incident inside a grown period
 _DATA[np.random.default_rng(1).random(_DATA.shape) < 0.02] = np.nan
-# refit_every=4: periods of 4 up to 128 snapshots, 8 up to 256, then 16
+# refit_every=4: periods of 4 up to 64 snapshots, 8 up to 128, then 16
 _CFG = EngineConfig(warmup=40, refit_every=4, trigger=TriggerConfig(threshold=6.0))
 
 
 def test_the_period_doubles_with_the_count_up_to_its_limit() -> None:
     cfg = EngineConfig(refit_every=4)
-    assert [cfg.refit_period(n) for n in (0, 127, 128, 255, 256, 10_000)] == [4, 4, 8, 8, 16, 16]
+    assert [cfg.refit_period(n) for n in (0, 63, 64, 127, 128, 10_000)] == [4, 4, 8, 8, 16, 16]
     assert EngineConfig(refit_every=4, refit_growth=1).refit_period(10_000) == 4
     # every period starts at a multiple of its length
     starts = [0]
