@@ -421,14 +421,19 @@ def _replay(args: argparse.Namespace) -> int:
         if args.data:
             for rows, full in enumerate(_snapshots(args.data, "--data", read), start=1):
                 snap = split(full, learn=not open_now)  # nothing learns inside an incident
+                # a row is explained against the models that score it, before the engine may
+                # learn it (a learning period can end on this very row)
+                early = None
+                if args.explain and rows - 1 in args.explain:
+                    early = engine.explain(snap, engine.targets[0])
                 result = engine.process_one(snap)
                 open_now = bool(result.open_incidents)
                 if scores is not None:
                     doc = scores_document(result, snap, engine.n_snapshots)
                     scores.write(json_bytes(doc).decode() + "\n")
                 explained = list(result.attributions)
-                if args.explain and rows - 1 in args.explain and not explained:
-                    explained.append(engine.explain(snap, engine.targets[0]))
+                if early is not None and not explained:
+                    explained.append(early)
                 if extras.series:
                     explained = [extras.annotate(att) for att in explained]
                 incidents += write_attributions(explained, out, output, _print_incident)

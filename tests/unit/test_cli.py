@@ -373,3 +373,34 @@ def test_check_graph_prints_the_name_it_used(
     assert "graph 'checkout' (the file's name field)" in capsys.readouterr().out
     assert main(["check-graph", str(path), "--name", "other"]) == 0
     assert "graph 'other' (--name)" in capsys.readouterr().out
+
+
+def test_replay_explains_a_row_against_the_models_that_scored_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 400 training rows: a learning period of the engine ends on data row 15 (snapshot 415),
+    # so the engine learns that row as it processes it. Its explanation must not have learned
+    # it: the same as explaining it before processing it.
+    from stream_rca.cli import _load_graph, _snapshots
+    from stream_rca.core.engine import Engine, EngineConfig
+
+    files = _chain_files(tmp_path, rows=400, data_rows=20)
+    out = tmp_path / "out.jsonl"
+    argv = [
+        "replay", "--graph", str(files["graph"]), "--train", str(files["train"]),
+        "--data", str(files["data"]), "--explain", "15", "--output", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    (doc,) = [json.loads(line) for line in out.read_text().splitlines()]
+    graph = _load_graph(str(files["graph"]))
+    read = {"nodes": None, "ignore_extra": False, "graph": graph.name}
+    config = EngineConfig()
+    assert (400 + 15 + 1) % config.refit_period(400 + 15) == 0  # the period ends on row 15
+    engine = Engine(graph, config)
+    engine.process_many(list(_snapshots(str(files["train"]), "--train", read)))
+    data = list(_snapshots(str(files["data"]), "--data", read))
+    engine.process_many(data[:15])
+    expected = engine.explain(data[15], engine.targets[0])
+    got = {rc["node"]: rc["contribution"] for rc in doc["root_causes"]}
+    assert got == {rc.node: rc.contribution for rc in expected.root_causes}
