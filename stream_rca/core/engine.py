@@ -146,9 +146,9 @@ class Engine:
 
         The results, the learned state and the incidents are the same as those of
         :meth:`process_one` snapshot by snapshot, for any block size: models learn at fixed
-        positions of the stream (every ``config.refit_every`` snapshots, later less often:
-        :meth:`EngineConfig.refit_period`), so the block is cut there and each piece is
-        scored at once against the same frozen models.
+        positions of the stream (every ``config.refit_every`` snapshots, or less often later
+        with ``config.refit_growth``: :meth:`EngineConfig.refit_period`), so the block is cut
+        there and each piece is scored at once against the same frozen models.
         """
         if not snapshots:
             return []

@@ -18,13 +18,13 @@ _DATA = _SIM.sample(700)
 _DATA[[400, 401], -1] += 25.0  # an incident inside a grown period
 _DATA[np.random.default_rng(1).random(_DATA.shape) < 0.02] = np.nan
 # refit_every=4: periods of 4 up to 64 snapshots, 8 up to 128, then 16
-_CFG = EngineConfig(warmup=40, refit_every=4, trigger=TriggerConfig(threshold=6.0))
+_CFG = EngineConfig(warmup=40, refit_every=4, refit_growth=4, trigger=TriggerConfig(threshold=6.0))
 
 
 def test_the_period_doubles_with_the_count_up_to_its_limit() -> None:
-    cfg = EngineConfig(refit_every=4)
+    cfg = EngineConfig(refit_every=4, refit_growth=4)
     assert [cfg.refit_period(n) for n in (0, 63, 64, 127, 128, 10_000)] == [4, 4, 8, 8, 16, 16]
-    assert EngineConfig(refit_every=4, refit_growth=1).refit_period(10_000) == 4
+    assert EngineConfig(refit_every=4).refit_period(10_000) == 4  # the default: fixed
     # every period starts at a multiple of its length
     starts = [0]
     while starts[-1] < 5_000:
