@@ -85,9 +85,10 @@ def ensure_topics(
 
     The input topic gets ``settings.partitions`` partitions (it must have as many as the
     changelog of the state table); the output topics (attributions, scores, dead letters,
-    why-changed answers) and the why-changed request topic too, each under its configured
-    name. ``extra`` adds more topics (or other partition counts for these). The
-    dead-letter topic is created with an explicit ``max.message.bytes`` of
+    why-changed answers), the why-changed request topic and the spans topic (read by graphs
+    that grow from spans) too, each under its configured name. ``extra`` adds more topics (or
+    other partition counts for these). The dead-letter topic is created with an explicit
+    ``max.message.bytes`` of
     :data:`DEAD_LETTER_TOPIC_MAX_BYTES`, the limit the worker's dead letters are cut to fit.
 
     Raises
@@ -103,6 +104,7 @@ def ensure_topics(
         settings.deadletter_topic: settings.partitions,
         settings.changes_topic: settings.partitions,
         settings.change_requests_topic: settings.partitions,
+        settings.spans_topic: settings.partitions,
         **(extra or {}),
     }
     admin = kafka.admin.KafkaAdminClient(

@@ -27,10 +27,11 @@ def test_ensure_topics_creates_the_why_changed_topics_like_the_others(
         deadletter_topic=f"{base}.deadletter",
         changes_topic=f"{base}.why-changed",
         change_requests_topic=f"{base}.why-changed-requests",
+        spans_topic=f"{base}.spans",
     )
     counts = ensure_topics(settings)
     topics = [f"{base}.{n}" for n in ("metrics", "attributions", "scores", "deadletter")]
-    for topic in [*topics, f"{base}.why-changed", f"{base}.why-changed-requests"]:
+    for topic in [*topics, f"{base}.why-changed", f"{base}.why-changed-requests", f"{base}.spans"]:
         assert counts[topic] == PARTITIONS, topic
         assert topic_partition_count(kafka_bootstrap, topic) == PARTITIONS, topic
     # a second call (another worker starting) finds them and changes nothing
