@@ -73,6 +73,8 @@ log = logging.getLogger("stream_rca.streaming")
 
 AGENT_NAME = "rca"
 TABLE_NAME = "engine-state"
+PRODUCER_BATCH_BYTES = 1024 * 1024
+"""The producer's batch per partition, bytes (faust's default is 16 KiB)."""
 WEB_BIND = "127.0.0.1"
 """The faust web server, when on, listens on the loopback interface only."""
 
@@ -192,6 +194,10 @@ def make_app(
         broker_session_timeout=session_timeout,
         broker_heartbeat_interval=min(3.0, session_timeout / 3),
         producer_max_request_size=MAX_CHECKPOINT_BYTES + 65536,
+        # aiokafka keeps one produce request in flight per broker, with one batch per
+        # partition: with faust's 16 KiB batches a block's score documents took hundreds of
+        # round trips (each waking the broker) where a few do
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         consumer_max_fetch_size=MAX_CHECKPOINT_BYTES + 65536,
         producer_acks=-1,
     )
