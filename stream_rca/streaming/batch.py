@@ -91,9 +91,10 @@ _LATE, _DUPLICATE = AlignStatus.LATE, AlignStatus.DUPLICATE
 _EMPTY = Outcome()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputRecord:
-    """One input message of a batch and where it came from."""
+    """One input message of a batch and where it came from (not changed once made: a plain
+    slotted class, as a frozen dataclass costs several times as much to make, per message)."""
 
     value: bytes | None
     partition: int = 0
@@ -136,7 +137,7 @@ class _Lane:
     """Where the last message of a graph in a batch went: its partition, the graph's state
     and aligner, and its block (``None`` while its messages were all replayed)."""
 
-    __slots__ = ("aligner", "block", "partition", "state")
+    __slots__ = ("aligner", "block", "partition", "state", "upto")
 
     def __init__(
         self, partition: int, state: GraphState, aligner: Aligner, block: _Block | None
@@ -145,6 +146,10 @@ class _Lane:
         self.state = state
         self.aligner = aligner
         self.block = block
+        last = state.offsets.get(partition)
+        self.upto = -1 if last is None else last
+        """The last offset of the partition in the state (``state.applied`` is ``offset <=
+        upto``); the state's offsets move only after the batch is aligned."""
 
 
 def _message(r: InputRecord) -> _Message:
@@ -257,6 +262,7 @@ def _align(
     may have changed it (a record-by-record message, an error).
     """
     blocks: dict[str, _Block] = {}
+    replayed: dict[str, Outcome] = {}  # graph -> its replayed outcome (frozen: shared)
     special: dict[str, bool] = {}
     lanes: dict[str, _Lane] = {}  # graph -> where its last message went
     quarantined = pipeline._quarantined
@@ -286,8 +292,11 @@ def _align(
         lane = lanes.get(graph)
         if lane is not None and lane.partition == r.partition:  # not quarantined, not special
             state, aligner, block = lane.state, lane.aligner, lane.block
-            if r.offset is not None and state.applied(r.partition, r.offset):
-                outcomes[index] = Outcome(graph=graph, replayed=True)
+            offset = r.offset
+            if offset is not None and offset <= lane.upto:
+                outcomes[index] = replayed.get(graph) or replayed.setdefault(
+                    graph, Outcome(graph=graph, replayed=True)
+                )
                 continue
             if block is None:
                 known = blocks.get(graph)
@@ -314,7 +323,9 @@ def _align(
                 lanes.clear()
                 continue
             if r.offset is not None and state.applied(r.partition, r.offset):
-                outcomes[index] = Outcome(graph=graph, replayed=True)
+                outcomes[index] = replayed.get(graph) or replayed.setdefault(
+                    graph, Outcome(graph=graph, replayed=True)
+                )
                 lanes[graph] = _Lane(r.partition, state, aligner, None)
                 continue
             known = blocks.get(graph)
@@ -594,14 +605,16 @@ def _finish(
                 else:
                     p.final = _outcome(p)
             outcomes[p.index] = p.final
-    done: list[Outcome] = []
     kinds: dict[str, int] = {}
+    last: object = _finish  # not an outcome
+    k = ""
     for o, c in zip(outcomes, counted, strict=True):
-        assert o is not None  # every message got one
-        done.append(o)
+        if o is not last:  # outcomes are mostly shared: each is checked and its kind found once
+            assert o is not None  # every message got one
+            last, k = o, _kind(o)
         if not c:
-            k = _kind(o)
             kinds[k] = kinds.get(k, 0) + 1
+    done = cast(list[Outcome], outcomes)
     if pipeline.metrics is not None:
         for k, n in kinds.items():
             pipeline.metrics.record(k, n)

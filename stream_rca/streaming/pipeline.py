@@ -166,6 +166,8 @@ class Pipeline:
         self._failures: dict[str, int] = {}  # graph -> processing errors in a row
         self._quarantined: dict[str, str] = {}  # graph -> the error that quarantined it
         self._growth: dict[str, SpanGrowth] = {}  # grow_from_spans graphs: call edges seen
+        self.growing = any(s.grow_from_spans for s in specs)
+        """True when a graph may grow from spans (only then does :meth:`preload` do anything)."""
         if metrics is not None:
             for s in specs:
                 metrics.register_graph(s.name, s.graph.nodes, s.targets)

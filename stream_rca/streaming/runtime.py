@@ -143,26 +143,35 @@ class Runtime:
         async with self.lock:
             now = time.monotonic()
             records: list[InputRecord] = []
+            append, topic, positions = records.append, self.input_topic, self.positions
+            current, expected = -1, None  # the partition of the message before, its next offset
             for p, offset, key, value in messages:
-                expected = self.positions.get(p)
-                if expected is None:  # not (or no longer) this worker's partition
-                    continue
-                self.arrived[p] = now
-                if offset < expected:
-                    continue
+                if p != current:
+                    if current >= 0 and expected is not None:
+                        positions[current] = expected  # provisional: set again once processed
+                    current, expected = p, positions.get(p)
+                    if expected is not None:
+                        self.arrived[p] = now
+                if expected is None or offset < expected:  # not (or no longer) this worker's
+                    continue  # partition; or read again
                 if offset > expected:
+                    positions[p] = expected
                     await self._process_records(records)
                     records = []
+                    append = records.append
                     await self._fill(p, expected, offset, "were not delivered")
-                records.append(InputRecord(value, p, offset, self.input_topic, key))
-                self.positions[p] = offset + 1  # provisional: set again once processed
+                append(InputRecord(value, p, offset, topic, key))
+                expected = offset + 1
+            if current >= 0 and expected is not None:
+                positions[current] = expected
             return await self._process_records(records)
 
     async def _process_records(self, records: list[InputRecord]) -> list[Outcome]:
         if not records:
             return []
-        for record in records:  # a restored grown graph: its nodes known before decoding
-            self.pipeline.preload(record.key, record.partition)
+        if self.pipeline.growing:  # a restored grown graph: its nodes known before decoding
+            for record in records:
+                self.pipeline.preload(record.key, record.partition)
         outcomes = process_batch(self.pipeline, records, results=False, pages=self.pages)
         last: dict[int, int] = {}
         for record, outcome in zip(records, outcomes, strict=True):
