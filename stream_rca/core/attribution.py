@@ -112,7 +112,7 @@ def attribute_noise(
     else:
         marginal = _generic_sampler(model, noise, noise_draws)(np.zeros((1, d), dtype=bool))[0]
     asc = np.sort(marginal)  # the same quantiles and tails as the sample's, read off in order
-    spread = float(np.subtract(*np.percentile(asc, [75, 25])))
+    spread = _iqr_sorted(asc)
     floor = 1e-3 * spread + 1e-12
     hi, lo = _event(asc, x_target, floor)
 
@@ -254,6 +254,25 @@ def _generic_sampler(
         return out
 
     return sample
+
+
+def _iqr_sorted(asc: FloatArray) -> float:
+    """``np.subtract(*np.percentile(asc, [75, 25]))`` of a sorted sample, read off directly:
+    numpy's linear interpolation, the same floats (``np.percentile`` costs more than the
+    rest of the event's bounds)."""
+    n = asc.size
+    if n == 0 or np.isnan(asc[-1]):  # no value, or NaN: numpy's own reading
+        return float(np.subtract(*np.percentile(asc, [75, 25])))
+
+    def at(q: float) -> float:
+        index = (n - 1) * q
+        below = math.floor(index)
+        gamma = index - below
+        a, b = float(asc[below]), float(asc[min(below + 1, n - 1)])
+        diff = b - a
+        return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+    return at(0.75) - at(0.25)
 
 
 def _event(asc: FloatArray, x_target: float, floor: float) -> tuple[float, float]:

@@ -7,11 +7,20 @@ coalitions, over the whole draw and over each of ``groups`` equal blocks of it (
 estimates the Monte Carlo error): the numbers of
 :func:`~stream_rca.core.noise.log_event_groups` on the float32 coalition values, computed
 with fewer passes over them.
+
+After one sort of every block, nothing reads the ``2**d * S`` coalition values again but the
+few blocks where a bound lies inside the body: every count and every tail comes from each
+block's ``k + 1`` most extreme values on either side, copied into one compact array. The lower
+side is kept negated (``-v``, the largest first, as the upper side), so that both sides are one
+array and every step runs once for both: ``v <= lo`` is ``-v >= -lo``, and the excesses of the
+negated values are the same floats (IEEE negation is exact and rounding is symmetric).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import threading
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -19,18 +28,18 @@ import numpy.typing as npt
 from stream_rca.core.noise import (
     _beyond_tied,
     _event_k,
-    _excess_log_sf,
-    _far,
     _mid_rank_log,
     _rank_sorted,
     _row_sums,
 )
+from stream_rca.core.tails import fit_excess_log_sf
 
 __all__ = ["coalition_event_logs"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 F32Array = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
 
 
 def coalition_event_logs(
@@ -87,141 +96,280 @@ def coalition_event_logs(
     if k + 1 > m:
         raise ValueError(f"blocks of {m} values are too small for tails of {k} values")
     used = groups * m
+    w = k + 1  # extremes kept per block: a row's tail needs k + 1, a block's kb + 1 <= k + 1
+    ws = _workspace(d, groups, m, w)
     # Each player's gaps as one contiguous float32 row (a column of ``gap`` is strided, which
     # makes every add several times slower); the same floats as ``gap`` cast.
-    gap32 = np.empty((d, used), dtype=np.float32)
+    gap32 = ws.gap32
     gap32[...] = gap[:used].T
-    values = np.empty((n, groups, m), dtype=np.float32)
+    values = ws.values
     flat_rows = values.reshape(n, used)
     flat_rows[0] = marginal[:used]
     for p in range(d):
         np.add(flat_rows[: 1 << p], gap32[p], out=flat_rows[1 << p : 2 << p])
     values.sort(axis=2)
-    flat = values.reshape(-1)
-    runs = flat.reshape(-1, m)
-    starts = np.arange(0, flat.size, m)
+    runs = values.reshape(n * groups, m)
+    # every block's w most extreme values on each side, the most extreme first (lower: negated)
+    ext = ws.extremes
+    np.copyto(ext[0], runs[:, : m - w - 1 : -1])
+    np.negative(runs[:, :w], out=ext[1])
     bounds = np.array([hi, lo], dtype=np.float32)
-    # per block: the values below each bound (blocks are sorted: binary searches, both at once)
-    lefts = _rank_sorted(
-        flat, np.tile(starts, 2), m, np.repeat(bounds, starts.size), inclusive=False
-    ).reshape(2, -1)
-    whole = np.empty((2, n))
-    part = np.empty((2, n * groups))
-    far_rows: list[IntArray] = []
-    far_blocks: list[IntArray] = []
-    for side, upper in enumerate((True, False)):
-        x = hi if upper else lo
-        beyond, tied = _beyond_tied(flat, starts, m, lefts[side], bounds[side], upper)
-        part[side] = _mid_rank_log(beyond, tied, m)
-        beyond_w = _row_sums(beyond.reshape(n, groups))
-        tied_w = _row_sums(tied.reshape(n, groups))
-        whole[side] = _mid_rank_log(beyond_w, tied_w, used)
-        reach_w = beyond_w + tied_w
-        far_rows.append(np.flatnonzero(_far(beyond_w, reach_w, k, x, bounds[side], upper)))
-        far_blocks.append(np.flatnonzero(_far(beyond, beyond + tied, kb, x, bounds[side], upper)))
-    _fit_rows(whole, far_rows, values, k, hi, lo, used, min_scale)
-    _fit_blocks(part, far_blocks, runs, kb, hi, lo, m, min_scale)
+    beyond, tied = _block_counts(runs, ext, bounds, groups, min(kb, k // groups), ws)
+    # as upper bounds: hi, and -lo for the negated values (xv: in the values' precision)
+    x = np.array([hi, -lo])
+    xv = np.array([float(bounds[0]), -float(bounds[1])])
+    strict = x > xv  # a value equal to xv does not reach x (see noise._far)
+    part = _mid_rank_log(beyond, tied, m)
+    beyond_w = _row_sums(beyond.reshape(2 * n, groups)).reshape(2, n)
+    tied_w = _row_sums(tied.reshape(2 * n, groups)).reshape(2, n)
+    whole = _mid_rank_log(beyond_w, tied_w, used)
+    far_blocks = _far_rows(beyond, tied, kb, strict)
+    far_rows = _far_rows(beyond_w, tied_w, k, strict)
+    _fit_blocks(part, far_blocks, ext, kb, x, m, min_scale)
+    _fit_rows(whole, far_rows, ext, groups, k, x, used, min_scale)  # last: sorts ext in place
     out_whole: FloatArray = np.logaddexp(whole[0], whole[1])
     out_parts: FloatArray = np.logaddexp(part[0], part[1]).reshape(n, groups).T
     return out_whole, out_parts
 
 
+@dataclass(frozen=True, slots=True)
+class _Workspace:
+    """Buffers of one problem size, reused by the calls of one thread (the coalition values
+    alone are ``2**d * S`` floats: 4 MB at 11 players and 512 draws)."""
+
+    key: tuple[int, int, int, int]
+    gap32: F32Array
+    values: F32Array
+    """``(2**d, groups, m)``: the coalition values, sorted block by block."""
+    extremes: F32Array
+    """``(2, blocks, w)``: each block's ``w`` largest values and its ``w`` smallest negated,
+    the most extreme first."""
+    ones: F32Array
+    starts: IntArray
+    """Where each row of a ``(rows, w)`` array starts in its flat form."""
+    block_starts: IntArray
+    """Where each block starts in the flat coalition values."""
+
+
+_LOCAL = threading.local()
+
+
+def _workspace(d: int, groups: int, m: int, w: int) -> _Workspace:
+    key = (d, groups, m, w)
+    ws: _Workspace | None = getattr(_LOCAL, "workspace", None)
+    if ws is None or ws.key != key:
+        nb = groups << d
+        ws = _Workspace(
+            key,
+            np.empty((d, groups * m), dtype=np.float32),
+            np.empty((1 << d, groups, m), dtype=np.float32),
+            np.empty((2, nb, w), dtype=np.float32),
+            np.ones(w, dtype=np.float32),
+            np.arange(0, nb * w, w, dtype=np.intp),
+            np.arange(0, nb * m, m, dtype=np.intp),
+        )
+        _LOCAL.workspace = ws
+    return ws
+
+
+def _block_counts(
+    runs: F32Array, ext: F32Array, bounds: F32Array, groups: int, calm: int, ws: _Workspace
+) -> tuple[IntArray, IntArray]:
+    """``(2, blocks)`` each: per sorted block (a row of ``runs``), the values beyond each bound
+    (above ``bounds[0]``; below ``bounds[1]``) and the values equal to it.
+
+    A row all of whose blocks have at most ``calm`` values reaching the bound (their
+    ``calm + 1``-th most extreme does not) is far, and so is each of its blocks, when
+    ``groups * calm`` and ``calm`` are at most the tail sizes: their counts would only be
+    compared with those and are left 0. The others are counted among the blocks' extremes
+    (``ext``), which hold every value reaching the bound unless all ``w`` do; only those
+    blocks (the bound inside their body) are searched in full.
+    """
+    nb, m = runs.shape
+    w = ext.shape[2]
+    n = nb // groups
+    up = np.array([bounds[0], -bounds[1]], dtype=np.float32)
+    beyond = np.zeros((2, nb), dtype=np.intp)
+    tied = np.zeros((2, nb), dtype=np.intp)
+    # (upper: not below hi, so that a NaN, sorted last and counted beyond, reaches it)
+    probe = ext[:, :, calm]
+    busy_blocks = np.empty((2, nb), dtype=np.bool_)
+    np.less(probe[0], up[0], out=busy_blocks[0])
+    np.logical_not(busy_blocks[0], out=busy_blocks[0])
+    np.greater_equal(probe[1], up[1], out=busy_blocks[1])
+    per_row = busy_blocks.reshape(2, n, groups)
+    busy = per_row[:, :, 0].copy()
+    for g in range(1, groups):
+        busy |= per_row[:, :, g]
+    values = runs.reshape(-1)
+    for side, upper in enumerate((True, False)):
+        rows = np.flatnonzero(busy[side])
+        if not rows.size:
+            continue
+        blocks = (rows[:, None] * groups + np.arange(groups)).reshape(-1)
+        sub = ext[side, blocks]  # (blocks, w), the most extreme first
+        hit = np.less(sub, up[0]) if upper else np.greater_equal(sub, up[1])
+        if upper:
+            np.logical_not(hit, out=hit)
+        # counts along the short rows as one matrix-vector product (exact: sums of ones)
+        reach = (hit.astype(np.float32) @ ws.ones).astype(np.intp)
+        # values equal to the bound: where the least extreme value reaching it equals it
+        last = sub.reshape(-1)[ws.starts[: blocks.size] + np.maximum(reach - 1, 0)]
+        holds = np.flatnonzero((reach > 0) & (last == up[side]))
+        t = np.zeros_like(reach)
+        if holds.size:
+            t[holds] = np.count_nonzero(sub[holds] == up[side], axis=1)
+        b = reach - t
+        deep = np.flatnonzero(reach == w)
+        if deep.size:
+            at = ws.block_starts[blocks[deep]]
+            left = _rank_sorted(values, at, m, bounds[side], inclusive=False)
+            b[deep], t[deep] = _beyond_tied(values, at, m, left, bounds[side], upper)
+        beyond[side, blocks] = b
+        tied[side, blocks] = t
+    return beyond, tied
+
+
+def _far_rows(beyond: IntArray, tied: IntArray, k: int, strict: BoolArray) -> list[IntArray]:
+    """Per side, where the bound lies beyond the threshold of a tail of ``k`` values: where
+    at most ``k`` values reach it (the strictly beyond ones where ``strict``)."""
+    return [np.flatnonzero((beyond[s] if strict[s] else beyond[s] + tied[s]) <= k) for s in (0, 1)]
+
+
+def _fit_blocks(
+    out: FloatArray,
+    far: list[IntArray],
+    ext: F32Array,
+    kb: int,
+    x: FloatArray,
+    size: int,
+    min_scale: float,
+) -> None:
+    """``out[side, far[side]]``: the fitted tails of the blocks beyond their threshold, from
+    their ``kb + 1`` most extreme values (the first of ``ext``)."""
+    pieces = []
+    for side, rows in enumerate(far):
+        if rows.size:
+            src = ext[side, :, : kb + 1]
+            taken = None if _take_all(rows.size, src.shape[0]) else rows
+            pieces.append(_Piece(side, rows, taken, src if taken is None else src[taken]))
+    _fit(out, pieces, kb, x, size, min_scale)
+
+
 def _fit_rows(
     out: FloatArray,
     far: list[IntArray],
-    values: F32Array,
+    ext: F32Array,
+    groups: int,
     k: int,
-    hi: float,
-    lo: float,
+    x: FloatArray,
     size: int,
     min_scale: float,
 ) -> None:
     """``out[side, far[side]]``: the fitted tails of whole rows beyond their threshold.
 
     A row's ``k + 1`` most extreme values are among the ``k + 1`` most extreme of each of its
-    sorted blocks (``values`` is ``(rows, groups, m)``); a sort of those gives the row's.
+    blocks; a sort of those gives the row's (in place where all rows are read). Where a NaN
+    is among the lower side's, they are negated back before the sort, so that the NaN (sorted
+    last) stays out of the smallest values, as in the plain construction.
     """
-    n, _, m = values.shape
-
-    def read(rows: IntArray | None, upper: bool) -> F32Array:
-        cols = slice(m - k - 1, m) if upper else slice(0, k + 1)
-        ends = values[:, :, cols] if rows is None else values[rows, :, cols]
-        out = ends.reshape(ends.shape[0], -1)  # a new array either way (a gather or a copy)
-        out.sort(axis=1)
-        return out
-
-    _fit_ends(out, far, n, read, k, hi, lo, size, min_scale)
-
-
-def _fit_blocks(
-    out: FloatArray,
-    far: list[IntArray],
-    runs: F32Array,
-    kb: int,
-    hi: float,
-    lo: float,
-    size: int,
-    min_scale: float,
-) -> None:
-    """``out[side, far[side]]``: the fitted tails of the blocks (the sorted rows of ``runs``)
-    beyond their threshold."""
-    nb, m = runs.shape
-
-    def read(rows: IntArray | None, upper: bool) -> F32Array:
-        cols = slice(m - kb - 1, m) if upper else slice(0, kb + 1)
-        return runs[:, cols] if rows is None else runs[rows, cols]
-
-    _fit_ends(out, far, nb, read, kb, hi, lo, size, min_scale)
-
-
-def _fit_ends(
-    out: FloatArray,
-    far: list[IntArray],
-    total: int,
-    read: Callable[[IntArray | None, bool], F32Array],
-    k: int,
-    hi: float,
-    lo: float,
-    size: int,
-    min_scale: float,
-) -> None:
-    """Fit the tails of the ``far`` rows of each side (0: upper, 1: lower) in one fit.
-
-    ``read(rows, upper)`` gives the rows' values sorted ascending, at least their ``k + 1``
-    largest (upper) or smallest (lower); ``rows`` is ``None`` for all of them, read where most
-    rows are far (a slice costs less than a gather, and a few more rows in the fit less than
-    picking). The excesses are those of :func:`~stream_rca.core.noise.log_event_groups`, in
-    float64: the upper ``v - u`` and the lower, as negated values, ``(-u) - v``.
-    """
+    nb, w = ext.shape[1:]
+    n = nb // groups
+    # a NaN among a block's smallest values (where all its w - 1 last are NaN)
+    nan_low = bool(np.isnan(ext[1, :, w - 1]).any())
     pieces = []
     for side, rows in enumerate(far):
         if rows.size:
-            taken = None if 4 * rows.size > 3 * total else rows
-            pieces.append((side, rows, taken, read(taken, side == 0)))
+            src = ext[side].reshape(n, groups * w)
+            taken = None if _take_all(rows.size, n) else rows
+            ends = src if taken is None else src[taken]
+            if side == 1 and nan_low:
+                np.negative(ends, out=ends)
+                ends.sort(axis=1)
+                top = np.negative(ends[:, : k + 1])  # the k + 1 smallest, negated
+            else:
+                ends.sort(axis=1)
+                top = ends[:, : -k - 2 : -1]  # the k + 1 largest, largest first
+            pieces.append(_Piece(side, rows, taken, top))
+    _fit(out, pieces, k, x, size, min_scale)
+
+
+def _take_all(count: int, total: int) -> bool:
+    """Fit every row where most are far (a slice costs less than a gather, and a few more
+    rows in the fit less than picking)."""
+    return 4 * count > 3 * total
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """The rows of one side to fit."""
+
+    side: int
+    rows: IntArray
+    """Where the results go in the side's output."""
+    taken: IntArray | None
+    """The rows read (``None``: all of them, the results at ``rows`` kept)."""
+    extremes: F32Array
+    """``(read rows, k + 1)``: their most extreme values, the most extreme first."""
+
+
+def _fit(
+    out: FloatArray,
+    pieces: list[_Piece],
+    k: int,
+    x: FloatArray,
+    size: int,
+    min_scale: float,
+) -> None:
+    """``out[side, rows]``: the tails of every piece fitted in one fit, at the bound ``x``.
+
+    The excesses over the threshold (the ``k + 1``-th value) are those of
+    :func:`~stream_rca.core.noise.log_event_groups` in float64 (the lower side's as negated
+    values), and the rows go into the fit in the same order, so that every float is the same.
+    """
     if not pieces:
         return
-    count = sum(ends.shape[0] for _, _, _, ends in pieces)
+    count = sum(p.extremes.shape[0] for p in pieces)
     excess = np.empty((count, k))
     u = np.empty(count)
-    x = np.empty(count)
+    xs = np.empty(count)
     start = 0
-    for side, _, _, ends in pieces:
-        r, width = ends.shape
+    for p in pieces:
+        r = p.extremes.shape[0]
         at = slice(start, start + r)
-        if side == 0:
-            top = ends[:, width - k - 1 :].astype(np.float64)  # u, then the k largest
-            u[at] = top[:, 0]
-            np.subtract(top[:, :0:-1], top[:, :1], out=excess[at])
-            x[at] = hi
-        else:
-            bottom = ends[:, : k + 1].astype(np.float64)  # the k smallest, then -u
-            u[at] = -bottom[:, k]
-            np.subtract(bottom[:, k:], bottom[:, :k], out=excess[at])
-            x[at] = -lo
+        # whole-array operations (a broadcast along the short rows runs an inner loop a row)
+        u[at] = p.extremes[:, k]
+        seg = excess[at]
+        np.copyto(seg, p.extremes[:, :k])
+        seg -= np.repeat(u[at], k).reshape(r, k)
+        xs[at] = x[p.side]
         start += r
-    fitted = _excess_log_sf(excess, u, x, size, min_scale)
+    fitted = _excess_log_sf(excess, u, xs, size, min_scale)
     start = 0
-    for side, rows, taken, ends in pieces:
-        seg = fitted[start : start + ends.shape[0]]
-        out[side, rows] = seg if taken is not None else seg[rows]
-        start += ends.shape[0]
+    for p in pieces:
+        seg = fitted[start : start + p.extremes.shape[0]]
+        out[p.side, p.rows] = seg if p.taken is not None else seg[p.rows]
+        start += p.extremes.shape[0]
+
+
+def _excess_log_sf(
+    excess: FloatArray, u: FloatArray, x: FloatArray, size: int, min_scale: float
+) -> FloatArray:
+    """:func:`~stream_rca.core.noise._excess_log_sf` (the same floats), in fewer passes."""
+    k = excess.shape[1]
+    # log P(X > u): all k values are above the threshold, but where the least extreme sits on
+    # it; read from a table of the k + 1 values (the floats np.log gives one by one)
+    table = _log_above_table(k, size)
+    on = np.flatnonzero(excess[:, -1] <= 0)
+    log_pu = np.full(u.shape, table[k])
+    if on.size:
+        log_pu[on] = table[np.count_nonzero(excess[on] > 0, axis=1)]
+    return fit_excess_log_sf(excess, u, log_pu, min_scale, x)
+
+
+@functools.lru_cache(maxsize=16)
+def _log_above_table(k: int, size: int) -> FloatArray:
+    """``log((a + 0.5) / (size + 1))`` for ``a`` in ``0 .. k``."""
+    out: FloatArray = np.log((np.arange(k + 1) + 0.5) / (size + 1.0))
+    out.flags.writeable = False  # shared by every call (cached)
+    return out
