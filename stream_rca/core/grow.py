@@ -207,7 +207,21 @@ def grow_engine(
     for a, b in t_pairs:
         triggers[a] = copy.deepcopy(src["triggers"][b])
     shaped["triggers"] = triggers
-    return Engine.from_state(graph, cfg, shaped), change
+    grown = Engine.from_state(graph, cfg, shaped)
+    _copy_held(grown, old, pairs)
+    return grown, change
+
+
+def _copy_held(new: Engine, old: Engine, pairs: list[tuple[int, int]]) -> None:
+    """Carry the snapshot values kept beside the kept nodes' residuals (parents re-ordered)."""
+    after, before = new._models, old._models
+    for j, i in pairs:
+        po = [old.graph.nodes[int(p)] for p in before.parent_index[i]]
+        pn = [new.graph.nodes[int(p)] for p in after.parent_index[j]]
+        if not pn or sorted(po) != sorted(pn) or i in before.river or j in after.river:
+            continue  # a root (its noise is its value), a river mechanism or a cold node
+        own, parents = before.held_values(i)
+        after.set_held_values(j, own, parents[[po.index(p) for p in pn]])
 
 
 def _copy_bank(dst: StateTree, src: StateTree, pairs: list[tuple[int, int]]) -> None:

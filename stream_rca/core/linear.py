@@ -128,6 +128,36 @@ class LinearBank:
             for row, j in enumerate(g.members)
         }
         self.members: IntArray = np.sort(np.concatenate([g.members for g in self._groups.values()]))
+        # Members with parents ("inner"), ranked by in-degree, most parents first; a parent
+        # edge's row is ``offset[k] + rank`` for the k-th parent (constructor order), so the
+        # k-th parents of all nodes with more than k parents are one contiguous block of rows.
+        # Predictions are computed in this layout only (:meth:`predict_rows`), for snapshots
+        # and for values kept elsewhere alike: the same floats for the same inputs.
+        inner = np.array([j for j in self.members if len(parent_index[j])], dtype=np.intp)
+        degree = np.array([len(parent_index[j]) for j in inner], dtype=np.intp)
+        order = np.argsort(-degree, kind="stable")
+        self.ranked: IntArray = inner[order]
+        """Members with parents, most parents first (the rows of :meth:`predict_rows`)."""
+        self.degree: IntArray = degree[order]
+        more = np.bincount(self.degree, minlength=1)[::-1].cumsum()[::-1]  # > k parents
+        self.blocks: list[int] = [int(w) for w in more[1:]]
+        """Per k, how many ranked nodes have more than k parents (a prefix of the ranks)."""
+        self.offsets: IntArray = np.concatenate([[0], np.cumsum(self.blocks)]).astype(np.intp)
+        rank = {int(j): r for r, j in enumerate(self.ranked)}
+        self.sources: IntArray = np.empty(int(degree.sum()), dtype=np.intp)
+        """The parent (cause) of every edge row."""
+        for r, j in enumerate(self.ranked):
+            self.sources[self.offsets[: self.degree[r]] + r] = parent_index[j]
+        self._row_map: dict[int, tuple[IntArray, IntArray, IntArray, IntArray]] = {}
+        for width, grp in self._groups.items():
+            if width == 0:
+                continue
+            g_rows = np.repeat(np.arange(grp.members.size), grp.k)
+            cols = np.concatenate([np.arange(k) for k in grp.k]).astype(np.intp)
+            ranks = np.array([rank[int(j)] for j in grp.members], dtype=np.intp)
+            self._row_map[width] = (g_rows, cols, self.offsets[cols] + ranks[g_rows], ranks)
+        self._ranked_stats: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        self._rank_of = rank
         self._stale = False
 
     # -- learning -----------------------------------------------------------------------------
@@ -194,6 +224,7 @@ class LinearBank:
             grp.syy[rows] = decay * grp.syy[rows] + (c * dyb * dyb).sum(axis=0) + f * dmy * dmy
             grp.w[rows] = w
         self._stale = True
+        self._ranked_stats = None
 
     def _solve(self) -> None:
         if not self._stale:
@@ -219,29 +250,30 @@ class LinearBank:
         """Predictions ``f_j(parents)`` of every member from snapshots ``x`` (all nodes).
 
         ``x`` is one snapshot ``(nodes,)`` or a block ``(B, nodes)``; non-members are NaN.
+        A row's predictions do not depend on the block it comes in (elementwise operations
+        only: see :meth:`predict_rows`).
         """
-        self._solve()
         block = np.atleast_2d(x)
-        xe = np.concatenate([block, np.zeros((block.shape[0], 1))], axis=1)
         out = np.full(block.shape, np.nan)
-        for k, grp in self._groups.items():
-            if k == 0:
-                out[:, grp.members] = 0.0
-                continue
-            # an elementwise product summed per row: the same float operations for a row
-            # whatever the block it comes in (einsum may reorder them by block shape)
-            out[:, grp.members] = grp.my + ((xe[:, grp.parents] - grp.mx) * grp.coef).sum(axis=-1)
+        if 0 in self._groups:
+            out[:, self._groups[0].members] = 0.0
+        if self.ranked.size:
+            out[:, self.ranked] = self.predict_rows(block[:, self.sources].T).T
         return out if x.ndim == 2 else out[0]
 
     def predict_node(self, j: int, x: FloatArray) -> float:
-        """Prediction of one member ``j`` (``x`` may be partly filled: only parents are read)."""
-        grp, row = self._locate(j)
-        k = int(grp.k[row])
-        if k == 0:
+        """Prediction of one member ``j`` (``x`` may be partly filled: only parents are read).
+
+        The same floats as :meth:`predict` (the same operations, term by term)."""
+        grp, _ = self._locate(j)
+        if grp.parents.shape[1] == 0:
             return 0.0
-        self._solve()
-        xp = x[grp.parents[row, :k]]
-        return float(grp.my[row] + (xp - grp.mx[row, :k]) @ grp.coef[row, :k])
+        coef, mx, my = self._stats_by_row()
+        r = self._rank_of[j]
+        value = float(my[r])
+        for row in self.offsets[: self.degree[r]] + r:
+            value += (float(x[self.sources[row]]) - float(mx[row])) * float(coef[row])
+        return value
 
     def predict_samples(self, j: int, parent_values: FloatArray) -> FloatArray:
         """Vectorised prediction of member ``j`` for rows of parent values ``(..., k)``."""
@@ -252,6 +284,40 @@ class LinearBank:
         self._solve()
         result: FloatArray = grp.my[row] + (parent_values - grp.mx[row, :k]) @ grp.coef[row, :k]
         return result
+
+    def _stats_by_row(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Each edge row's coefficient and parent mean, each ranked node's own mean."""
+        self._solve()
+        if self._ranked_stats is None:
+            coef = np.empty(self.sources.size)
+            mx = np.empty(self.sources.size)
+            my = np.empty(self.ranked.size)
+            for width, (g_rows, cols, rows, ranks) in self._row_map.items():
+                grp = self._groups[width]
+                coef[rows] = grp.coef[g_rows, cols]
+                mx[rows] = grp.mx[g_rows, cols]
+                my[ranks] = grp.my
+            self._ranked_stats = (coef, mx, my)
+        return self._ranked_stats
+
+    def predict_rows(self, parents: FloatArray) -> FloatArray:
+        """Predictions of the ranked nodes from their parents' values laid out by edge row.
+
+        ``parents`` has shape ``(edge rows, S)`` (row ``offsets[k] + rank``: the k-th parent of
+        the node of that rank); returns ``(len(ranked), S)``. Every prediction is
+        ``my + sum_k (x_k - mx_k) * coef_k``, the terms added in parent order: the one formula
+        behind :meth:`predict` and :meth:`predict_node`, so a value recomputed from kept
+        inputs equals the one computed from the snapshot, to the bit.
+        """
+        coef, mx, my = self._stats_by_row()
+        out = np.empty((self.ranked.size, parents.shape[1]))
+        out[:] = my[:, None]
+        for k, size in enumerate(self.blocks):
+            lo = int(self.offsets[k])
+            term = parents[lo : lo + size] - mx[lo : lo + size, None]
+            term *= coef[lo : lo + size, None]
+            out[:size] += term
+        return out
 
     def coefficients(self) -> tuple[FloatArray, FloatArray]:
         """The model as ``f(x) = B @ x + c``: ``B[j, p]`` is the weight of parent p on node j."""
@@ -311,6 +377,7 @@ class LinearBank:
         grp.w[row], grp.my[row], grp.syy[row] = stats["w"], stats["my"], stats["syy"]
         grp.mx[row, :k], grp.sxy[row, :k] = stats["mx"], stats["sxy"]
         grp.coef[row, :k], grp.sxx[row, :k, :k] = stats["coef"], stats["sxx"]
+        self._ranked_stats = None
 
     def _locate(self, j: int) -> tuple[_Group, int]:
         try:

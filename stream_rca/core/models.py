@@ -85,6 +85,14 @@ class GraphModels:
         self.edge_dst = np.array([j for j in range(n) for _ in parent_index[j]], dtype=np.intp)
         self._abs_sum = np.zeros(n)
         self._abs_n = np.zeros(n)
+        # Beside each residual held by a linear mechanism's noise model: the node's value and
+        # its parents' values (in the bank's edge-row layout), so the residuals are those of
+        # the current mechanism after every learning step (see :meth:`_refresh`).
+        ranked = self.bank.ranked
+        self._rank = np.full(n, -1, dtype=np.intp)
+        self._rank[ranked] = np.arange(ranked.size)
+        self._held_y = np.zeros((ranked.size, cfg.reservoir))
+        self._held_x = np.zeros((self.bank.sources.size, cfg.reservoir))
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -141,7 +149,9 @@ class GraphModels:
 
         ``noise_learn`` (default ``learn``) gates the noise reservoirs apart from the
         mechanisms: a residual too rare to update a mechanism with may still belong in the
-        sample of the noise's tail.
+        sample of the noise's tail. After the mechanisms learn, the residuals held for each
+        linear mechanism that moved are recomputed from the snapshot values kept beside them,
+        so every noise model is the sample of its current mechanism's residuals.
         """
         noise_learn = learn if noise_learn is None else noise_learn
         # a residual counts once the node's mechanism has learned enough, row by row
@@ -152,7 +162,8 @@ class GraphModels:
             for b in np.flatnonzero(learn[:, j]):
                 model.learn_one(self.features(j, x[b]), float(x[b, j]))
         self.fitted += learn.sum(axis=0)
-        self.noise.learn_many(resid, noise_learn & (ready | ~self.has_parents))
+        held = self.noise.learn_many(resid, noise_learn & (ready | ~self.has_parents))
+        self._hold(x, *held)
         self.marginal.learn_many(t_vals, t_learn)
         # the typical magnitude of each node's values floors its tail scales
         self._abs_sum += np.where(learn, np.abs(x), 0.0).sum(axis=0)
@@ -160,11 +171,77 @@ class GraphModels:
         magnitude = self._abs_sum / np.maximum(self._abs_n, 1.0)
         self.noise.min_scale = np.maximum(1e-12, _SCALE_FLOOR * magnitude)
         self.marginal.min_scale = self.noise.min_scale[self.targets]
-        self.noise.refit()
+        moved = self._refresh()
+        self.noise.refit(
+            np.union1d(np.flatnonzero(self.noise.count != self.noise.fitted_count), moved)
+        )
         self.marginal.refit()
 
+    def _hold(self, x: FloatArray, step: IntArray, rows: IntArray, slots: IntArray) -> None:
+        """Keep each held residual's snapshot values (the node's and its parents')."""
+        rank = self._rank[rows]
+        sel = np.flatnonzero(rank >= 0)
+        if sel.size == 0:
+            return
+        step, rank, slots = step[sel], rank[sel], slots[sel]
+        self._held_y[rank, slots] = x[step, rows[sel]]
+        bank = self.bank
+        for k, size in enumerate(bank.blocks):
+            has = rank < size  # the nodes with more than k parents rank first
+            row = bank.offsets[k] + rank[has]
+            self._held_x[row, slots[has]] = x[step[has], bank.sources[row]]
+
+    def _refresh(self) -> IntArray:
+        """Recompute the held residuals of every linear mechanism from the values kept.
+
+        A mechanism that learns moves (its running means above all): residuals held from
+        earlier snapshots were computed with the older fit, so without this a series whose
+        level drifts slowly (an availability whose rare drops age out of the running means)
+        finds its current residuals at the edge of the sample it is scored against. The
+        recomputed residuals are the floats a snapshot with the same values gets now (one
+        formula: :meth:`LinearBank.predict_rows`), so values tied in the data stay tied.
+        Returns the nodes whose residuals were recomputed.
+        """
+        ranked = self.bank.ranked
+        filled = self.noise.filled[ranked]
+        top = int(filled.max()) if ranked.size else 0
+        if top == 0:
+            return np.zeros(0, dtype=np.intp)
+        pred = self.bank.predict_rows(self._held_x[:, :top])
+        fresh = np.subtract(self._held_y[:, :top], pred, out=pred)
+        if int(filled.min()) < top:
+            held = np.arange(top)[None, :] < filled[:, None]
+            fresh = np.where(held, fresh, self.noise.samples[ranked, :top])
+        self.noise.samples[ranked, :top] = fresh
+        return ranked[filled > 0]
+
+    def held_values(self, j: int) -> tuple[FloatArray, FloatArray]:
+        """Node ``j``'s kept snapshot values: its own ``(capacity,)`` and its parents'
+        ``(k, capacity)`` in the order of ``parent_index[j]`` (see :meth:`set_held_values`)."""
+        return self._held_y[self._held_rank(j)].copy(), self._held_x[self._held_rows(j)].copy()
+
+    def set_held_values(self, j: int, own: FloatArray, parents: FloatArray) -> None:
+        """Give node ``j`` the kept values of :meth:`held_values` (same parent order)."""
+        rows = self._held_rows(j)
+        if parents.shape != (rows.size, self._held_y.shape[1]):
+            raise ValueError(f"node {j}: expected {rows.size} parents' values, got {parents.shape}")
+        self._held_y[self._held_rank(j)] = own
+        self._held_x[rows] = parents
+
+    def _held_rank(self, j: int) -> int:
+        rank = int(self._rank[j])
+        if rank < 0:
+            raise KeyError(f"node position {j} has no linear mechanism with parents")
+        return rank
+
+    def _held_rows(self, j: int) -> IntArray:
+        rank = self._held_rank(j)
+        rows: IntArray = self.bank.offsets[: self.bank.degree[rank]] + rank
+        return rows
+
     def nbytes(self) -> int:
-        return self.bank.nbytes() + self.noise.nbytes() + self.marginal.nbytes()
+        held = self._held_y.nbytes + self._held_x.nbytes
+        return self.bank.nbytes() + self.noise.nbytes() + self.marginal.nbytes() + held
 
     def to_state(self) -> StateTree:
         """The learned state as data (river mechanisms cannot be: checkpoints refuse them)."""
@@ -177,6 +254,8 @@ class GraphModels:
             "fitted": self.fitted,
             "abs_sum": self._abs_sum,
             "abs_n": self._abs_n,
+            "held_y": self._held_y,
+            "held_x": self._held_x,
         }
 
     def load_state(self, state: StateTree) -> None:
@@ -197,3 +276,5 @@ class GraphModels:
         self.fitted = get_array(state, "fitted", np.int64, (n,)).copy()
         self._abs_sum = get_array(state, "abs_sum", np.float64, (n,)).copy()
         self._abs_n = get_array(state, "abs_n", np.float64, (n,)).copy()
+        self._held_y = get_array(state, "held_y", np.float64, self._held_y.shape).copy()
+        self._held_x = get_array(state, "held_x", np.float64, self._held_x.shape).copy()

@@ -497,16 +497,19 @@ class NoiseBank:
 
     # -- learning -----------------------------------------------------------------------------
 
-    def learn_many(self, values: FloatArray, mask: BoolArray) -> None:
+    def learn_many(
+        self, values: FloatArray, mask: BoolArray
+    ) -> tuple[IntArray, IntArray, IntArray]:
         """Add a block ``values`` of shape ``(B, rows)``, in row order, wherever ``mask``.
 
         Values go to free slots while there are any, then each replaces the slot its hash
         picks (a later value wins a slot picked twice). Scores do not change until
-        :meth:`refit`.
+        :meth:`refit`. Returns where each value went, ``(step, row, slot)`` in block order,
+        so an owner can keep data of its own beside each held value.
         """
         step, rows = np.nonzero(mask)  # row-major: in block order
         if rows.size == 0:
-            return
+            return step, rows, rows
         seen = np.cumsum(mask, axis=0)  # per row, the values up to and including each step
         counts = seen[-1]
         position = self.count[rows] + seen[step, rows] - 1  # each value's index in its row
@@ -523,6 +526,7 @@ class NoiseBank:
         # nonzero's order is block order, so the latest value wins a slot picked twice
         self.samples[rows, slots] = values[step, rows]
         self.count += counts
+        return step, rows, slots
 
     def refit(self, rows: IntArray | None = None) -> None:
         """Rebuild the frozen body and tails of ``rows`` (default: every row with new data)."""

@@ -104,3 +104,27 @@ def test_river_mechanisms_are_refused() -> None:
     engine = Engine(OLD, EngineConfig(warmup=20), mechanisms={"api": "tree"})
     with pytest.raises(StateError):
         grow_engine(engine, NEW)
+
+
+def test_kept_nodes_carry_the_values_beside_their_residuals() -> None:
+    """The values kept beside a kept node's residuals carry over (its parents re-ordered),
+    so the next refresh of its residuals (after the next learning step) is the old engine's."""
+    engine, rows = _trained()
+    grown, _ = grow_engine(engine, NEW)
+    for node in ("db", "web"):
+        i, j = OLD.index[node], NEW.index[node]
+        own_old, par_old = engine._models.held_values(i)
+        own_new, par_new = grown._models.held_values(j)
+        np.testing.assert_array_equal(own_old, own_new)
+        names_old = [OLD.nodes[int(p)] for p in engine._models.parent_index[i]]
+        names_new = [NEW.nodes[int(p)] for p in grown._models.parent_index[j]]
+        for a, name in enumerate(names_new):
+            np.testing.assert_array_equal(par_new[a], par_old[names_old.index(name)])
+    # both learn the same rows: web's (and db's) scores stay equal across the next refits
+    n = engine.n_snapshots
+    for t in range(n, n + 40):
+        r = rows[t]
+        old = engine.process_one(Snapshot(float(t), {k: v for k, v in r.items() if k in OLD}))
+        new = grown.process_one(Snapshot(float(t), r))
+        for node in ("db", "disk"):
+            assert math.isclose(old.scores[node], new.scores[node], rel_tol=1e-9, abs_tol=1e-9)
