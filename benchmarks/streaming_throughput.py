@@ -8,9 +8,13 @@ Every figure of one run comes from the same broker, side by side:
 - **raw ceiling**: an aiokafka consumer (no group) that only counts the messages of the input
   topic, read from the beginning: what the broker and the client library give;
 - **one worker** (``python -m stream_rca.streaming worker``, a subprocess) on the same filled
-  topic: input messages (and node values) per second between its first and its last per-window
-  score document; in the single form (one message per node value) and the batch form (one
-  message per window of a graph);
+  topic (produced before the worker starts): input messages (and node values) per second
+  between its first and its last per-window score document; in the single form (one message per
+  node value) and the batch form (one message per window of a graph). By default
+  (``--reader after``) the benchmark watches the end offsets of the scores topic while the
+  worker runs and reads the documents after it stopped; ``--reader concurrent`` reads them
+  while it runs (the earlier method: a kafka-python consumer decoding every document on the
+  same 2 cores, about a third of the worker's CPU time);
 - **recovery**: the same topic read again by a new worker after the group's offsets were reset
   to the start: every message is already in the restored checkpoints and is skipped; time until
   the worker counted them all as replayed (its ``/metrics``);
@@ -20,9 +24,12 @@ Every figure of one run comes from the same broker, side by side:
   (:func:`~stream_rca.streaming.batch.process_batch`, batches of 5,000, scores and metrics on)
   on the same simulated messages, with its cProfile summary: where one core's time goes;
 - **latency** at a given input rate (default 50,000 single events/s): windows stream with a
-  large fault every ``--every`` windows; from producing the last event of the window that
-  closes an anomalous one to consuming its attribution (revision 0): p50, p99. Only the
-  attributions that an in-process reference run of the same messages makes are awaited.
+  large fault every ``--every`` windows; from the broker's acknowledgement of the last event of
+  the window that closes an anomalous one to consuming its attribution (revision 0): p50, p99.
+  Only the attributions that an in-process reference run of the same messages makes are
+  awaited. The input is produced live by aiokafka record batches, one per partition every few
+  milliseconds (``--producer batches``); ``--producer one-by-one`` is the earlier kafka-python
+  producer (one send per message; it reached about 25,000 events/s here).
 
 Not a test: it prints figures (ratios of a run are what to compare; machines differ). Every
 phase uses fresh topics and a fresh consumer group.
@@ -157,6 +164,41 @@ def reset_offsets(settings: Settings) -> None:
         consumer.close(autocommit=False)
 
 
+class ScoreCount:
+    """How many score documents the broker holds (the end offsets of the scores topic): the
+    benchmark watches the worker's output without reading it while it runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        kafka = _kafka()
+        self.consumer = kafka.KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap.split(","),
+            group_id=None,
+            enable_auto_commit=False,
+        )
+        self.tps = [
+            kafka.TopicPartition(settings.scores_topic, p) for p in range(settings.partitions)
+        ]
+
+    def __call__(self) -> int:
+        return int(sum(self.consumer.end_offsets(self.tps).values()))
+
+    def __enter__(self) -> ScoreCount:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def wait_for_count(count: ScoreCount, wanted: int, timeout: float, worker: WorkerProcess) -> float:
+    """``time.monotonic()`` when ``count()`` first reached ``wanted`` (polled every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while count() < wanted:
+        if not worker.running() or time.monotonic() > deadline:
+            raise TimeoutError(f"{wanted} score documents: not within {timeout:.0f}s")
+        time.sleep(0.02)
+    return time.monotonic()
+
+
 def one_worker(
     bootstrap: str, tmp: Path, args: argparse.Namespace, batch: bool
 ) -> dict[str, float]:
@@ -169,22 +211,44 @@ def one_worker(
     ceiling, ceiling_cpu = raw_ceiling(settings, messages)
     expected_scores = args.graphs * (n - 1)  # each graph's last window stays open
     form = "batch" if batch else "single"
-    with (
-        TopicReader(settings, [settings.scores_topic, settings.attributions_topic]) as reader,
-        WorkerProcess(settings, tmp / f"worker-{form}.log", worker_id=f"bench-{form}") as worker,
-    ):
-        worker.ready(120)
-        cpu = cpu_seconds(worker.pid)
-        reader.wait_until(
-            lambda r: len(r.records(settings.scores_topic)) >= expected_scores,
-            args.timeout,
-            what=f"{expected_scores} score documents",
-        )
-        cpu = cpu_seconds(worker.pid) - cpu
-        assert worker.stop() == 0, worker.tail()
-        scores = reader.records(settings.scores_topic)
-        seconds = scores[-1].received - scores[0].received
-        attributions = len(reader.records(settings.attributions_topic))
+    topics = [settings.scores_topic, settings.attributions_topic]
+    if args.reader == "concurrent":  # the method of the earlier measurements
+        with (
+            TopicReader(settings, topics) as reader,
+            WorkerProcess(settings, tmp / f"worker-{form}.log", worker_id=f"bench-{form}") as w,
+        ):
+            w.ready(120)
+            cpu = cpu_seconds(w.pid)
+            reader.wait_until(
+                lambda r: len(r.records(settings.scores_topic)) >= expected_scores,
+                args.timeout,
+                what=f"{expected_scores} score documents",
+            )
+            cpu = cpu_seconds(w.pid) - cpu
+            assert w.stop() == 0, w.tail()
+            scores = reader.records(settings.scores_topic)
+            seconds = scores[-1].received - scores[0].received
+            attributions = len(reader.records(settings.attributions_topic))
+    else:
+        with (
+            ScoreCount(settings) as count,
+            WorkerProcess(settings, tmp / f"worker-{form}.log", worker_id=f"bench-{form}") as w,
+        ):
+            w.ready(120)
+            cpu = cpu_seconds(w.pid)
+            first = wait_for_count(count, 1, args.timeout, w)
+            last = wait_for_count(count, expected_scores, args.timeout, w)
+            cpu = cpu_seconds(w.pid) - cpu
+            assert w.stop() == 0, w.tail()
+            seconds = last - first
+        with TopicReader(settings, topics) as reader:  # every document is there
+            reader.wait_until(
+                lambda r: len(r.records(settings.scores_topic)) >= expected_scores,
+                args.timeout,
+                what=f"{expected_scores} score documents",
+            )
+            time.sleep(0.5)  # the attributions topic too
+            attributions = len(reader.records(settings.attributions_topic))
     reset_offsets(settings)  # recovery: everything is in the checkpoints, read it all again
     with WorkerProcess(settings, tmp / f"worker-{form}-2.log", worker_id=f"re-{form}") as again:
         again.ready(120)
@@ -316,6 +380,111 @@ def in_process(tmp: Path, args: argparse.Namespace, batch: bool) -> dict[str, An
 
 # -- latency ---------------------------------------------------------------------------------
 
+Window = tuple[str, float]
+"""A graph's window: (graph, start)."""
+Step = tuple[list[Message], list[Window]]
+"""One window of every graph: its messages, and the anomalous windows it closes."""
+
+
+async def produce_windows(
+    settings: Settings,
+    steps: list[Step],
+    windows_per_s: float,
+    sent: dict[Window, float],
+) -> float:
+    """Produce ``steps`` at ``windows_per_s`` with aiokafka record batches; events per second.
+
+    Every few milliseconds the windows due by then go out as one record batch per partition
+    (keys to partitions as kafka-python's and the Java client's default partitioner map them);
+    once the broker acknowledges the batches of a window that closes an anomalous one,
+    ``sent[(graph, window)]`` is set to that time (``time.monotonic()``). A Python producer
+    sending one message at a time (kafka-python, about 25,000 messages/s here) cannot reach
+    50,000 events/s on the 2 cores it shares with the broker and the worker.
+    """
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import murmur2
+
+    topic = settings.input_topic
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        acks="all",
+        linger_ms=0,
+        max_batch_size=1024 * 1024,
+        client_id="stream-rca-bench-producer",
+    )
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        where: dict[bytes | None, int] = {}
+        events = sum(len(msgs) for msgs, _ in steps)
+        started = time.monotonic()
+        done = 0
+        while done < len(steps):
+            due = min(len(steps), int((time.monotonic() - started) * windows_per_s) + 1)
+            if due <= done:
+                await asyncio.sleep(max(0.0, started + done / windows_per_s - time.monotonic()))
+                continue
+            batches: dict[int, Any] = {}
+            acks = []
+            closing: list[tuple[str, float]] = []
+            for msgs, closes in steps[done:due]:
+                for key, value in msgs:
+                    p = where.get(key)
+                    if p is None:
+                        h = murmur2(key) & 0x7FFFFFFF if key is not None else 0
+                        p = where[key] = partitions[h % len(partitions)]
+                    batch = batches.get(p)
+                    if batch is None:
+                        batch = batches[p] = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                        acks.append(await producer.send_batch(batch, topic, partition=p))
+                        batch = batches[p] = producer.create_batch()
+                        batch.append(key=key, value=value, timestamp=None)
+                closing.extend(closes)
+            for p, batch in batches.items():
+                acks.append(await producer.send_batch(batch, topic, partition=p))
+            if closing:
+                acked = asyncio.gather(*acks)
+
+                def mark(_: object, names: list[tuple[str, float]] = closing) -> None:
+                    now = time.monotonic()
+                    for name in names:
+                        sent[name] = now
+
+                acked.add_done_callback(mark)
+            done = due
+        await producer.flush()
+        return events / (time.monotonic() - started)
+    finally:
+        await producer.stop()
+
+
+def produce_windows_one_by_one(
+    settings: Settings,
+    steps: list[Step],
+    windows_per_s: float,
+    sent: dict[Window, float],
+) -> float:
+    """The producer of the earlier measurements: kafka-python, one send per message, a flush
+    after each window that closes an anomalous one (its time taken after the flush)."""
+    producer = kafka_producer(settings, linger_ms=2)
+    limiter = RateLimiter(windows_per_s)
+    events = sum(len(msgs) for msgs, _ in steps)
+    started = time.monotonic()
+    for i, (msgs, closes) in enumerate(steps):
+        for key, value in msgs:
+            producer.send(settings.input_topic, key=key, value=value)
+        if closes:
+            producer.flush()
+            now = time.monotonic()
+            for name in closes:
+                sent[name] = now
+        limiter.wait(i + 1)
+    producer.flush()
+    achieved = events / (time.monotonic() - started)
+    producer.close()
+    return achieved
+
 
 def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
     every, warm = args.every, args.warmup + 20
@@ -335,7 +504,7 @@ def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, fl
     sim = Simulation(sim_config, now=time.time())
     fault_windows = {doc["start_step"] for doc in sim.truth()}
     # windows: (messages, the anomalous window this one closes, if any)
-    steps: list[tuple[list[Message], list[tuple[str, float]]]] = []
+    steps: list[Step] = []
     for i in range(count):
         window = sim.window(i)
         msgs: list[Message] = [(k, v) for k, values in sim.snapshots(1) for v in values]
@@ -346,27 +515,17 @@ def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, fl
     reference = reference_attributions(settings.config, [m for msgs, _ in steps for m in msgs])
     wanted = {(d["graph"], d["window"]["start"]) for d in reference.values() if d["revision"] == 0}
     per_window = args.graphs * len(sim.graphs[0].system.nodes)
-    sent: dict[tuple[str, float], float] = {}
+    sent: dict[Window, float] = {}
     with (
         TopicReader(settings, [settings.attributions_topic]) as reader,
         WorkerProcess(settings, tmp / "worker-latency.log", worker_id="bench-latency") as worker,
     ):
         worker.ready(120)
-        producer = kafka_producer(settings, linger_ms=2)
-        limiter = RateLimiter(args.rate / per_window)  # windows (of every graph) per second
-        started = time.monotonic()
-        for i, (msgs, closes) in enumerate(steps):
-            for key, value in msgs:
-                producer.send(settings.input_topic, key=key, value=value)
-            if closes:
-                producer.flush()
-                now = time.monotonic()
-                for name in closes:
-                    sent[name] = now
-            limiter.wait(i + 1)
-        producer.flush()
-        achieved = count * per_window / (time.monotonic() - started)
-        producer.close()
+        windows_per_s = args.rate / per_window  # windows (of every graph) per second
+        if args.producer == "batches":
+            achieved = asyncio.run(produce_windows(settings, steps, windows_per_s, sent))
+        else:
+            achieved = produce_windows_one_by_one(settings, steps, windows_per_s, sent)
         reader.wait_until(
             lambda r: (
                 sum(
@@ -408,6 +567,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=100, help="windows between faults")
     parser.add_argument("--rate", type=float, default=50000.0, help="events/s (latency phase)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per wait")
+    parser.add_argument(
+        "--reader",
+        choices=("after", "concurrent"),
+        default="after",
+        help="single and batch phases: time the worker by the score topic's end offsets and "
+        "read its documents after it stops, or read them while it runs (kafka-python on the "
+        "same cores: the method of the earlier measurements)",
+    )
+    parser.add_argument(
+        "--producer",
+        choices=("batches", "one-by-one"),
+        default="batches",
+        help="latency phase: aiokafka record batches, or kafka-python one send per message "
+        "(the producer of the earlier measurements)",
+    )
     parser.add_argument(
         "--phases", default="single,batch,workers,latency", help="which phases to run"
     )
