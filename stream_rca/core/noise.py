@@ -444,7 +444,7 @@ class NoiseBank:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> bank = NoiseBank(1, capacity=500)
-    >>> bank.learn_many(rng.normal(size=(500, 1)), np.ones((500, 1), dtype=bool))
+    >>> _ = bank.learn_many(rng.normal(size=(500, 1)), np.ones((500, 1), dtype=bool))
     >>> bank.refit()
     >>> float(bank.score(np.array([0.0]))[0]) < 0.2
     True
@@ -776,7 +776,7 @@ class NoiseBank:
         --------
         >>> import numpy as np
         >>> bank = NoiseBank(2, capacity=32)
-        >>> bank.learn_many(np.arange(80.0).reshape(40, 2), np.ones((40, 2), dtype=bool))
+        >>> _ = bank.learn_many(np.arange(80.0).reshape(40, 2), np.ones((40, 2), dtype=bool))
         >>> bank.refit()
         >>> twin = NoiseBank.from_state(bank.to_state())
         >>> probe = np.array([[3.0, 70.0]])
