@@ -8,6 +8,7 @@ import pytest
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.engine import Engine
 from stream_rca.core.graph import CausalGraph
+from stream_rca.core.linear import LinearBank
 from stream_rca.core.models import GraphModels
 from stream_rca.core.types import Snapshot
 
@@ -63,3 +64,19 @@ def test_a_near_constant_series_stays_calm_as_old_drops_age_out() -> None:
             calm.append(r.scores["site"])
     assert len(calm) > 1000
     assert float(np.max(calm)) < 0.5
+
+
+def test_one_formula_for_snapshots_blocks_and_single_nodes() -> None:
+    """``predict`` of a block, of each row alone and ``predict_node`` give the same floats."""
+    rng = np.random.default_rng(5)
+    n = 12
+    parents = [np.array(sorted(rng.choice(j, size=min(j, int(rng.integers(0, 5))), replace=False)),
+                        dtype=np.intp) for j in range(n)]  # fmt: skip
+    bank = LinearBank(parents, forgetting=1e-2, ridge=1e-6)
+    bank.learn_many(rng.lognormal(size=(300, n)))
+    x = rng.lognormal(size=(7, n))
+    block = bank.predict(x)
+    for b in range(7):
+        np.testing.assert_array_equal(bank.predict(x[b]), block[b])
+        for j in range(n):
+            assert bank.predict_node(j, x[b]) == block[b, j]
