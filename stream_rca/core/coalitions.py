@@ -8,9 +8,11 @@ estimates the Monte Carlo error): the numbers of
 :func:`~stream_rca.core.noise.log_event_groups` on the float32 coalition values, computed
 with fewer passes over them.
 
-After one sort of every block, nothing reads the ``2**d * S`` coalition values again but the
-few blocks where a bound lies inside the body: every count and every tail comes from each
-block's ``k + 1`` most extreme values on either side, copied into one compact array. The lower
+The coalition values are built and sorted a chunk of coalitions at a time (the whole
+``2**d * S`` float32 array, 4 MB at 11 players and 512 draws, never exists); after the sort of
+its blocks a chunk leaves only each block's ``k + 1`` most extreme values on either side, in
+one compact array, and the few blocks where a bound lies inside the body: every count and
+every tail comes from those. The lower
 side is kept negated (``-v``, the largest first, as the upper side), so that both sides are one
 array and every step runs once for both: ``v <= lo`` is ``-v >= -lo``, and the excesses of the
 negated values are the same floats (IEEE negation is exact and rounding is symmetric).
@@ -19,7 +21,6 @@ negated values are the same floats (IEEE negation is exact and rounding is symme
 from __future__ import annotations
 
 import functools
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,10 @@ from stream_rca.core.noise import (
 from stream_rca.core.tails import fit_excess_log_sf
 
 __all__ = ["coalition_event_logs"]
+
+_CHUNK_PLAYERS = 9
+"""Coalitions per chunk: ``2**9``, a megabyte of values at 512 draws (with the low coalitions,
+about one core's cache here; 8 and 10 measured slower)."""
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -97,24 +102,51 @@ def coalition_event_logs(
         raise ValueError(f"blocks of {m} values are too small for tails of {k} values")
     used = groups * m
     w = k + 1  # extremes kept per block: a row's tail needs k + 1, a block's kb + 1 <= k + 1
-    ws = _workspace(d, groups, m, w)
     # Each player's gaps as one contiguous float32 row (a column of ``gap`` is strided, which
     # makes every add several times slower); the same floats as ``gap`` cast.
-    gap32 = ws.gap32
+    gap32 = np.empty((d, used), dtype=np.float32)
     gap32[...] = gap[:used].T
-    values = ws.values
-    flat_rows = values.reshape(n, used)
-    flat_rows[0] = marginal[:used]
-    for p in range(d):
-        np.add(flat_rows[: 1 << p], gap32[p], out=flat_rows[1 << p : 2 << p])
-    values.sort(axis=2)
-    runs = values.reshape(n * groups, m)
-    # every block's w most extreme values on each side, the most extreme first (lower: negated)
-    ext = ws.extremes
-    np.copyto(ext[0], runs[:, : m - w - 1 : -1])
-    np.negative(runs[:, :w], out=ext[1])
     bounds = np.array([hi, lo], dtype=np.float32)
-    beyond, tied = _block_counts(runs, ext, bounds, groups, min(kb, k // groups), ws)
+    nb = n * groups
+    ext = np.empty((2, nb, w), dtype=np.float32)  # every block's extremes, see below
+    up = np.array([bounds[0], -bounds[1]], dtype=np.float32)  # the bounds as upper ones
+    calm = min(kb, k // groups)
+    deep_blocks: tuple[list[IntArray], list[IntArray]] = ([], [])
+    deep_values: tuple[list[F32Array], list[F32Array]] = ([], [])
+    # The coalitions a chunk at a time, small enough to stay in the processor's cache from
+    # their sums to their counts: a chunk holds the coalitions of one set of the high players,
+    # each the sum of a low coalition (built once, by doubling) and of those players' gaps,
+    # added in the doubling's order (the lowest player first), so the same float32 sums.
+    low = min(d, _CHUNK_PLAYERS)
+    size_c = 1 << low
+    base = np.empty((size_c, used), dtype=np.float32)
+    base[0] = marginal[:used]
+    for p in range(low):
+        np.add(base[: 1 << p], gap32[p], out=base[1 << p : 2 << p])
+    chunk = np.empty((size_c, groups, m), dtype=np.float32)
+    chunk_rows = chunk.reshape(size_c, used)
+    for h in range(n >> low):
+        high = [p for p in range(low, d) if (h << low) >> p & 1]
+        if not high:
+            np.copyto(chunk_rows, base)
+        else:
+            np.add(base, gap32[high[0]], out=chunk_rows)
+            for p in high[1:]:
+                chunk_rows += gap32[p]
+        chunk.sort(axis=2)
+        runs = chunk.reshape(size_c * groups, m)
+        at = slice(h * size_c * groups, (h + 1) * size_c * groups)
+        # every block's w most extreme values on each side, the most extreme first (lower:
+        # negated); nothing reads the coalition values after this but the searches below
+        np.copyto(ext[0, at], runs[:, : m - w - 1 : -1])
+        np.negative(runs[:, :w], out=ext[1, at])
+        # the blocks all of whose w extremes reach a bound: kept whole, to be counted in full
+        for side, found in enumerate(_reaching(ext[:, at, w - 1], up)):
+            deep_at = np.flatnonzero(found)
+            if deep_at.size:
+                deep_blocks[side].append(deep_at + at.start)
+                deep_values[side].append(runs[deep_at])
+    beyond, tied = _block_counts(ext, up, bounds, groups, calm, deep_blocks, deep_values)
     # as upper bounds: hi, and -lo for the negated values (xv: in the values' precision)
     x = np.array([hi, -lo])
     xv = np.array([float(bounds[0]), -float(bounds[1])])
@@ -132,101 +164,73 @@ def coalition_event_logs(
     return out_whole, out_parts
 
 
-@dataclass(frozen=True, slots=True)
-class _Workspace:
-    """Buffers of one problem size, reused by the calls of one thread (the coalition values
-    alone are ``2**d * S`` floats: 4 MB at 11 players and 512 draws)."""
-
-    key: tuple[int, int, int, int]
-    gap32: F32Array
-    values: F32Array
-    """``(2**d, groups, m)``: the coalition values, sorted block by block."""
-    extremes: F32Array
-    """``(2, blocks, w)``: each block's ``w`` largest values and its ``w`` smallest negated,
-    the most extreme first."""
-    ones: F32Array
-    starts: IntArray
-    """Where each row of a ``(rows, w)`` array starts in its flat form."""
-    block_starts: IntArray
-    """Where each block starts in the flat coalition values."""
-
-
-_LOCAL = threading.local()
-
-
-def _workspace(d: int, groups: int, m: int, w: int) -> _Workspace:
-    key = (d, groups, m, w)
-    ws: _Workspace | None = getattr(_LOCAL, "workspace", None)
-    if ws is None or ws.key != key:
-        nb = groups << d
-        ws = _Workspace(
-            key,
-            np.empty((d, groups * m), dtype=np.float32),
-            np.empty((1 << d, groups, m), dtype=np.float32),
-            np.empty((2, nb, w), dtype=np.float32),
-            np.ones(w, dtype=np.float32),
-            np.arange(0, nb * w, w, dtype=np.intp),
-            np.arange(0, nb * m, m, dtype=np.intp),
-        )
-        _LOCAL.workspace = ws
-    return ws
+def _reaching(v: F32Array, up: F32Array) -> BoolArray:
+    """``(2, ...)``: whether the values of each side (the lower negated) reach its bound (the
+    upper side: not below it, so that a NaN, sorted last and counted beyond, reaches it)."""
+    out = np.empty(v.shape, dtype=np.bool_)
+    np.less(v[0], up[0], out=out[0])
+    np.logical_not(out[0], out=out[0])
+    np.greater_equal(v[1], up[1], out=out[1])
+    return out
 
 
 def _block_counts(
-    runs: F32Array, ext: F32Array, bounds: F32Array, groups: int, calm: int, ws: _Workspace
+    ext: F32Array,
+    up: F32Array,
+    bounds: F32Array,
+    groups: int,
+    calm: int,
+    deep_blocks: tuple[list[IntArray], list[IntArray]],
+    deep_values: tuple[list[F32Array], list[F32Array]],
 ) -> tuple[IntArray, IntArray]:
-    """``(2, blocks)`` each: per sorted block (a row of ``runs``), the values beyond each bound
-    (above ``bounds[0]``; below ``bounds[1]``) and the values equal to it.
+    """``(2, blocks)`` each: per block, the values beyond each bound (above ``bounds[0]``;
+    below ``bounds[1]``) and the values equal to it.
 
     A row all of whose blocks have at most ``calm`` values reaching the bound (their
     ``calm + 1``-th most extreme does not) is far, and so is each of its blocks, when
     ``groups * calm`` and ``calm`` are at most the tail sizes: their counts would only be
     compared with those and are left 0. The others are counted among the blocks' extremes
-    (``ext``), which hold every value reaching the bound unless all ``w`` do; only those
-    blocks (the bound inside their body) are searched in full.
+    (``ext``), which hold every value reaching the bound unless all ``w`` do: those ("deep"
+    blocks, the bound inside their body) are searched in ``deep_values``, their sorted values.
     """
-    nb, m = runs.shape
-    w = ext.shape[2]
+    _, nb, w = ext.shape
     n = nb // groups
-    up = np.array([bounds[0], -bounds[1]], dtype=np.float32)
     beyond = np.zeros((2, nb), dtype=np.intp)
     tied = np.zeros((2, nb), dtype=np.intp)
-    # (upper: not below hi, so that a NaN, sorted last and counted beyond, reaches it)
-    probe = ext[:, :, calm]
-    busy_blocks = np.empty((2, nb), dtype=np.bool_)
-    np.less(probe[0], up[0], out=busy_blocks[0])
-    np.logical_not(busy_blocks[0], out=busy_blocks[0])
-    np.greater_equal(probe[1], up[1], out=busy_blocks[1])
-    per_row = busy_blocks.reshape(2, n, groups)
+    per_row = _reaching(ext[:, :, calm], up).reshape(2, n, groups)
     busy = per_row[:, :, 0].copy()
     for g in range(1, groups):
         busy |= per_row[:, :, g]
-    values = runs.reshape(-1)
-    for side, upper in enumerate((True, False)):
+    ones = np.ones(w, dtype=np.float32)
+    for side in (0, 1):
         rows = np.flatnonzero(busy[side])
         if not rows.size:
             continue
         blocks = (rows[:, None] * groups + np.arange(groups)).reshape(-1)
         sub = ext[side, blocks]  # (blocks, w), the most extreme first
-        hit = np.less(sub, up[0]) if upper else np.greater_equal(sub, up[1])
-        if upper:
-            np.logical_not(hit, out=hit)
+        # (upper: not below hi, as in _reaching)
+        hit = np.logical_not(np.less(sub, up[0])) if side == 0 else np.greater_equal(sub, up[1])
         # counts along the short rows as one matrix-vector product (exact: sums of ones)
-        reach = (hit.astype(np.float32) @ ws.ones).astype(np.intp)
+        reach = (hit.astype(np.float32) @ ones).astype(np.intp)
         # values equal to the bound: where the least extreme value reaching it equals it
-        last = sub.reshape(-1)[ws.starts[: blocks.size] + np.maximum(reach - 1, 0)]
+        last = sub.reshape(-1)[np.arange(0, sub.size, w) + np.maximum(reach - 1, 0)]
         holds = np.flatnonzero((reach > 0) & (last == up[side]))
         t = np.zeros_like(reach)
         if holds.size:
             t[holds] = np.count_nonzero(sub[holds] == up[side], axis=1)
-        b = reach - t
-        deep = np.flatnonzero(reach == w)
-        if deep.size:
-            at = ws.block_starts[blocks[deep]]
-            left = _rank_sorted(values, at, m, bounds[side], inclusive=False)
-            b[deep], t[deep] = _beyond_tied(values, at, m, left, bounds[side], upper)
-        beyond[side, blocks] = b
+        beyond[side, blocks] = reach - t
         tied[side, blocks] = t
+    for side, upper in enumerate((True, False)):
+        if deep_blocks[side]:
+            deep = np.concatenate(deep_blocks[side])
+            values = np.concatenate(deep_values[side])
+            m = values.shape[1]
+            flat = values.reshape(-1)
+            at = np.arange(0, flat.size, m)
+            left = _rank_sorted(flat, at, m, bounds[side], inclusive=False)
+            beyond[side, deep], tied[side, deep] = _beyond_tied(
+                flat, at, m, left, bounds[side], upper
+            )
     return beyond, tied
 
 

@@ -1,7 +1,8 @@
 """The faster exact attribution gives the same floats as the construction it replaced.
 
-:func:`coalition_event_logs` now counts and fits from each block's extremes (both sides in one
-array, the lower one negated), reuses its buffers across calls and fits with
+:func:`coalition_event_logs` now builds and sorts the coalitions a chunk at a time, counts and
+fits from each block's extremes (both sides in one array, the lower one negated), skips the
+counts nothing reads and fits with
 :func:`~stream_rca.core.tails.fit_excess_log_sf`; the attribution reads the sample's spread off
 the sorted values. The reference below is the construction before that change (one sort of
 every block, binary searches over the whole blocks, the ends read from the coalition values,
@@ -196,8 +197,21 @@ def test_coalition_logs_equal_the_reference_bit_for_bit(
     np.testing.assert_array_equal(parts, ref_parts)
 
 
-def test_buffers_reused_across_sizes_give_the_same_numbers() -> None:
-    """Calls of other sizes in between (which replace the reused buffers) change nothing."""
+@pytest.mark.parametrize("d", [10, 11])
+@pytest.mark.parametrize("kind", ["t", "rounded", "zeros", "nan"])
+@pytest.mark.parametrize("bounds", ["random", "on values"])
+def test_coalitions_built_by_chunks_equal_the_reference(d: int, kind: str, bounds: str) -> None:
+    """From 10 players the coalitions are built, sorted and counted a chunk at a time."""
+    gap, marginal, hi, lo = _case(1000 * d + len(kind) + len(bounds), d, 512, kind, bounds)
+    with np.errstate(invalid="ignore"):
+        ref_whole, ref_parts = _reference_logs(gap, marginal, hi, lo, 4, 0.05, 10, 1e-3)
+        whole, parts = coalition_event_logs(gap, marginal, hi, lo, 4, 0.05, 10, 1e-3)
+    np.testing.assert_array_equal(whole, ref_whole)
+    np.testing.assert_array_equal(parts, ref_parts)
+
+
+def test_calls_in_between_change_nothing() -> None:
+    """Calls of other sizes in between (and the caller writing to a result) change nothing."""
     cases = [_case(s, d, size, "t", "random") for s, d, size in [(1, 6, 512), (2, 3, 100)]]
     first = [coalition_event_logs(g, m, h, lo, 4) for g, m, h, lo in cases]
     again = [coalition_event_logs(g, m, h, lo, 4) for g, m, h, lo in reversed(cases)][::-1]
