@@ -51,6 +51,7 @@ from stream_rca.streaming.brokers import Ack, Broker
 from stream_rca.streaming.errors import describe_error
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.records import Outcome, Output
+from stream_rca.streaming.rereads import Rereads
 from stream_rca.streaming.state import CheckpointError
 
 __all__ = ["ACK_TIMEOUT", "InputMessageAt", "Runtime"]
@@ -130,6 +131,10 @@ class Runtime:
                 return Outcome(replayed=True)  # delivered again: already processed
             if expected is not None and offset > expected:
                 await self._fill(p, expected, offset, "were not delivered")
+            graph = Rereads(self.pipeline).graph(p, offset, message.key, message.value)
+            if graph is not None and expected is not None:  # held by its graph's state
+                self._skipped({p: offset + 1}, 1)
+                return Outcome(graph=graph, replayed=True)
             return await self._process(message.value, p, offset, message.topic, message.key)
 
     async def handle_batch(self, messages: Sequence[InputMessageAt]) -> list[Outcome]:
@@ -144,6 +149,9 @@ class Runtime:
             now = time.monotonic()
             records: list[InputRecord] = []
             append, topic, positions = records.append, self.input_topic, self.positions
+            held = Rereads(self.pipeline)  # messages a state certainly holds: skipped unread
+            skipped: dict[int, int] = {}  # partition -> its next offset, where any was
+            n_skipped = 0
             current, expected = -1, None  # the partition of the message before, its next offset
             for p, offset, key, value in messages:
                 if p != current:
@@ -160,11 +168,28 @@ class Runtime:
                     records = []
                     append = records.append
                     await self._fill(p, expected, offset, "were not delivered")
-                append(InputRecord(value, p, offset, topic, key))
                 expected = offset + 1
+                if held and held.graph(p, offset, key, value) is not None:
+                    skipped[p] = expected
+                    n_skipped += 1
+                    continue
+                append(InputRecord(value, p, offset, topic, key))
             if current >= 0 and expected is not None:
                 positions[current] = expected
-            return await self._process_records(records)
+            outcomes = await self._process_records(records)
+            if skipped:
+                self._skipped(skipped, n_skipped)
+            return outcomes
+
+    def _skipped(self, ends: dict[int, int], n: int) -> None:
+        """Move partitions past the messages skipped unread (:class:`Rereads`); count them."""
+        for p, end in ends.items():
+            if p in self.positions:
+                if self.positions[p] < end:
+                    self.positions[p] = end
+                self.uncommitted.add(p)
+        if self.pipeline.metrics is not None:
+            self.pipeline.metrics.record("replayed", n)
 
     async def _process_records(self, records: list[InputRecord]) -> list[Outcome]:
         if not records:
