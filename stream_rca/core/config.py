@@ -69,6 +69,14 @@ class EngineConfig:
         connected to its children, so that ancestry is kept; results name it. 0 keeps all.
     rank_by
         The rule that orders root causes (see :mod:`stream_rca.core.ranking`).
+    refresh_residuals
+        Keep, beside every residual a linear mechanism's noise model holds, the node's and its
+        parents' values, and recompute the held residuals with the current mechanism after
+        each learning step (a slowly moving mechanism then never leaves its current residuals
+        at the edge of a sample learned under older fits). Costs ``8 * reservoir`` bytes per
+        node with parents and per edge (about 2.5x the state of a graph without it: graphs of
+        more than about 650 nodes then exceed a 16 MiB checkpoint at the default reservoir);
+        false keeps the residuals as they were computed when learned.
     seed
         Base seed; every attribution derives its own seed from it and the incident id.
     """
@@ -89,6 +97,7 @@ class EngineConfig:
     impute_learn: float = 0.5
     min_coverage: float = 0.5
     rank_by: str = "anomalous-first"
+    refresh_residuals: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:

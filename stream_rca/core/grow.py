@@ -215,6 +215,8 @@ def grow_engine(
 def _copy_held(new: Engine, old: Engine, pairs: list[tuple[int, int]]) -> None:
     """Carry the snapshot values kept beside the kept nodes' residuals (parents re-ordered)."""
     after, before = new._models, old._models
+    if not (after.refresh and before.refresh):
+        return
     for j, i in pairs:
         po = [old.graph.nodes[int(p)] for p in before.parent_index[i]]
         pn = [new.graph.nodes[int(p)] for p in after.parent_index[j]]

@@ -91,8 +91,10 @@ class GraphModels:
         ranked = self.bank.ranked
         self._rank = np.full(n, -1, dtype=np.intp)
         self._rank[ranked] = np.arange(ranked.size)
-        self._held_y = np.zeros((ranked.size, cfg.reservoir))
-        self._held_x = np.zeros((self.bank.sources.size, cfg.reservoir))
+        self.refresh = cfg.refresh_residuals
+        keep = ranked.size if self.refresh else 0
+        self._held_y = np.zeros((keep, cfg.reservoir))
+        self._held_x = np.zeros((self.bank.sources.size if self.refresh else 0, cfg.reservoir))
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -181,7 +183,7 @@ class GraphModels:
         """Keep each held residual's snapshot values (the node's and its parents')."""
         rank = self._rank[rows]
         sel = np.flatnonzero(rank >= 0)
-        if sel.size == 0:
+        if sel.size == 0 or not self.refresh:
             return
         step, rank, slots = step[sel], rank[sel], slots[sel]
         self._held_y[rank, slots] = x[step, rows[sel]]
@@ -204,7 +206,7 @@ class GraphModels:
         """
         ranked = self.bank.ranked
         filled = self.noise.filled[ranked]
-        top = int(filled.max()) if ranked.size else 0
+        top = int(filled.max()) if ranked.size and self.refresh else 0
         if top == 0:
             return np.zeros(0, dtype=np.intp)
         pred = self.bank.predict_rows(self._held_x[:, :top])
@@ -230,8 +232,11 @@ class GraphModels:
 
     def _held_rank(self, j: int) -> int:
         rank = int(self._rank[j])
-        if rank < 0:
-            raise KeyError(f"node position {j} has no linear mechanism with parents")
+        if rank < 0 or not self.refresh:
+            raise KeyError(
+                f"node position {j} keeps no values (no linear mechanism with parents, "
+                "or refresh_residuals off)"
+            )
         return rank
 
     def _held_rows(self, j: int) -> IntArray:

@@ -80,3 +80,30 @@ def test_one_formula_for_snapshots_blocks_and_single_nodes() -> None:
         np.testing.assert_array_equal(bank.predict(x[b]), block[b])
         for j in range(n):
             assert bank.predict_node(j, x[b]) == block[b, j]
+
+
+def test_without_refresh_residuals_stay_as_learned_and_state_is_smaller() -> None:
+    """``refresh_residuals=False``: no values kept, residuals kept as they were computed when
+    learned, blocks still equal to records."""
+    graph = CausalGraph([("a", "b"), ("b", "c"), ("a", "c")])
+    on, off = EngineConfig(warmup=50), EngineConfig(warmup=50, refresh_residuals=False)
+    # 8 bytes a slot for each node with parents (b, c) and each edge (3)
+    assert Engine(graph, on).nbytes() - Engine(graph, off).nbytes() == 8 * 1024 * (2 + 3)
+    x = _chain_with_drift(700, seed=2)
+    ts = np.arange(700, dtype=np.float64)
+    whole = Engine(graph, off)
+    parts = Engine(graph, off)
+    a = whole.process_block_columns(ts, x).node_scores
+    b = np.concatenate(
+        [parts.process_block_columns(ts[i : i + 37], x[i : i + 37]).node_scores
+         for i in range(0, 700, 37)]
+    )  # fmt: skip
+    np.testing.assert_array_equal(a, b)
+    held = Engine(graph, on)
+    held.process_block_columns(ts, x)
+    now = held._models.predict(x)
+    plain = np.sort(whole._models.noise.samples[2, : whole._models.noise.filled[2]])
+    fresh = np.sort(held._models.noise.samples[2, : held._models.noise.filled[2]])
+    assert plain.shape == fresh.shape
+    assert not np.array_equal(plain, fresh)  # the kept ones were recomputed, these were not
+    assert np.isin(fresh, x[:, 2] - now[:, 2]).all()
