@@ -657,11 +657,18 @@ def check_checkpointable(spec: GraphSpec, max_bytes: int = MAX_CHECKPOINT_BYTES)
             f"'max_extra_series' (at most about {fits} fits)"
         )
     if bound > max_bytes:
-        per_slot = 8 * (len(spec.graph) + len(spec.targets))
+        graph = spec.graph
+        # per reservoir slot: every node's noise sample, the targets' 4x marginal samples and,
+        # with refresh_residuals, the values kept for each node with parents and each edge
+        kept = sum(1 for v in graph.nodes if graph.parents(v)) + graph.n_edges
+        refresh = spec.engine.refresh_residuals
+        per_slot = 8 * (len(graph) + 4 * len(spec.targets) + (kept if refresh else 0))
         fits = max(0, (max_bytes - (bound - per_slot * spec.engine.reservoir)) // per_slot)
+        saved = 8 * kept * spec.engine.reservoir / 2**20
+        hint = f"; or 'refresh_residuals: false' (about {saved:.1f} MiB less)" if refresh else ""
         raise ConfigError(
             f"graph {spec.name!r}: its checkpoint may take {bound / 2**20:.1f} MiB, more than "
             f"the changelog's message limit of {max_bytes / 2**20:.0f} MiB "
             f"(max.message.bytes); lower 'reservoir' (now {spec.engine.reservoir}; at most "
-            f"about {fits} fits) or split the graph"
+            f"about {fits} fits) or split the graph{hint}"
         )

@@ -576,3 +576,21 @@ def test_compose_binds_nothing_of_the_web_server() -> None:
         assert env["STREAM_RCA_WEB_PORT"] == "0"
         assert env["STREAM_RCA_CHECKPOINT_KEY"].startswith("${STREAM_RCA_CHECKPOINT_KEY:?")
         assert "6066" not in json.dumps(service)
+
+
+def test_the_refusal_names_what_would_fit() -> None:
+    """A 1,000-node chain is too large with the kept values of refreshed residuals; the message
+    says so, and both of its remedies (the reservoir it names, refresh off) do fit."""
+    import dataclasses
+    import re
+
+    edges = [(f"n{i}", f"n{i + 1}") for i in range(999)]
+    spec = GraphSpec("mid", CausalGraph(edges, name="mid"), ("n999",))
+    with pytest.raises(ConfigError, match="refresh_residuals: false") as info:
+        check_checkpointable(spec)
+    fits = int(re.search(r"at most about (\d+) fits", str(info.value)).group(1))  # type: ignore[union-attr]
+    for engine in (
+        dataclasses.replace(spec.engine, reservoir=fits),
+        dataclasses.replace(spec.engine, refresh_residuals=False),
+    ):
+        check_checkpointable(dataclasses.replace(spec, engine=engine))
