@@ -34,6 +34,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
+_LOOPED_PARENTS = 8
+"""Parents of every node added block by block; further ones (hubs) in one accumulation."""
 _STATS = ("w", "mx", "my", "sxx", "sxy", "syy", "coef")  # a group's checkpointed statistics
 _ONE_GROUP_BUDGET = 1 << 14  # padded scatter-matrix entries below which one group is cheaper
 
@@ -158,6 +160,16 @@ class LinearBank:
             self._row_map[width] = (g_rows, cols, self.offsets[cols] + ranks[g_rows], ranks)
         self._ranked_stats: tuple[FloatArray, FloatArray, FloatArray] | None = None
         self._rank_of = rank
+        # parents beyond the first few of nodes with many (a gateway calling hundreds of
+        # services): one padded block, added in order by an accumulation, not a loop per parent
+        self._looped = min(len(self.blocks), _LOOPED_PARENTS)
+        hubs = self.blocks[self._looped] if len(self.blocks) > self._looped else 0
+        extra = len(self.blocks) - self._looped
+        k_extra = np.arange(self._looped, self._looped + extra)
+        self._hub_valid = np.arange(hubs)[:, None] < np.array(self.blocks[self._looped :])[None, :]
+        self._hub_rows = np.where(
+            self._hub_valid, self.offsets[k_extra][None, :] + np.arange(hubs)[:, None], 0
+        ).astype(np.intp)
         self._stale = False
 
     # -- learning -----------------------------------------------------------------------------
@@ -312,11 +324,21 @@ class LinearBank:
         coef, mx, my = self._stats_by_row()
         out = np.empty((self.ranked.size, parents.shape[1]))
         out[:] = my[:, None]
-        for k, size in enumerate(self.blocks):
+        for k, size in enumerate(self.blocks[: self._looped]):
             lo = int(self.offsets[k])
             term = parents[lo : lo + size] - mx[lo : lo + size, None]
             term *= coef[lo : lo + size, None]
             out[:size] += term
+        if self._hub_rows.size:
+            # the same terms, each added after the one before: padding adds exact zeros
+            hubs = self._hub_rows.shape[0]
+            terms = np.zeros((hubs, self._hub_rows.shape[1] + 1, parents.shape[1]))
+            terms[:, 0] = out[:hubs]
+            rows = self._hub_rows[self._hub_valid]
+            part = parents[rows] - mx[rows, None]
+            part *= coef[rows, None]
+            terms[:, 1:][self._hub_valid] = part
+            out[:hubs] = np.add.accumulate(terms, axis=1)[:, -1]
         return out
 
     def coefficients(self) -> tuple[FloatArray, FloatArray]:

@@ -107,3 +107,25 @@ def test_without_refresh_residuals_stay_as_learned_and_state_is_smaller() -> Non
     assert plain.shape == fresh.shape
     assert not np.array_equal(plain, fresh)  # the kept ones were recomputed, these were not
     assert np.isin(fresh, x[:, 2] - now[:, 2]).all()
+
+
+def test_one_formula_with_hubs() -> None:
+    """Nodes with more parents than are added block by block (a gateway calling many
+    services): still the same floats for a block, each row alone and ``predict_node``."""
+    rng = np.random.default_rng(6)
+    n = 60
+    parents = [np.array([], dtype=np.intp)] * 30 + [
+        np.array(sorted(rng.choice(30, size=int(k), replace=False)), dtype=np.intp)
+        for k in rng.integers(0, 30, size=30)
+    ]
+    bank = LinearBank(parents, forgetting=1e-2, ridge=1e-6)
+    bank.learn_many(rng.lognormal(size=(400, n)))
+    x = rng.lognormal(size=(5, n))
+    block = bank.predict(x)
+    for b in range(5):
+        np.testing.assert_array_equal(bank.predict(x[b]), block[b])
+        for j in range(n):
+            assert bank.predict_node(j, x[b]) == block[b, j]
+    # and the ordinary least-squares answer (up to rounding): the formula is right
+    coef, intercept = bank.coefficients()
+    np.testing.assert_allclose(block[:, 30:], (x @ coef.T + intercept)[:, 30:], rtol=1e-9)
