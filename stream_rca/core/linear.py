@@ -145,7 +145,9 @@ class LinearBank:
         self.blocks: list[int] = [int(w) for w in more[1:]]
         """Per k, how many ranked nodes have more than k parents (a prefix of the ranks)."""
         self.offsets: IntArray = np.concatenate([[0], np.cumsum(self.blocks)]).astype(np.intp)
-        rank = {int(j): r for r, j in enumerate(self.ranked)}
+        self.rank: IntArray = np.full(self.n_nodes, -1, dtype=np.intp)
+        """Each node's rank in :attr:`ranked` (-1: no parents, or not a member)."""
+        self.rank[self.ranked] = np.arange(self.ranked.size)
         self.sources: IntArray = np.empty(int(degree.sum()), dtype=np.intp)
         """The parent (cause) of every edge row."""
         for r, j in enumerate(self.ranked):
@@ -156,10 +158,9 @@ class LinearBank:
                 continue
             g_rows = np.repeat(np.arange(grp.members.size), grp.k)
             cols = np.concatenate([np.arange(k) for k in grp.k]).astype(np.intp)
-            ranks = np.array([rank[int(j)] for j in grp.members], dtype=np.intp)
+            ranks = self.rank[grp.members]
             self._row_map[width] = (g_rows, cols, self.offsets[cols] + ranks[g_rows], ranks)
         self._ranked_stats: tuple[FloatArray, FloatArray, FloatArray] | None = None
-        self._rank_of = rank
         # parents beyond the first few of nodes with many (a gateway calling hundreds of
         # services): one padded block, added in order by an accumulation, not a loop per parent
         self._looped = min(len(self.blocks), _LOOPED_PARENTS)
@@ -281,7 +282,7 @@ class LinearBank:
         if grp.parents.shape[1] == 0:
             return 0.0
         coef, mx, my = self._stats_by_row()
-        r = self._rank_of[j]
+        r = int(self.rank[j])
         value = float(my[r])
         for row in self.offsets[: self.degree[r]] + r:
             value += (float(x[self.sources[row]]) - float(mx[row])) * float(coef[row])

@@ -88,13 +88,10 @@ class GraphModels:
         # Beside each residual held by a linear mechanism's noise model: the node's value and
         # its parents' values (in the bank's edge-row layout), so the residuals are those of
         # the current mechanism after every learning step (see :meth:`_refresh`).
-        ranked = self.bank.ranked
-        self._rank = np.full(n, -1, dtype=np.intp)
-        self._rank[ranked] = np.arange(ranked.size)
         self.refresh = cfg.refresh_residuals
-        keep = ranked.size if self.refresh else 0
-        self._held_y = np.zeros((keep, cfg.reservoir))
-        self._held_x = np.zeros((self.bank.sources.size if self.refresh else 0, cfg.reservoir))
+        keep = self.refresh
+        self._held_y = np.zeros((self.bank.ranked.size if keep else 0, cfg.reservoir))
+        self._held_x = np.zeros((self.bank.sources.size if keep else 0, cfg.reservoir))
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -151,9 +148,10 @@ class GraphModels:
 
         ``noise_learn`` (default ``learn``) gates the noise reservoirs apart from the
         mechanisms: a residual too rare to update a mechanism with may still belong in the
-        sample of the noise's tail. After the mechanisms learn, the residuals held for each
-        linear mechanism that moved are recomputed from the snapshot values kept beside them,
-        so every noise model is the sample of its current mechanism's residuals.
+        sample of the noise's tail. After the mechanisms learn, the residuals held for every
+        linear mechanism are recomputed from the snapshot values kept beside them
+        (``refresh_residuals``), so each such noise model is the sample of its current
+        mechanism's residuals.
         """
         noise_learn = learn if noise_learn is None else noise_learn
         # a residual counts once the node's mechanism has learned enough, row by row
@@ -181,9 +179,11 @@ class GraphModels:
 
     def _hold(self, x: FloatArray, step: IntArray, rows: IntArray, slots: IntArray) -> None:
         """Keep each held residual's snapshot values (the node's and its parents')."""
-        rank = self._rank[rows]
+        if not self.refresh:
+            return
+        rank = self.bank.rank[rows]
         sel = np.flatnonzero(rank >= 0)
-        if sel.size == 0 or not self.refresh:
+        if sel.size == 0:
             return
         step, rank, slots = step[sel], rank[sel], slots[sel]
         self._held_y[rank, slots] = x[step, rows[sel]]
@@ -231,7 +231,7 @@ class GraphModels:
         self._held_x[rows] = parents
 
     def _held_rank(self, j: int) -> int:
-        rank = int(self._rank[j])
+        rank = int(self.bank.rank[j])
         if rank < 0 or not self.refresh:
             raise KeyError(
                 f"node position {j} keeps no values (no linear mechanism with parents, "

@@ -65,6 +65,7 @@ from stream_rca.core.engine import Engine
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.graphfree import GraphFreeConfig
 from stream_rca.core.graphfree_engine import GraphFreeEngine
+from stream_rca.core.models import MARGINAL_SIZE
 from stream_rca.core.noise import NoiseBank
 from stream_rca.errors import ConfigError, StreamRCAError
 from stream_rca.io.aligner import Aligner
@@ -662,7 +663,7 @@ def check_checkpointable(spec: GraphSpec, max_bytes: int = MAX_CHECKPOINT_BYTES)
         # with refresh_residuals, the values kept for each node with parents and each edge
         kept = sum(1 for v in graph.nodes if graph.parents(v)) + graph.n_edges
         refresh = spec.engine.refresh_residuals
-        per_slot = 8 * (len(graph) + 4 * len(spec.targets) + (kept if refresh else 0))
+        per_slot = 8 * (len(graph) + MARGINAL_SIZE * len(spec.targets) + (kept if refresh else 0))
         fits = max(0, (max_bytes - (bound - per_slot * spec.engine.reservoir)) // per_slot)
         saved = 8 * kept * spec.engine.reservoir / 2**20
         hint = f"; or 'refresh_residuals: false' (about {saved:.1f} MiB less)" if refresh else ""

@@ -66,6 +66,16 @@ def test_a_near_constant_series_stays_calm_as_old_drops_age_out() -> None:
     assert float(np.max(calm)) < 0.5
 
 
+def _assert_one_formula(bank: LinearBank, x: np.ndarray) -> np.ndarray:
+    """``predict`` of the block ``x``, of each row alone and ``predict_node``: the same floats."""
+    block = bank.predict(x)
+    for b in range(x.shape[0]):
+        np.testing.assert_array_equal(bank.predict(x[b]), block[b])
+        for j in range(x.shape[1]):
+            assert bank.predict_node(j, x[b]) == block[b, j]
+    return block
+
+
 def test_one_formula_for_snapshots_blocks_and_single_nodes() -> None:
     """``predict`` of a block, of each row alone and ``predict_node`` give the same floats."""
     rng = np.random.default_rng(5)
@@ -74,12 +84,7 @@ def test_one_formula_for_snapshots_blocks_and_single_nodes() -> None:
                         dtype=np.intp) for j in range(n)]  # fmt: skip
     bank = LinearBank(parents, forgetting=1e-2, ridge=1e-6)
     bank.learn_many(rng.lognormal(size=(300, n)))
-    x = rng.lognormal(size=(7, n))
-    block = bank.predict(x)
-    for b in range(7):
-        np.testing.assert_array_equal(bank.predict(x[b]), block[b])
-        for j in range(n):
-            assert bank.predict_node(j, x[b]) == block[b, j]
+    _assert_one_formula(bank, rng.lognormal(size=(7, n)))
 
 
 def test_without_refresh_residuals_stay_as_learned_and_state_is_smaller() -> None:
@@ -121,11 +126,7 @@ def test_one_formula_with_hubs() -> None:
     bank = LinearBank(parents, forgetting=1e-2, ridge=1e-6)
     bank.learn_many(rng.lognormal(size=(400, n)))
     x = rng.lognormal(size=(5, n))
-    block = bank.predict(x)
-    for b in range(5):
-        np.testing.assert_array_equal(bank.predict(x[b]), block[b])
-        for j in range(n):
-            assert bank.predict_node(j, x[b]) == block[b, j]
+    block = _assert_one_formula(bank, x)
     # and the ordinary least-squares answer (up to rounding): the formula is right
     coef, intercept = bank.coefficients()
     np.testing.assert_allclose(block[:, 30:], (x @ coef.T + intercept)[:, 30:], rtol=1e-9)
