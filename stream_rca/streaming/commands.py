@@ -35,7 +35,6 @@ def _add_worker(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _run_worker(args: argparse.Namespace) -> int:
     from stream_rca.config import load_graphs
     from stream_rca.errors import ConfigError
-    from stream_rca.streaming.connect import check_broker
     from stream_rca.streaming.worker import run_worker
 
     settings = settings_from_args(args, "worker")
@@ -43,7 +42,6 @@ def _run_worker(args: argparse.Namespace) -> int:
     if not settings.config:
         raise ConfigError("the worker needs a graphs file: --config FILE (STREAM_RCA_CONFIG)")
     specs = load_graphs(settings.config)
-    check_broker(settings)
     return run_worker(
         settings,
         specs,

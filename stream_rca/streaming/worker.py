@@ -19,6 +19,7 @@ from stream_rca.config import GraphSpec, Settings, load_graphs
 from stream_rca.errors import ConfigError
 from stream_rca.observability import MetricsServer, PipelineMetrics, serve
 from stream_rca.streaming.app import make_app
+from stream_rca.streaming.connect import check_broker
 from stream_rca.streaming.producers import ensure_topics
 
 __all__ = ["run_worker"]
@@ -61,22 +62,27 @@ def run_worker(
     Raises
     ------
     ConfigError
-        Without a graphs file, or when the input topic's partition count is wrong.
+        Without a graphs file, for a graph that cannot be checkpointed, or when the input
+        topic's partition count is wrong.
+    BrokerUnavailableError
+        When ``create_topics`` and no broker answers (one line saying what to check).
     """
     if specs is None:
         if not settings.config:
             raise ConfigError("the worker needs a graphs file: --config FILE (STREAM_RCA_CONFIG)")
         specs = load_graphs(settings.config)
-    if create_topics:
-        ensure_topics(settings)
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)
-    server: MetricsServer | None = None
-    if settings.metrics_port is not None:
-        server = serve(registry, settings.metrics_port, settings.metrics_addr)
+    # the app first: a graph that cannot be checkpointed is refused before any broker is asked
     app = make_app(
         settings, specs, metrics=metrics, worker_id=worker_id, session_timeout=session_timeout
     )
+    if create_topics:
+        check_broker(settings)
+        ensure_topics(settings)
+    server: MetricsServer | None = None
+    if settings.metrics_port is not None:
+        server = serve(registry, settings.metrics_port, settings.metrics_addr)
     datadir = Path(app.conf.datadir)
     datadir.parent.mkdir(parents=True, exist_ok=True)
     log.info(

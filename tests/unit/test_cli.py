@@ -404,3 +404,23 @@ def test_replay_explains_a_row_against_the_models_that_scored_it(
     expected = engine.explain(data[15], engine.targets[0])
     got = {rc["node"]: rc["contribution"] for rc in doc["root_causes"]}
     assert got == {rc.node: rc.contribution for rc in expected.root_causes}
+
+
+def test_worker_refuses_a_graph_too_large_to_checkpoint_before_asking_a_broker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The graphs file is checked whole (checkpoints that fit included) before the worker
+    contacts Kafka: one line naming the limit and the remedies, exit 2, even with no broker."""
+    edges = ", ".join(f"[n{i}, n{i + 1}]" for i in range(999))
+    config = tmp_path / "graphs.yaml"
+    config.write_text(f"graphs:\n  - name: big\n    edges: [{edges}]\n    targets: [n999]\n")
+    code = main(
+        ["worker", "--config", str(config), "--bootstrap", "127.0.0.1:1",
+         "--insecure-no-checkpoint-key"]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1
+    for part in ("graph 'big'", "16 MiB", "refresh_residuals: false"):
+        assert part in err[0]
+    assert "Kafka" not in err[0]
