@@ -38,7 +38,12 @@ from stream_rca.core.ranking import RANK_RULES
 from stream_rca.core.trigger import TriggerConfig
 from stream_rca.core.types import Attribution, Snapshot, StepResult
 from stream_rca.errors import ConfigError, GraphError
-from stream_rca.replay_output import print_summary, write_attributions
+from stream_rca.replay_output import (
+    AVAILABILITY_ARG,
+    print_summary,
+    say_availability,
+    write_attributions,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -93,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--statistic", default="Average", help="PetShop statistic (default Average)"
     )
+    replay.add_argument("--availability", **AVAILABILITY_ARG)
     replay.add_argument("--warmup", type=int, default=100, help="warm-up snapshots (default 100)")
     replay.add_argument(
         "--threshold", type=float, default=9.0, help="incident threshold, nats (default 9)"
@@ -359,6 +365,7 @@ def _replay(args: argparse.Namespace) -> int:
         "graph": graph.name,
         "metric": args.metric,
         "statistic": args.statistic,
+        "availability": args.availability,
     }
     if args.to_kafka:
         return _replay_to_kafka(args, graph, read)
@@ -389,6 +396,7 @@ def _replay(args: argparse.Namespace) -> int:
         f"graph {graph.name!r} ({_name_source(args, graph)}): {len(graph)} nodes, "
         f"targets {', '.join(engine.targets)}"
     )
+    say_availability(args.metric, args.availability, args.train, out)
     n_train = 0
     block: list[Snapshot] = []
     for snap in _snapshots(args.train, "--train", read):

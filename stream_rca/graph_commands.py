@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_rca.errors import ConfigError
+from stream_rca.replay_output import AVAILABILITY_ARG
 
 __all__ = ["register"]
 
@@ -39,6 +40,7 @@ def register(sub: Any) -> None:
     )
     lr.add_argument("--metric", default="latency", help="PetShop metric (default latency)")
     lr.add_argument("--statistic", default="Average", help="PetShop statistic (default Average)")
+    lr.add_argument("--availability", **AVAILABILITY_ARG)
     lr.add_argument("--alpha", type=float, default=0.01, help="test level (default 0.01)")
     lr.add_argument("--bootstrap", type=int, default=20, help="resamples (default 20)")
     lr.add_argument(
@@ -108,7 +110,12 @@ def _learn(args: argparse.Namespace) -> int:
     try:
         snaps = list(
             read_snapshots(
-                args.train, nodes=None, metric=args.metric, statistic=args.statistic, graph=name
+                args.train,
+                nodes=None,
+                metric=args.metric,
+                statistic=args.statistic,
+                availability=args.availability,
+                graph=name,
             )
         )
     except OSError as exc:

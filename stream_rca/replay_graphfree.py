@@ -24,7 +24,7 @@ from stream_rca.core.graphfree import GraphFreeConfig, MarginalRanker
 from stream_rca.core.trigger import Trigger
 from stream_rca.core.types import Attribution, Snapshot
 from stream_rca.errors import ConfigError
-from stream_rca.replay_output import print_summary, write_attributions
+from stream_rca.replay_output import print_summary, say_availability, write_attributions
 
 __all__ = ["print_ranking", "replay_graph_free"]
 
@@ -72,6 +72,7 @@ def replay_graph_free(
         "graph": name,
         "metric": args.metric,
         "statistic": args.statistic,
+        "availability": args.availability,
     }
     ranker = MarginalRanker([], GraphFreeConfig(warmup=config.warmup))
     out = sys.stdout
@@ -88,6 +89,7 @@ def replay_graph_free(
         f"no graph: {len(ranker.nodes)} metrics of {Path(args.train).name} ranked by marginal "
         f"score and onset; targets {', '.join(args.target)}"
     )
+    say_availability(args.metric, args.availability, args.train, out)
     print(
         f"learned from {n_train} snapshots "
         f"({'warm' if warm else 'NOT warm: more normal data needed'})",

@@ -9,11 +9,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO
+from typing import IO, Any
 
 from stream_rca.core.types import Attribution
+from stream_rca.io.petshop import AVAILABILITY_READINGS
+from stream_rca.io.sources import detect_format
 
-__all__ = ["print_summary", "write_attributions"]
+__all__ = ["AVAILABILITY_ARG", "print_summary", "say_availability", "write_attributions"]
+
+AVAILABILITY_ARG: dict[str, Any] = {
+    "choices": tuple(AVAILABILITY_READINGS),
+    "default": "failures",
+    "help": "how a PetShop availability metric is read: failures (default), the failed "
+    "requests per period from availability and requests/Sum, which add up along the call "
+    "graph; percent, as written",
+}
+"""The ``--availability`` option of the commands that read PetShop files."""
+
+
+def say_availability(metric: str, availability: str, path: str, out: IO[str]) -> None:
+    """One line saying how availability is read, when a PetShop availability metric is."""
+    if metric == "availability" and detect_format(path) == "petshop":
+        print(AVAILABILITY_READINGS[availability], file=out)
 
 
 def write_attributions(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from stream_rca.core.types import Snapshot
 from stream_rca.errors import ConfigError
@@ -37,9 +38,13 @@ from stream_rca.io.tables import (
     select_columns,
 )
 
+FloatArray = npt.NDArray[np.float64]
+
 __all__ = [
+    "AVAILABILITY_READINGS",
     "PETSHOP_HEADER",
     "PetshopTarget",
+    "failed_requests",
     "is_petshop_csv",
     "iter_petshop_snapshots",
     "read_petshop_graph",
@@ -49,6 +54,18 @@ __all__ = [
 
 PETSHOP_HEADER = ("microservice", "metric", "statistic", "unix_timestamp")
 """First cells of the four header rows of a PetShop ``metrics.csv``."""
+
+AVAILABILITY_READINGS = {
+    "failures": (
+        "availability read as failed requests per period, (100 - availability) / 100 x "
+        "requests (Sum)"
+    ),
+    "percent": "availability read as written, per cent",
+}
+"""How an availability metric can be read. Failed requests are the default: they add up along
+the call graph (a caller's failures include those of the calls that failed under it), where
+percentages do not (a callee that fails all of its 3 requests moves a caller serving 700 by
+less than half a per cent, while its own availability drops from 100 to 0)."""
 
 
 def is_petshop_csv(path: PathLike) -> bool:
@@ -82,6 +99,7 @@ def read_petshop_metrics(
     *,
     nodes: Collection[str] | None = None,
     ignore_extra: bool = False,
+    availability: str = "failures",
 ) -> MetricTable:
     """Read one metric of every node of a PetShop ``metrics.csv``.
 
@@ -99,6 +117,11 @@ def read_petshop_metrics(
         the file lacks is all NaN. ``None`` takes the file's nodes in file order.
     ignore_extra
         Skip nodes of the file that are not in ``nodes`` instead of raising.
+    availability
+        How ``metric="availability"`` is read (see :data:`AVAILABILITY_READINGS`):
+        ``"failures"`` (the default) gives each node's failed requests per period,
+        ``(100 - availability) / 100 * requests`` from its ``requests``/``Sum`` column, and 0
+        where it served no request; ``"percent"`` the availability as written.
 
     Returns
     -------
@@ -109,7 +132,8 @@ def read_petshop_metrics(
     ------
     ConfigError
         If the file is not in the PetShop layout, lacks the (metric, statistic) pair (the
-        message lists those it has), or has a bad row or cell (the message gives the line).
+        message lists those it has), has a bad row or cell (the message gives the line), or
+        lacks the request counts of a node whose failures are asked for.
     GraphError
         If the file has nodes that are not in ``nodes`` (unless ``ignore_extra``).
     """
@@ -125,7 +149,14 @@ def read_petshop_metrics(
         if any(len(r) != width for r in header):
             raise ConfigError(f"{path}: the four header rows differ in length")
         services, metrics, stats = ([c.strip() for c in r[1:]] for r in header[:3])
+        if availability not in AVAILABILITY_READINGS:
+            raise ConfigError(
+                f"availability reading {availability!r}: choose one of "
+                f"{', '.join(AVAILABILITY_READINGS)}"
+            )
         chosen = [j for j in range(width - 1) if metrics[j] == metric and stats[j] == statistic]
+        failures = metric == "availability" and availability == "failures"
+        served = _request_columns(path, services, metrics, stats, chosen) if failures else []
         if not chosen:
             have = sorted(set(zip(metrics, stats, strict=True)))
             raise ConfigError(
@@ -136,8 +167,11 @@ def read_petshop_metrics(
             [services[j] for j in chosen], nodes, ignore_extra=ignore_extra, path=path
         )
         cols = [1 + chosen[i] if i >= 0 else -1 for i in index]
+        if failures:
+            index_served = [served[i] if i >= 0 else -1 for i in index]
         timestamps: list[float] = []
         rows: list[list[float]] = []
+        requests: list[list[float]] = []
         for row in reader:
             if not row:
                 continue
@@ -146,8 +180,46 @@ def read_petshop_metrics(
                 raise ConfigError(f"{where}: {len(row)} cells, the header has {width}")
             timestamps.append(parse_time_cell(row[0], where))
             rows.append([math.nan if j < 0 else parse_cell(row[j], where) for j in cols])
+            if failures:
+                requests.append(
+                    [math.nan if j < 0 else parse_cell(row[1 + j], where) for j in index_served]
+                )
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(out))
+    if failures:
+        values = failed_requests(values, np.array(requests, dtype=np.float64).reshape(values.shape))
     return MetricTable(out, np.array(timestamps, dtype=np.float64), values)
+
+
+def failed_requests(percent: FloatArray, requests: FloatArray) -> FloatArray:
+    """Failed requests per period from availability (per cent) and request counts.
+
+    ``(100 - availability) / 100 * requests``; 0 where no request was served (a period
+    without requests has no availability, and no failure either); NaN where the count is
+    missing, or the availability is missing though requests were served.
+
+    >>> import numpy as np
+    >>> failed_requests(np.array([[97.5, np.nan, np.nan, 100.0]]),
+    ...                 np.array([[200.0, 0.0, 12.0, np.nan]])).tolist()
+    [[5.0, 0.0, nan, nan]]
+    """
+    out: FloatArray = (100.0 - percent) / 100.0 * requests
+    out[requests == 0] = 0.0
+    return out
+
+
+def _request_columns(
+    path: PathLike, services: list[str], metrics: list[str], stats: list[str], chosen: list[int]
+) -> list[int]:
+    """Per chosen column, the index of its node's ``requests``/``Sum`` column."""
+    sums = {s: j for j, s in enumerate(services) if metrics[j] == "requests" and stats[j] == "Sum"}
+    lacking = [services[j] for j in chosen if services[j] not in sums]
+    if lacking:
+        raise ConfigError(
+            f"{path}: availability is read as failed requests, but {names(lacking)} "
+            f"{'has' if len(lacking) == 1 else 'have'} no requests/Sum column; read it as "
+            "written with --availability percent"
+        )
+    return [sums[services[j]] for j in chosen]
 
 
 def iter_petshop_snapshots(
@@ -158,13 +230,16 @@ def iter_petshop_snapshots(
     nodes: Collection[str] | None = None,
     ignore_extra: bool = False,
     graph: str = "default",
+    availability: str = "failures",
 ) -> Iterator[Snapshot]:
     """The rows of a PetShop ``metrics.csv`` as snapshots (see :func:`read_petshop_metrics`).
 
     The file is read and checked before this returns. Missing values are left out of the
     snapshots; ``end`` is ``None``.
     """
-    table = read_petshop_metrics(path, metric, statistic, nodes=nodes, ignore_extra=ignore_extra)
+    table = read_petshop_metrics(
+        path, metric, statistic, nodes=nodes, ignore_extra=ignore_extra, availability=availability
+    )
     return table.snapshots(graph)
 
 

@@ -27,6 +27,7 @@ def read_snapshots(
     graph: str = "default",
     metric: str = "latency",
     statistic: str = "Average",
+    availability: str = "failures",
 ) -> Iterator[Snapshot]:
     """Snapshots from a CSV file in either layout, detected from its first lines.
 
@@ -41,8 +42,9 @@ def read_snapshots(
         Skip columns that are not in ``nodes`` instead of raising ``GraphError``.
     graph
         The snapshots' graph name.
-    metric, statistic
-        Which PetShop series to read (ignored for a wide CSV).
+    metric, statistic, availability
+        Which PetShop series to read, and how availability is read (ignored for a wide CSV;
+        see :func:`~stream_rca.io.petshop.read_petshop_metrics`).
 
     Returns
     -------
@@ -51,6 +53,12 @@ def read_snapshots(
     """
     if detect_format(path) == "petshop":
         return iter_petshop_snapshots(
-            path, metric, statistic, nodes=nodes, ignore_extra=ignore_extra, graph=graph
+            path,
+            metric,
+            statistic,
+            nodes=nodes,
+            ignore_extra=ignore_extra,
+            graph=graph,
+            availability=availability,
         )
     return iter_wide_csv(path, nodes=nodes, ignore_extra=ignore_extra, graph=graph)

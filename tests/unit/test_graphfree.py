@@ -109,6 +109,7 @@ def test_replay_petshop_without_graph(
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "no graph:" in text
+    assert "availability read as failed requests per period" in text
     assert "learned from 589 snapshots" in text
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     assert docs

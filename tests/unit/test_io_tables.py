@@ -191,6 +191,36 @@ def test_petshop_small_file(tmp_path: Path) -> None:
     ]
 
 
+AVAILABILITY = (
+    "microservice,A,A,B,B,C\n"
+    "metric,availability,requests,availability,requests,latency\n"
+    "statistic,Average,Sum,Average,Sum,Average\n"
+    "unix_timestamp,,,,,\n"
+    "1700000000.0,97.5,200,,0,0.1\n"
+    "1700000300.0,100.0,150,0.0,3,0.2\n"
+    "1700000600.0,,40,50.0,,0.3\n"
+)
+
+
+def test_petshop_availability_as_failed_requests(tmp_path: Path) -> None:
+    path = write(tmp_path, AVAILABILITY)
+    table = read_petshop_metrics(path, "availability", "Average")
+    assert table.nodes == ("A", "B")
+    # 2.5 % of 200; B served nothing (no failure); 0 % of 3; missing availability or count
+    np.testing.assert_array_equal(table.values, [[5.0, 0.0], [0.0, 3.0], [np.nan, np.nan]])
+    as_written = read_petshop_metrics(path, "availability", "Average", availability="percent")
+    np.testing.assert_array_equal(as_written.values, [[97.5, np.nan], [100.0, 0.0], [np.nan, 50.0]])
+    snaps = list(read_snapshots(path, metric="availability", availability="percent"))
+    assert snaps[0].values == {"A": 97.5}
+    assert read_petshop_metrics(path).nodes == ("C",)  # other metrics are read as before
+    lacking = write(tmp_path, AVAILABILITY.replace("requests,latency", "latency,latency"), "x.csv")
+    with pytest.raises(ConfigError, match=r"'B' has no requests/Sum.*--availability percent"):
+        read_petshop_metrics(lacking, "availability", "Average")
+    assert read_petshop_metrics(lacking, "availability", "Average", availability="percent")
+    with pytest.raises(ConfigError, match="choose one of failures, percent"):
+        read_petshop_metrics(path, "availability", "Average", availability="ratio")
+
+
 def test_petshop_selects_by_graph_nodes(tmp_path: Path) -> None:
     path = write(tmp_path, PETSHOP)
     table = read_petshop_metrics(path, nodes=["B", "Z", "A"])
