@@ -31,7 +31,13 @@ from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.mechanisms import Regressor, make_regressor
 from stream_rca.core.models import GraphModels
-from stream_rca.core.ranking import EVIDENCE_RULES, explained, rank_causes
+from stream_rca.core.ranking import (
+    ANOMALOUS,
+    EVIDENCE_RULES,
+    UNIDENTIFIED_SUPPORT,
+    explained,
+    rank_causes,
+)
 from stream_rca.core.structure import marginalise_parents, sparse_nodes
 from stream_rca.core.trigger import Trigger, incident_id
 from stream_rca.core.types import Attribution, IncidentEvent, Snapshot, StepResult
@@ -537,6 +543,30 @@ class Engine:
 
         return PlayerModel(parents, predict=predict), self.config.generic_samples
 
+    def _unidentified(self, players: IntArray, case: _Case) -> list[tuple[int, int]]:
+        """The edges among the players whose coefficient the normal data cannot identify at
+        this snapshot, into players that are anomalous or have an anomalous parent (the
+        others do not change the ranking)."""
+        m = self._models
+        anomalous = {
+            int(j)
+            for j in players
+            if case.scores.get(self.graph.nodes[j], 0.0) >= ANOMALOUS  # NaN: not anomalous
+        }
+        if not anomalous:
+            return []
+        member = {int(j) for j in players}
+        children = np.array(
+            [
+                j
+                for j in players
+                if int(j) in anomalous or any(int(p) in anomalous for p in m.parent_index[j])
+            ],
+            dtype=np.intp,
+        )
+        edges = m.unidentified_edges(children, case.filled, UNIDENTIFIED_SUPPORT)
+        return [(p, j) for p, j in edges if p in member]
+
     def _attribute(self, case: _Case) -> Attribution:
         cfg, m = self.config, self._models
         started = self.timer() if self.timer is not None else None
@@ -567,9 +597,11 @@ class Engine:
             every = np.array([case.scores.get(n, np.nan) for n in self.graph.nodes])
             found, reaches = explained(every, m.parent_index, int(players[-1]))
             evidence = (found[players], reaches[players])
+        unidentified = self._unidentified(players, case)
+        unresolved = np.isin(players, [j for edge in unidentified for j in edge])
         causes, rule = rank_causes(
             cfg.rank_by, names, outcome.contributions, outcome.stderr, case.scores,
-            model.parents, evidence,
+            model.parents, evidence, unresolved,
         )  # fmt: skip
         att = Attribution(
             incident_id=case.incident,
@@ -593,6 +625,9 @@ class Engine:
                 "cold": cold,
                 "marginalised": list(self.marginalised),
                 "rank_rule": rule,
+                "unidentified": [
+                    [self.graph.nodes[p], self.graph.nodes[j]] for p, j in unidentified
+                ],
             },
         )
         if started is not None and self.timer is not None:

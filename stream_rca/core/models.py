@@ -217,6 +217,72 @@ class GraphModels:
         self.noise.samples[ranked, :top] = fresh
         return ranked[filled > 0]
 
+    def unidentified_edges(
+        self, children: IntArray, x: FloatArray, min_support: int
+    ) -> list[tuple[int, int]]:
+        """Edges ``(parent, child)`` into ``children`` that the held snapshots cannot identify
+        at the values ``x``.
+
+        A linear mechanism's coefficient on a parent is learnt from how the parent varied: a
+        parent that took fewer than ``min_support`` values away from its median among the
+        snapshots its child's noise model holds (a callee that never failed, or failed once)
+        leaves it unknown (counted from the middle held value), and a value of that parent
+        outside every held one is then
+        extrapolated with a coefficient the data did not give (0 for a constant parent, one
+        point's slope for a parent that moved once). Such an edge is reported here; the
+        ranking treats the contributions that flow through it as unresolved
+        (:func:`~stream_rca.core.ranking.rank_causes`). Nothing is reported without kept
+        values (``refresh_residuals`` off) or for nonlinear mechanisms.
+        """
+        out: list[tuple[int, int]] = []
+        if not self.refresh:
+            return out
+        bank = self.bank
+        kids = np.asarray(children, dtype=np.intp)
+        kids = kids[(bank.rank[kids] >= 0) & (self.noise.filled[kids] > 0)]
+        if kids.size == 0:
+            return out
+        # every edge into the children at once: its kept rows, the parent, the filled slots
+        rank = bank.rank[kids]
+        degree = bank.degree[rank]
+        rows = np.concatenate([bank.offsets[:d] + r for r, d in zip(rank, degree, strict=True)])
+        child = np.repeat(kids, degree)
+        filled = self.noise.filled[child]
+        held = self._held_x[rows, : int(filled.max())]
+        if int(filled.min()) == held.shape[1]:
+            lo, hi = held.min(axis=1), held.max(axis=1)
+        else:
+            unfilled = np.arange(held.shape[1])[None, :] >= filled[:, None]
+            lo = np.where(unfilled, np.inf, held).min(axis=1)
+            hi = np.where(unfilled, -np.inf, held).max(axis=1)
+        at = x[bank.sources[rows]]
+        tol = 1e-9 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))
+        for e in np.flatnonzero((at > hi + tol) | (at < lo - tol)):  # beyond every held value
+            values = held[e, : filled[e]]
+            middle = np.partition(values, values.size // 2)[values.size // 2]  # a median
+            support = np.count_nonzero(np.abs(values - middle) > tol[e])
+            if support < min_support:
+                out.append((int(bank.sources[rows[e]]), int(child[e])))
+        return out
+        for j in children:
+            j = int(j)
+            filled = int(self.noise.filled[j])
+            if self.bank.rank[j] < 0 or filled == 0:
+                continue
+            held = self._held_x[self._held_rows(j), :filled]
+            lo, hi = held.min(axis=1), held.max(axis=1)
+            at = x[self.parent_index[j]]
+            tol = 1e-9 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))
+            beyond = np.flatnonzero((at > hi + tol) | (at < lo - tol))
+            if beyond.size == 0:
+                continue
+            part = held[beyond]
+            med = np.median(part, axis=1)
+            support = (np.abs(part - med[:, None]) > tol[beyond, None]).sum(axis=1)
+            for k in beyond[support < min_support]:
+                out.append((int(self.parent_index[j][k]), j))
+        return out
+
     def held_values(self, j: int) -> tuple[FloatArray, FloatArray]:
         """Node ``j``'s kept snapshot values: its own ``(capacity,)`` and its parents'
         ``(k, capacity)`` in the order of ``parent_index[j]`` (see :meth:`set_held_values`)."""

@@ -35,6 +35,12 @@ Rules (``EngineConfig.rank_by``):
     is not resolved (a run of contributions each within three standard errors of the one before
     it and of the run's first), by the anomaly each explains, as in ``explains-most``; then the
     others by their conditional score (their contributions are mostly sampling noise).
+    Anomalous players joined by an edge the normal data cannot identify (a callee that never
+    failed in training now failing: its caller's coefficient on it is 0, or one point's slope)
+    are one group, placed by their summed contribution and ordered within by the anomaly each
+    explains: the fit alone decides how such players split the credit (PetShop availability,
+    a callee that failed once in training took +36.7 nats through that one point's slope and
+    its caller -30.8, while the true cause, a callee that never failed, got 0.05).
 ``"anomalous-shapley"``
     The anomalous players first, then the others; by Shapley contribution within each group.
 ``"upstream-anomalous"``
@@ -62,13 +68,24 @@ import numpy.typing as npt
 from stream_rca.core.types import RootCause
 from stream_rca.errors import ConfigError
 
-__all__ = ["ANOMALOUS", "EVIDENCE_RULES", "RANK_RULES", "explained", "rank_causes"]
+__all__ = [
+    "ANOMALOUS",
+    "EVIDENCE_RULES",
+    "RANK_RULES",
+    "UNIDENTIFIED_SUPPORT",
+    "explained",
+    "rank_causes",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
 ANOMALOUS = 5.0
 """Conditional score (nats) from which a player counts as anomalous in ``anomalous-*`` rules."""
+
+UNIDENTIFIED_SUPPORT = 10
+"""Fewest held values of a parent away from its median from which a linear mechanism's
+coefficient on it counts as identified (see ``GraphModels.unidentified_edges``)."""
 
 REACH_MIN = 0.05
 """Smallest contribution (nats) taken as the fitted mechanisms carrying a node's anomaly."""
@@ -79,8 +96,9 @@ EVIDENCE_RULES = frozenset({"anomalous-first", "explains-most"})
 RANK_RULES = {
     "anomalous-first": (
         f"players with conditional score >= {ANOMALOUS:g} nats first, by |Shapley contribution|, "
-        "those within three standard errors of each other by the anomaly they explain; "
-        "then the others by conditional score"
+        "those within three standard errors of each other, and those joined by a dependence "
+        "the normal data did not show (by their summed contribution), by the anomaly they "
+        "explain; then the others by conditional score"
     ),
     "shapley": "by Shapley contribution",
     "score": "by conditional score",
@@ -109,8 +127,15 @@ def rank_causes(
     scores: Mapping[str, float],
     parents: Sequence[IntArray] | None = None,
     evidence: tuple[FloatArray, npt.NDArray[np.bool_]] | None = None,
+    unresolved: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[list[RootCause], str]:
     """Root causes in the order of ``rule``, and the rule's description.
+
+    ``unresolved`` marks the players at either end of an edge whose coefficient the learned
+    data cannot identify at this snapshot (:meth:`GraphModels.unidentified_edges
+    <stream_rca.core.models.GraphModels.unidentified_edges>`): how their shares of the anomaly
+    are split is an artefact of the fit, so ``anomalous-first`` orders the anomalous ones among
+    them as one group, at the size of their summed contribution, by the anomaly each explains.
 
     ``tied`` marks a cause whose contribution is within three standard errors of the next
     cause's, when both are ordered by contribution: their order is not resolved (for
@@ -143,6 +168,11 @@ def rank_causes(
             (0.0, -abs(c)) if s >= ANOMALOUS else (1.0, -s)
             for s, c in zip(own, contributions, strict=True)
         ]
+        group = np.flatnonzero((own >= ANOMALOUS) & (False if unresolved is None else unresolved))
+        if group.size > 1:  # their split is the fit's: one key, the size of their sum
+            joint = (0.0, -abs(float(contributions[group].sum())))
+            for g in group:
+                keys[int(g)] = joint
     elif rule == "anomalous-shapley":
         keys = [
             (0.0 if s >= ANOMALOUS else 1.0, -c) for s, c in zip(own, contributions, strict=True)

@@ -143,3 +143,33 @@ def test_a_run_of_small_gaps_does_not_tie_a_clear_leader_to_a_player_far_behind(
     # the same players with the ancestor close to the cause: unresolved, evidence decides
     near = _order("anomalous-first", names, [4.0, 4.3, 3.9, 0.2], scores, parents, stderr=stderr)
     assert near[0] == "ancestor"
+
+
+def test_players_joined_by_an_unidentified_dependence_are_ordered_by_evidence() -> None:
+    # The PetShop availability case: t calls never-failing (true cause, now failing: t's
+    # coefficient on it is 0, so it gets no credit) and once-failed (its one training failure
+    # gave t a steep coefficient: large credit to it, large negative credit to t itself).
+    names = ["never", "once", "client", "t"]
+    parents = [E, E, [0], [0, 1]]
+    contributions = [0.05, 36.7, 0.0, -30.8]
+    stderr = [0.02, 5.6, 0.01, 4.6]
+    scores = [46.9, 44.3, 20.0, 5.8]
+
+    def order(unresolved):
+        causes, _ = rank_causes(
+            "anomalous-first", names, np.array(contributions), np.array(stderr),
+            dict(zip(names, scores, strict=True)), [np.asarray(p, np.intp) for p in parents],
+            None, None if unresolved is None else np.array(unresolved),
+        )  # fmt: skip
+        return [c.node for c in causes], causes
+
+    first, _ = order(None)
+    assert first[0] == "once"  # trusted, the fitted split puts the once-failed callee first
+    joined, causes = order([True, True, False, True])
+    # one group at the size of its summed credit; within it by the anomaly each explains
+    # ("never" also explains its other caller, "client")
+    assert joined[:3] == ["never", "once", "t"]
+    assert [c.contribution for c in causes[:3]] == [0.05, 36.7, -30.8]  # both figures kept
+    assert [c.tied for c in causes[:2]] == [True, True]  # their order is not Shapley's
+    # one unresolved player alone is ordered as before
+    assert order([False, True, False, False])[0] == first
