@@ -20,7 +20,9 @@ negated values are the same floats (IEEE negation is exact and rounding is symme
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,9 +125,67 @@ def coalition_event_logs(
     base[0] = marginal[:used]
     for p in range(low):
         np.add(base[: 1 << p], gap32[p], out=base[1 << p : 2 << p])
+    chunks = range(n >> low)
+    args = (base, gap32, ext, up, groups, m, w, low, d)
+    pool = _second_core() if len(chunks) > 1 else None
+    if pool is None:
+        passes = _chunk_pass(chunks, *args)
+    else:  # half of the chunks on the other core (the sorts and adds release the GIL)
+        half = len(chunks) // 2
+        other = pool.submit(_chunk_pass, chunks[half:], *args)
+        passes = _chunk_pass(chunks[:half], *args) + other.result()
+    for found in passes:  # in the chunks' order, as one pass would have listed them
+        for side in (0, 1):
+            deep_at, values = found[side]
+            if deep_at.size:
+                deep_blocks[side].append(deep_at)
+                deep_values[side].append(values)
+    # the rows' extremes sorted (for their tails, _fit_rows) on the other core meanwhile
+    ordered = None if pool is None else pool.submit(_sorted_rows, ext, groups)
+    beyond, tied = _block_counts(ext, up, bounds, groups, calm, deep_blocks, deep_values)
+    # as upper bounds: hi, and -lo for the negated values (xv: in the values' precision)
+    x = np.array([hi, -lo])
+    xv = np.array([float(bounds[0]), -float(bounds[1])])
+    strict = x > xv  # a value equal to xv does not reach x (see noise._far)
+    part = _mid_rank_log(beyond, tied, m)
+    beyond_w = _row_sums(beyond.reshape(2 * n, groups)).reshape(2, n)
+    tied_w = _row_sums(tied.reshape(2 * n, groups)).reshape(2, n)
+    whole = _mid_rank_log(beyond_w, tied_w, used)
+    far_blocks = _far_rows(beyond, tied, kb, strict)
+    far_rows = _far_rows(beyond_w, tied_w, k, strict)
+    _fit_blocks(part, far_blocks, ext, kb, x, m, min_scale)
+    rows_sorted = None if ordered is None else ordered.result()
+    _fit_rows(whole, far_rows, ext, groups, k, x, used, min_scale, rows_sorted)  # last
+    out_whole: FloatArray = np.logaddexp(whole[0], whole[1])
+    out_parts: FloatArray = np.logaddexp(part[0], part[1]).reshape(n, groups).T
+    return out_whole, out_parts
+
+
+_Deep = tuple[tuple[IntArray, F32Array], tuple[IntArray, F32Array]]
+
+
+def _chunk_pass(
+    chunks: range,
+    base: F32Array,
+    gap32: F32Array,
+    ext: F32Array,
+    up: F32Array,
+    groups: int,
+    m: int,
+    w: int,
+    low: int,
+    d: int,
+) -> list[_Deep]:
+    """Build, sort and reduce the given chunks of coalitions (see :func:`coalition_event_logs`).
+
+    Writes each chunk's block extremes into its rows of ``ext``; returns per chunk and side
+    the deep blocks (all of whose extremes reach the bound: their indexes and sorted values).
+    """
+    size_c, used = base.shape
     chunk = np.empty((size_c, groups, m), dtype=np.float32)
     chunk_rows = chunk.reshape(size_c, used)
-    for h in range(n >> low):
+    out: list[_Deep] = []
+    for h in chunks:
         high = [p for p in range(low, d) if (h << low) >> p & 1]
         if not high:
             np.copyto(chunk_rows, base)
@@ -141,27 +201,35 @@ def coalition_event_logs(
         np.copyto(ext[0, at], runs[:, : m - w - 1 : -1])
         np.negative(runs[:, :w], out=ext[1, at])
         # the blocks all of whose w extremes reach a bound: kept whole, to be counted in full
-        for side, found in enumerate(_reaching(ext[:, at, w - 1], up)):
-            deep_at = np.flatnonzero(found)
-            if deep_at.size:
-                deep_blocks[side].append(deep_at + at.start)
-                deep_values[side].append(runs[deep_at])
-    beyond, tied = _block_counts(ext, up, bounds, groups, calm, deep_blocks, deep_values)
-    # as upper bounds: hi, and -lo for the negated values (xv: in the values' precision)
-    x = np.array([hi, -lo])
-    xv = np.array([float(bounds[0]), -float(bounds[1])])
-    strict = x > xv  # a value equal to xv does not reach x (see noise._far)
-    part = _mid_rank_log(beyond, tied, m)
-    beyond_w = _row_sums(beyond.reshape(2 * n, groups)).reshape(2, n)
-    tied_w = _row_sums(tied.reshape(2 * n, groups)).reshape(2, n)
-    whole = _mid_rank_log(beyond_w, tied_w, used)
-    far_blocks = _far_rows(beyond, tied, kb, strict)
-    far_rows = _far_rows(beyond_w, tied_w, k, strict)
-    _fit_blocks(part, far_blocks, ext, kb, x, m, min_scale)
-    _fit_rows(whole, far_rows, ext, groups, k, x, used, min_scale)  # last: sorts ext in place
-    out_whole: FloatArray = np.logaddexp(whole[0], whole[1])
-    out_parts: FloatArray = np.logaddexp(part[0], part[1]).reshape(n, groups).T
-    return out_whole, out_parts
+        reach = _reaching(ext[:, at, w - 1], up)
+        deep_up, deep_low = (np.flatnonzero(found) for found in reach)
+        out.append(
+            (
+                (deep_up + at.start, runs[deep_up]),
+                (deep_low + at.start, runs[deep_low]),
+            )
+        )
+    return out
+
+
+_POOL: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+
+def _second_core() -> concurrent.futures.ThreadPoolExecutor | None:
+    """A one-thread pool for the second core, or ``None`` where the process has one core.
+
+    (Made again in a forked child, where the parent's thread does not exist.)
+    """
+    global _POOL
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < 2:
+        return None
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (
+            os.getpid(),
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stream-rca-coalitions"),
+        )
+    return _POOL[1]
 
 
 def _reaching(v: F32Array, up: F32Array) -> BoolArray:
@@ -269,13 +337,15 @@ def _fit_rows(
     x: FloatArray,
     size: int,
     min_scale: float,
+    ordered: F32Array | None = None,
 ) -> None:
     """``out[side, far[side]]``: the fitted tails of whole rows beyond their threshold.
 
     A row's ``k + 1`` most extreme values are among the ``k + 1`` most extreme of each of its
-    blocks; a sort of those gives the row's (in place where all rows are read). Where a NaN
-    is among the lower side's, they are negated back before the sort, so that the NaN (sorted
-    last) stays out of the smallest values, as in the plain construction.
+    blocks; a sort of those gives the row's (in place where all rows are read; ``ordered``:
+    already sorted by :func:`_sorted_rows`). Where a NaN is among the lower side's, they are
+    negated back before the sort, so that the NaN (sorted last) stays out of the smallest
+    values, as in the plain construction.
     """
     nb, w = ext.shape[1:]
     n = nb // groups
@@ -284,18 +354,29 @@ def _fit_rows(
     pieces = []
     for side, rows in enumerate(far):
         if rows.size:
-            src = ext[side].reshape(n, groups * w)
             taken = None if _take_all(rows.size, n) else rows
+            src = ext[side].reshape(n, groups * w) if ordered is None else ordered[side]
             ends = src if taken is None else src[taken]
             if side == 1 and nan_low:
+                if ordered is not None:  # the unsorted values again
+                    src = ext[side].reshape(n, groups * w)
+                    ends = src.copy() if taken is None else src[taken]
                 np.negative(ends, out=ends)
                 ends.sort(axis=1)
                 top = np.negative(ends[:, : k + 1])  # the k + 1 smallest, negated
             else:
-                ends.sort(axis=1)
+                if ordered is None:
+                    ends.sort(axis=1)
                 top = ends[:, : -k - 2 : -1]  # the k + 1 largest, largest first
             pieces.append(_Piece(side, rows, taken, top))
     _fit(out, pieces, k, x, size, min_scale)
+
+
+def _sorted_rows(ext: F32Array, groups: int) -> F32Array:
+    """``(2, rows, groups * w)``: each side's row extremes (all its blocks'), sorted; the
+    sort :func:`_fit_rows` makes, on a copy (``ext`` is read meanwhile)."""
+    two, nb, w = ext.shape
+    return np.sort(ext.reshape(two, nb // groups, groups * w), axis=2)
 
 
 def _take_all(count: int, total: int) -> bool:

@@ -197,11 +197,21 @@ def test_coalition_logs_equal_the_reference_bit_for_bit(
     np.testing.assert_array_equal(parts, ref_parts)
 
 
+@pytest.mark.parametrize("cores", [1, 2])
 @pytest.mark.parametrize("d", [10, 11])
 @pytest.mark.parametrize("kind", ["t", "rounded", "zeros", "nan"])
 @pytest.mark.parametrize("bounds", ["random", "on values"])
-def test_coalitions_built_by_chunks_equal_the_reference(d: int, kind: str, bounds: str) -> None:
-    """From 10 players the coalitions are built, sorted and counted a chunk at a time."""
+def test_coalitions_built_by_chunks_equal_the_reference(
+    d: int, kind: str, bounds: str, cores: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From 10 players the coalitions are built, sorted and counted a chunk at a time; with
+    a second core, half of the chunks and the rows' sort run there: the same floats."""
+    import stream_rca.core.coalitions as co
+
+    if cores == 1:
+        monkeypatch.setattr(co, "_second_core", lambda: None)
+    else:
+        assert co._second_core() is not None, "this test needs two cores"
     gap, marginal, hi, lo = _case(1000 * d + len(kind) + len(bounds), d, 512, kind, bounds)
     with np.errstate(invalid="ignore"):
         ref_whole, ref_parts = _reference_logs(gap, marginal, hi, lo, 4, 0.05, 10, 1e-3)
