@@ -33,6 +33,7 @@ from benchmarks.dowhy_gcm import DowhyOutcome, run_dowhy
 from benchmarks.profiling import profile_text
 from stream_rca.core.engine import Engine
 from stream_rca.core.types import Attribution
+from stream_rca.parallel import attribution_pool
 
 __all__ = ["SpeedSettings", "attribution_speed", "rank_correlation"]
 
@@ -104,6 +105,7 @@ def _explain_timing(engine: Engine, case: AttributionCase, repeat: int) -> list[
 def _measure(case: AttributionCase, settings: SpeedSettings) -> _Measured:
     say(f"[speed] {case.name}: training stream-rca on {case.train.shape[0]} rows")
     engine = train_engine(case.graph, case.config, case.train, targets=[case.target])
+    engine.pool = attribution_pool()  # as the worker, replay and the demo run it
     half = max(1, settings.repeat // 2)
     before = _explain_timing(engine, case, half)
     if settings.run_dowhy:

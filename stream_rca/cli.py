@@ -378,9 +378,16 @@ def _replay(args: argparse.Namespace) -> int:
     from stream_rca.core.engine import Engine
     from stream_rca.core.graphfree import GraphFreeConfig
     from stream_rca.core.partial import ExtraSeries
+    from stream_rca.parallel import attribution_pool
     from stream_rca.streaming.records import json_bytes, scores_document
 
-    engine = Engine(graph, config, targets=_targets(graph, args.target), timer=time.perf_counter)
+    engine = Engine(
+        graph,
+        config,
+        targets=_targets(graph, args.target),
+        timer=time.perf_counter,
+        pool=attribution_pool(),
+    )
     extras = ExtraSeries(graph.nodes, engine.targets, GraphFreeConfig(warmup=config.warmup))
 
     def split(snap: Snapshot, **learn: bool) -> Snapshot:

@@ -18,6 +18,7 @@ import numpy as np
 from stream_rca.core.engine import Engine, EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.types import Attribution, StepResult
+from stream_rca.parallel import attribution_pool
 from stream_rca.sim import Fault, FaultKind, FaultSchedule, MicroserviceSystem, random_faults
 
 __all__ = ["DemoReport", "DemoSettings", "run_demo"]
@@ -134,6 +135,7 @@ def run_demo(
         EngineConfig(warmup=min(200, cfg.warmup), seed=cfg.seed),
         targets=["Website"],
         timer=time.perf_counter,
+        pool=attribution_pool(),
     )
     report = DemoReport(faults=cfg.faults)
     pages = None

@@ -18,6 +18,7 @@ extrapolation keeps ``v`` finite for outliers far beyond every draw.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -85,6 +86,7 @@ def attribute_noise(
     *,
     exact_max_players: int = 12,
     n_permutations: int = 64,
+    pool: concurrent.futures.Executor | None = None,
 ) -> AttributionOutcome:
     """Shapley values of the players' noises for the target's outlier score.
 
@@ -100,6 +102,9 @@ def attribute_noise(
         ``(S, d)`` draws from the players' noise models.
     rng
         Generator for the permutations (the draws are already made).
+    pool
+        An executor for part of the exact computation (see
+        :func:`~stream_rca.core.coalitions.coalition_event_logs`); the same result without.
     """
     d = noise.shape[0]
     if noise_draws.ndim != 2 or noise_draws.shape[1] != d:
@@ -130,7 +135,7 @@ def attribute_noise(
         # disjoint quarters of them, whose spread estimates the error of the whole (exact
         # over coalitions is not exact over draws).
         whole, parts = coalition_event_logs(
-            gap, marginal, hi, lo, _GROUPS, _TAIL_FRACTION, _MIN_TAIL, floor
+            gap, marginal, hi, lo, _GROUPS, _TAIL_FRACTION, _MIN_TAIL, floor, pool
         )
         vals = np.minimum(0.0, whole)
         group_vals = np.minimum(0.0, parts)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +57,7 @@ def coalition_event_logs(
     tail_fraction: float = 0.05,
     min_tail: int = 10,
     min_scale: float = 0.0,
+    pool: concurrent.futures.Executor | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """``log P(X >= hi or X <= lo)`` of every coalition, whole and per block of draws.
 
@@ -71,6 +71,9 @@ def coalition_event_logs(
         The event's bounds (``lo < hi``).
     groups
         Equal blocks of draws (the last ``S % groups`` draws take no part).
+    pool
+        An executor for half of the chunks of coalitions and the rows' sort (a second core:
+        numpy's sorts and adds release the GIL); the same floats as without.
 
     Returns
     -------
@@ -127,7 +130,7 @@ def coalition_event_logs(
         np.add(base[: 1 << p], gap32[p], out=base[1 << p : 2 << p])
     chunks = range(n >> low)
     args = (base, gap32, ext, up, groups, m, w, low, d)
-    pool = _second_core() if len(chunks) > 1 else None
+    pool = pool if len(chunks) > 1 else None
     if pool is None:
         passes = _chunk_pass(chunks, *args)
     else:  # half of the chunks on the other core (the sorts and adds release the GIL)
@@ -210,26 +213,6 @@ def _chunk_pass(
             )
         )
     return out
-
-
-_POOL: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
-
-
-def _second_core() -> concurrent.futures.ThreadPoolExecutor | None:
-    """A one-thread pool for the second core, or ``None`` where the process has one core.
-
-    (Made again in a forked child, where the parent's thread does not exist.)
-    """
-    global _POOL
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (cores or 1) < 2:
-        return None
-    if _POOL is None or _POOL[0] != os.getpid():
-        _POOL = (
-            os.getpid(),
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stream-rca-coalitions"),
-        )
-    return _POOL[1]
 
 
 def _reaching(v: F32Array, up: F32Array) -> BoolArray:

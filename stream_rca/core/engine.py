@@ -6,6 +6,7 @@ clock, no environment and does no I/O. Its whole state pickles, for checkpoints.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import zlib
@@ -70,6 +71,10 @@ class Engine:
     timer
         A clock such as ``time.perf_counter``; when given, every attribution records how long
         it took. The engine reads no clock of its own.
+    pool
+        An executor (one thread: :func:`stream_rca.parallel.attribution_pool`) on which exact
+        attributions run part of their work; the same results without. The engine starts no
+        thread of its own.
 
     Examples
     --------
@@ -98,9 +103,11 @@ class Engine:
         targets: Sequence[str] | None = None,
         mechanisms: Mapping[str, Regressor | str] | None = None,
         timer: Callable[[], float] | None = None,
+        pool: concurrent.futures.Executor | None = None,
     ) -> None:
         self.graph = graph
         self.timer = timer
+        self.pool = pool
         self.config = cfg = config or EngineConfig()
         self.targets: tuple[str, ...] = tuple(graph.check(t) for t in (targets or graph.sinks))
         if not self.targets:
@@ -585,6 +592,7 @@ class Engine:
             exact_max_players=cfg.exact_max_players,
             # sampled orders: at least two per player, so large player sets stay resolved
             n_permutations=max(cfg.n_permutations, 2 * players.size),
+            pool=self.pool,
         )
         names = [self.graph.nodes[j] for j in players]
         # Players still in warm-up take part with what they have learned (an empty model draws
@@ -637,6 +645,7 @@ class Engine:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["timer"] = None  # a clock is the adapter's, not part of the in-process copy
+        state["pool"] = None  # and so is a thread
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

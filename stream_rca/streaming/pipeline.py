@@ -463,6 +463,7 @@ class Pipeline:
             return
         engine, change = grow_engine(state.engine, new, targets=spec.targets)
         engine.timer = state.engine.timer
+        engine.pool = state.engine.pool
         state.engine = engine
         state.aligner = grow_aligner(state.aligner, new.nodes)
         self.known[graph] = frozenset(new.nodes)

@@ -69,6 +69,7 @@ from stream_rca.core.models import MARGINAL_SIZE
 from stream_rca.core.noise import NoiseBank
 from stream_rca.errors import ConfigError, StreamRCAError
 from stream_rca.io.aligner import Aligner
+from stream_rca.parallel import attribution_pool
 from stream_rca.streaming.growth import (
     MAX_CHECKPOINT_SPANS,
     SPAN_INDEX_BYTES,
@@ -444,6 +445,7 @@ def _engine_from_state(spec: GraphSpec, graph: CausalGraph, tree: StateTree) -> 
     engine = from_state(graph, spec.engine, tree)
     if not isinstance(engine, Engine):
         raise StateError("engine: Engine.from_state returned another type")
+    engine.pool = attribution_pool()
     if tuple(engine.targets) != tuple(spec.targets):
         raise StateError(f"engine: targets {list(engine.targets)}, the spec says {spec.targets}")
     return engine
@@ -463,6 +465,7 @@ def new_state(spec: GraphSpec) -> GraphState:
             targets=spec.targets,
             mechanisms=dict(spec.mechanisms) or None,
             timer=time.perf_counter,  # attribution latency, for the metrics
+            pool=attribution_pool(),
         )
     aligner = Aligner(spec.graph.nodes, spec.step, spec.allowed_lateness, graph=spec.name)
     return GraphState(spec.name, fingerprint(spec), engine, aligner)

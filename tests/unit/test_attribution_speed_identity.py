@@ -12,6 +12,7 @@ rows, blocks, contributions, standard errors), with ties, zeros of either sign a
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 from collections.abc import Callable
 
@@ -202,20 +203,17 @@ def test_coalition_logs_equal_the_reference_bit_for_bit(
 @pytest.mark.parametrize("kind", ["t", "rounded", "zeros", "nan"])
 @pytest.mark.parametrize("bounds", ["random", "on values"])
 def test_coalitions_built_by_chunks_equal_the_reference(
-    d: int, kind: str, bounds: str, cores: int, monkeypatch: pytest.MonkeyPatch
+    d: int, kind: str, bounds: str, cores: int
 ) -> None:
     """From 10 players the coalitions are built, sorted and counted a chunk at a time; with
     a second core, half of the chunks and the rows' sort run there: the same floats."""
-    import stream_rca.core.coalitions as co
-
-    if cores == 1:
-        monkeypatch.setattr(co, "_second_core", lambda: None)
-    else:
-        assert co._second_core() is not None, "this test needs two cores"
+    pool = concurrent.futures.ThreadPoolExecutor(1) if cores == 2 else None
     gap, marginal, hi, lo = _case(1000 * d + len(kind) + len(bounds), d, 512, kind, bounds)
     with np.errstate(invalid="ignore"):
         ref_whole, ref_parts = _reference_logs(gap, marginal, hi, lo, 4, 0.05, 10, 1e-3)
-        whole, parts = coalition_event_logs(gap, marginal, hi, lo, 4, 0.05, 10, 1e-3)
+        whole, parts = coalition_event_logs(gap, marginal, hi, lo, 4, 0.05, 10, 1e-3, pool)
+    if pool is not None:
+        pool.shutdown()
     np.testing.assert_array_equal(whole, ref_whole)
     np.testing.assert_array_equal(parts, ref_parts)
 

@@ -1,0 +1,31 @@
+"""The second core for the exact attribution (the core itself starts no thread).
+
+:func:`attribution_pool` gives the one-thread pool the entry points (the worker, ``replay``,
+the demo) hand to each :class:`~stream_rca.core.engine.Engine` as ``pool``: half of an exact
+attribution's coalitions are sorted there (numpy's sorts and adds release the GIL), with the
+same floats as on one thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+
+__all__ = ["attribution_pool"]
+
+_POOL: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+
+def attribution_pool() -> concurrent.futures.Executor | None:
+    """A process-wide one-thread pool, or ``None`` where this process may run on one core.
+
+    Made again in a forked child (the parent's thread does not exist there).
+    """
+    global _POOL
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < 2:
+        return None
+    if _POOL is None or _POOL[0] != os.getpid():
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stream-rca-attribution")
+        _POOL = (os.getpid(), pool)
+    return _POOL[1]
