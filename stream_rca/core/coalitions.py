@@ -338,17 +338,15 @@ def _fit_rows(
     for side, rows in enumerate(far):
         if rows.size:
             taken = None if _take_all(rows.size, n) else rows
-            src = ext[side].reshape(n, groups * w) if ordered is None else ordered[side]
+            presorted = None if side == 1 and nan_low else ordered
+            src = ext[side].reshape(n, groups * w) if presorted is None else presorted[side]
             ends = src if taken is None else src[taken]
-            if side == 1 and nan_low:
-                if ordered is not None:  # the unsorted values again
-                    src = ext[side].reshape(n, groups * w)
-                    ends = src.copy() if taken is None else src[taken]
+            if side == 1 and nan_low:  # from the unsorted values, negated back
                 np.negative(ends, out=ends)
                 ends.sort(axis=1)
                 top = np.negative(ends[:, : k + 1])  # the k + 1 smallest, negated
             else:
-                if ordered is None:
+                if presorted is None:
                     ends.sort(axis=1)
                 top = ends[:, : -k - 2 : -1]  # the k + 1 largest, largest first
             pieces.append(_Piece(side, rows, taken, top))

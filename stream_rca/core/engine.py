@@ -553,7 +553,7 @@ class Engine:
     def _unidentified(self, players: IntArray, case: _Case) -> list[tuple[int, int]]:
         """The edges among the players whose coefficient the normal data cannot identify at
         this snapshot, into players that are anomalous or have an anomalous parent (the
-        others do not change the ranking)."""
+        others do not change the ranking). A player's parents are players (its ancestors)."""
         m = self._models
         anomalous = {
             int(j)
@@ -562,7 +562,6 @@ class Engine:
         }
         if not anomalous:
             return []
-        member = {int(j) for j in players}
         children = np.array(
             [
                 j
@@ -571,8 +570,7 @@ class Engine:
             ],
             dtype=np.intp,
         )
-        edges = m.unidentified_edges(children, case.filled, UNIDENTIFIED_SUPPORT)
-        return [(p, j) for p, j in edges if p in member]
+        return m.unidentified_edges(children, case.filled, UNIDENTIFIED_SUPPORT)
 
     def _attribute(self, case: _Case) -> Attribution:
         cfg, m = self.config, self._models

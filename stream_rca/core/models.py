@@ -224,10 +224,9 @@ class GraphModels:
         at the values ``x``.
 
         A linear mechanism's coefficient on a parent is learnt from how the parent varied: a
-        parent that took fewer than ``min_support`` values away from its median among the
+        parent that took fewer than ``min_support`` values away from its middle one among the
         snapshots its child's noise model holds (a callee that never failed, or failed once)
-        leaves it unknown (counted from the middle held value), and a value of that parent
-        outside every held one is then
+        leaves it unknown, and a value of that parent outside every held one is then
         extrapolated with a coefficient the data did not give (0 for a constant parent, one
         point's slope for a parent that moved once). Such an edge is reported here; the
         ranking treats the contributions that flow through it as unresolved
@@ -263,24 +262,6 @@ class GraphModels:
             support = np.count_nonzero(np.abs(values - middle) > tol[e])
             if support < min_support:
                 out.append((int(bank.sources[rows[e]]), int(child[e])))
-        return out
-        for j in children:
-            j = int(j)
-            filled = int(self.noise.filled[j])
-            if self.bank.rank[j] < 0 or filled == 0:
-                continue
-            held = self._held_x[self._held_rows(j), :filled]
-            lo, hi = held.min(axis=1), held.max(axis=1)
-            at = x[self.parent_index[j]]
-            tol = 1e-9 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))
-            beyond = np.flatnonzero((at > hi + tol) | (at < lo - tol))
-            if beyond.size == 0:
-                continue
-            part = held[beyond]
-            med = np.median(part, axis=1)
-            support = (np.abs(part - med[:, None]) > tol[beyond, None]).sum(axis=1)
-            for k in beyond[support < min_support]:
-                out.append((int(self.parent_index[j][k]), j))
         return out
 
     def held_values(self, j: int) -> tuple[FloatArray, FloatArray]:
