@@ -2,8 +2,10 @@
 
 :func:`attribution_pool` gives the one-thread pool the entry points (the worker, ``replay``,
 the demo) hand to each :class:`~stream_rca.core.engine.Engine` as ``pool``: half of an exact
-attribution's coalitions are sorted there (numpy's sorts and adds release the GIL), with the
-same floats as on one thread.
+attribution's chunks of coalitions are built, sorted and reduced there (numpy's sorts and adds
+and the compiled kernel release the GIL), with the same floats as on one thread. Its first
+call in a process also compiles that kernel (:func:`stream_rca.core.coalitions.warm`), so the
+first incident does not wait for the compiler.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 __all__ = ["attribution_pool"]
 
 _POOL: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+_WARM = False
 
 
 def attribution_pool() -> concurrent.futures.Executor | None:
@@ -21,7 +24,12 @@ def attribution_pool() -> concurrent.futures.Executor | None:
 
     Made again in a forked child (the parent's thread does not exist there).
     """
-    global _POOL
+    global _POOL, _WARM
+    if not _WARM:
+        from stream_rca.core.coalitions import warm
+
+        warm()
+        _WARM = True
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if (cores or 1) < 2:
         return None

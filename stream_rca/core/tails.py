@@ -50,7 +50,6 @@ __all__ = [
     "XI_MIN",
     "Tail",
     "fit_excess",
-    "fit_excess_log_sf",
     "fit_tail",
     "fit_tail_sorted",
     "gpd_log_sf",
@@ -239,62 +238,6 @@ def fit_excess(
     sigma *= a0
     np.maximum(sigma, min_scale, out=sigma)
     return Tail(np.asarray(u, dtype=np.float64), sigma, xi, np.asarray(log_pu, dtype=np.float64))
-
-
-def fit_excess_log_sf(
-    excess: FloatArray,
-    u: FloatArray,
-    log_pu: FloatArray,
-    min_scale: float,
-    x: FloatArray,
-) -> FloatArray:
-    """``fit_excess(excess, u, log_pu, min_scale).log_sf(x)``: the same floats, in fewer passes.
-
-    For the many small fits of an exact attribution (some 20,000 tails a call), where the
-    passes over the rows are the cost: the temporaries are reused, and the bounded branch of
-    :func:`gpd_log_sf` is skipped where no fitted shape can be negative (fewer than 24
-    excesses). ``excess`` is ``(rows, k)`` as for :func:`fit_excess`; ``x`` is ``(rows,)``.
-
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> ex = -np.sort(-rng.exponential(size=(50, 30)), axis=1)
-    >>> u, log_pu, x = rng.normal(size=50), np.full(50, -3.0), rng.normal(3.0, 1.0, size=50)
-    >>> same = fit_excess(ex, u, log_pu, 1e-3).log_sf(x)
-    >>> bool(np.array_equal(fit_excess_log_sf(ex, u, log_pu, 1e-3, x), same))
-    True
-    """
-    k = excess.shape[1]
-    a0, a1 = _pwm_weights(k) @ excess.T
-    # fit_excess's arithmetic, in place
-    denom = np.multiply(2.0, a1)
-    np.subtract(a0, denom, out=denom)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xi = np.divide(a0, denom)
-    np.subtract(2.0, xi, out=xi)
-    np.copyto(xi, XI_MAX, where=np.logical_not(denom > 0))
-    lowest = XI_MIN * min(1.0, max(0.0, (k - 24) / 24))
-    np.clip(xi, lowest, XI_MAX, out=xi)
-    sigma = np.subtract(1.0, xi)
-    sigma *= a0
-    np.maximum(sigma, min_scale, out=sigma)
-    if lowest < 0:  # a bounded tail is possible: the general reading
-        out: FloatArray = gpd_log_sf(x - u, sigma, xi) + log_pu
-        return out
-    # gpd_log_sf's unbounded branch (every shape >= 0), in place
-    y = np.subtract(x, u)
-    np.maximum(y, 0.0, out=y)
-    y /= sigma
-    small = np.abs(xi) < 1e-6
-    safe = np.where(small, 1.0, xi)
-    shaped = np.multiply(safe, y)
-    np.log1p(shaped, out=shaped)
-    np.negative(safe, out=safe)
-    shaped /= safe
-    if small.any():
-        np.negative(y, out=y)
-        np.copyto(shaped, y, where=small)
-    shaped += log_pu
-    return shaped
 
 
 @functools.lru_cache(maxsize=64)

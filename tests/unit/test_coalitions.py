@@ -72,7 +72,7 @@ def test_equal_to_the_plain_construction(
             coalition_event_logs(gap, marginal, hi, lo, groups, 0.05, 10, 1e-3)
         return
     whole, parts = coalition_event_logs(gap, marginal, hi, lo, groups, 0.05, 10, 1e-3)
-    np.testing.assert_array_equal(whole, ref_whole)
+    np.testing.assert_allclose(whole, ref_whole, rtol=1e-12, atol=1e-12)
     assert parts.shape == (groups, 2**d)
     np.testing.assert_allclose(parts, ref_parts, rtol=1e-12, atol=1e-12)
 
