@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from stream_rca.config import GraphSpec, Settings, load_graphs
 from stream_rca.errors import ConfigError
 from stream_rca.observability import MetricsServer, PipelineMetrics, serve
+from stream_rca.parallel import attribution_pool
 from stream_rca.streaming.app import make_app
 from stream_rca.streaming.connect import check_broker
 from stream_rca.streaming.producers import ensure_topics
@@ -93,6 +94,8 @@ def run_worker(
         server.url + "/metrics" if server is not None else "off",
     )
     worker = app.Worker(loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    # the attribution's kernel compiled (or loaded) before the first message, not during it
+    attribution_pool()
     # What exists now (modules, graphs, the app) lives as long as the worker: keep it out of
     # the collector's full scans, which otherwise grow with it and slow every batch.
     gc.freeze()
