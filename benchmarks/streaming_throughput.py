@@ -19,7 +19,8 @@ Every figure of one run comes from the same broker, side by side:
   to the start: every message is already in the restored checkpoints and is skipped; time until
   the worker counted them all as replayed (its ``/metrics``);
 - **two workers** against one on the same host: both in one group (2 partitions each), the
-  input produced once they hold their partitions;
+  input produced once they hold their partitions, as fast as aiokafka record batches go
+  (``--producer one-by-one``: kafka-python, whose 25,000 messages/s bounded this phase before);
 - **in-process** (phase ``inprocess``, no broker): the worker's batch path
   (:func:`~stream_rca.streaming.batch.process_batch`, batches of 5,000, scores and metrics on)
   on the same simulated messages, with its cProfile summary: where one core's time goes;
@@ -311,7 +312,13 @@ def workers(bootstrap: str, tmp: Path, args: argparse.Namespace, count: int) -> 
         )
         time.sleep(2.0)  # let the last rebalance settle (its recovery, the readers' seeks)
         produced = time.monotonic()
-        publish(settings, messages, linger_ms=20)
+        if args.producer == "batches":  # as fast as aiokafka's record batches go
+            steps: list[Step] = [
+                (messages[i : i + 1000], []) for i in range(0, len(messages), 1000)
+            ]
+            asyncio.run(produce_windows(settings, steps, 1e12, {}))  # all due at once
+        else:  # kafka-python, one send per message (about 25,000 messages/s here)
+            publish(settings, messages, linger_ms=20)
         produce_seconds = time.monotonic() - produced
         reader.wait_until(lambda r: len(r.records(settings.scores_topic)) >= expected, 600)
         scores = reader.records(settings.scores_topic)
@@ -579,8 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         "--producer",
         choices=("batches", "one-by-one"),
         default="batches",
-        help="latency phase: aiokafka record batches, or kafka-python one send per message "
-        "(the producer of the earlier measurements)",
+        help="latency and workers phases: aiokafka record batches, or kafka-python one send "
+        "per message (the producer of the earlier measurements)",
     )
     parser.add_argument(
         "--phases", default="single,batch,workers,latency", help="which phases to run"
