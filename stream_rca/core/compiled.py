@@ -9,8 +9,9 @@ GIL, so two threads run two halves at once.
 The arithmetic is that of the numpy functions they stand for, operation for operation
 (:func:`~stream_rca.core.tails.fit_excess` and :meth:`~stream_rca.core.tails.Tail.log_sf`);
 the only differences are the order of the additions in the two probability-weighted moments
-(a loop here, a matrix product there) and the math library's ``log1p``, so the results agree
-to round-off (the tests compare them to a relative 1e-12).
+(a loop here, a matrix product there) and the math library's ``log1p`` and ``exp`` (in the
+logaddexp of the two sides), so the results agree to round-off (the tests compare them to a
+relative 1e-12).
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def _merge(a: FloatArray, b: FloatArray, count: int, nan_first: bool, out: Float
 @_jit
 def _merge_numbers(a: FloatArray, b: FloatArray, count: int, out: FloatArray) -> None:
     """:func:`_merge` of runs without a NaN, without branches (which way a step goes is not
-    predictable: a mispredicted branch per step was most of the merge's time)."""
+    predictable, so a branch per step is mispredicted half of the time)."""
     i = 0
     j = 0
     for t in range(count):
@@ -226,6 +227,11 @@ def _reduce_chunk_kernel(
     whole: FloatArray,
     parts: FloatArray,
 ) -> None:
+    """``whole[first + c]`` and ``parts[:, first + c]`` for each coalition ``c`` of ``runs``
+    (``(coalitions, groups, m)``, each block sorted): per side (``bounds[0]`` the upper,
+    ``bounds[1]`` the lower, read as negated values), the mid-rank counts of each block and of
+    the coalition, or their tails where at most ``kb`` (``k``) values reach the bound; then the
+    two sides' logaddexp. See :class:`ChunkReducer`."""
     rows, groups, m = runs.shape
     w = k + 1
     ends = np.empty((groups, w))  # each block's w most extreme values, the most extreme first
@@ -318,8 +324,9 @@ def _merge_all(
 
 
 class ChunkReducer:
-    """The per-coalition counts and tails of :func:`~stream_rca.core.coalitions.
-    coalition_event_logs`, from sorted blocks of coalition values, a chunk at a time.
+    """The event's log-probabilities of every coalition and block, from sorted blocks of
+    coalition values, a chunk at a time (for
+    :func:`~stream_rca.core.coalitions.coalition_event_logs`).
 
     Parameters
     ----------
