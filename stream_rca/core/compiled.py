@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from stream_rca.core.tails import _BOUNDED_DEPTH, _MAX_HAZARD, XI_MAX, XI_MIN, _pwm_weights
+from stream_rca.core.tails import _BOUNDED_DEPTH, _MAX_HAZARD, XI_MAX, _pwm_weights, lowest_shape
 
 __all__ = ["ChunkReducer", "fit_log_sf_rows"]
 
@@ -102,11 +102,6 @@ def _pwm(k: int) -> tuple[FloatArray, FloatArray]:
     return np.ascontiguousarray(w[0]), np.ascontiguousarray(w[1])
 
 
-def _lowest(k: int) -> float:
-    """The smallest shape fitted from ``k`` excesses (as in :func:`tails.fit_excess`)."""
-    return XI_MIN * min(1.0, max(0.0, (k - 24) / 24))
-
-
 def fit_log_sf_rows(
     excess: FloatArray,
     u: FloatArray,
@@ -126,7 +121,7 @@ def fit_log_sf_rows(
         log_pu_table,
         w0,
         w1,
-        _lowest(k),
+        lowest_shape(k),
         float(min_scale),
         out,
     )
@@ -367,7 +362,7 @@ class ChunkReducer:
         self._tables = tables
         self._wb = _pwm(kb)
         self._wr = _pwm(k)
-        self._lowest = (_lowest(kb), _lowest(k))
+        self._lowest = (lowest_shape(kb), lowest_shape(k))
         self._min_scale = float(min_scale)
         self._whole, self._parts = whole, parts
 

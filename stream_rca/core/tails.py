@@ -53,6 +53,7 @@ __all__ = [
     "fit_tail",
     "fit_tail_sorted",
     "gpd_log_sf",
+    "lowest_shape",
     "tail_size",
 ]
 
@@ -227,9 +228,7 @@ def fit_excess(
     with np.errstate(divide="ignore", invalid="ignore"):
         # NaN excesses give a NaN denominator, so xi is never NaN here
         xi = np.where(denom > 0, 2.0 - a0 / denom, XI_MAX)
-    # a bounded tail is believed only on enough excesses: from 0 at 24 to XI_MIN at 48 (the
-    # shape's standard error from k excesses is about 2 / sqrt(k): 0.4 at 24, 0.3 at 48)
-    lowest = XI_MIN * min(1.0, max(0.0, (k - 24) / 24))
+    lowest = lowest_shape(k)
     if caution:
         xi += caution * 2.0 / math.sqrt(k)
     np.clip(xi, lowest, XI_MAX, out=xi)
@@ -238,6 +237,13 @@ def fit_excess(
     sigma *= a0
     np.maximum(sigma, min_scale, out=sigma)
     return Tail(np.asarray(u, dtype=np.float64), sigma, xi, np.asarray(log_pu, dtype=np.float64))
+
+
+def lowest_shape(k: int) -> float:
+    """The smallest shape fitted from ``k`` excesses: a bounded tail is believed only on
+    enough of them, from 0 at 24 to ``XI_MIN`` at 48 (the shape's standard error from ``k``
+    excesses is about ``2 / sqrt(k)``: 0.4 at 24, 0.3 at 48)."""
+    return XI_MIN * min(1.0, max(0.0, (k - 24) / 24))
 
 
 @functools.lru_cache(maxsize=64)
