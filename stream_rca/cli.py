@@ -165,6 +165,8 @@ def _demo(args: argparse.Namespace) -> int:
     from stream_rca.demo import DemoSettings, open_output, run_demo
 
     settings = settings_from_args(args, "demo")
+    if args.faults < 0:
+        raise ConfigError(f"--faults {args.faults}: expected a number of faults >= 0")
     cfg = DemoSettings(seed=args.seed, faults=args.faults)
     out = sys.stdout
     metrics, server = _metrics(settings.metrics_port, settings.metrics_addr)

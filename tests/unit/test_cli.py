@@ -424,3 +424,9 @@ def test_worker_refuses_a_graph_too_large_to_checkpoint_before_asking_a_broker(
     for part in ("graph 'big'", "16 MiB", "refresh_residuals: false"):
         assert part in err[0]
     assert "Kafka" not in err[0]
+
+
+def test_demo_refuses_a_negative_fault_count(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--faults", "-3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["stream-rca: error: --faults -3: expected a number of faults >= 0"]
