@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numba
 import numpy as np
@@ -26,7 +26,15 @@ import numpy.typing as npt
 
 from stream_rca.core.tails import _BOUNDED_DEPTH, _MAX_HAZARD, XI_MAX, _pwm_weights, lowest_shape
 
-__all__ = ["ChunkReducer", "fit_log_sf_rows"]
+__all__ = [
+    "ChunkReducer",
+    "Layouts",
+    "fit_log_sf_rows",
+    "learn_linear",
+    "log_tails",
+    "predict_ranked",
+    "refit_sorted",
+]
 
 FloatArray = npt.NDArray[np.float64]
 F32Array = npt.NDArray[np.float32]
@@ -79,21 +87,28 @@ def _fit_log_sf(
     sigma = (1.0 - xi) * a0
     if sigma < min_scale:  # np.maximum (a NaN stays NaN)
         sigma = min_scale
-    y = x - u
+    return _gpd_log_sf(x - u, sigma, xi) + log_pu
+
+
+@_jit
+def _gpd_log_sf(excess: float, sigma: float, xi: float) -> float:
+    """:func:`~stream_rca.core.tails.gpd_log_sf` of one value: ``log P(Y >= y)`` of a
+    GPD(sigma, xi) at ``y = max(excess, 0)`` (a NaN stays NaN)."""
+    y = excess
     if y < 0.0:
         y = 0.0
     y = y / sigma
     if abs(xi) < 1e-6:
-        return -y + log_pu
+        return -y
     if xi > 0.0:
-        return math.log1p(xi * y) / -xi + log_pu
+        return math.log1p(xi * y) / -xi
     cut = math.expm1(xi * _BOUNDED_DEPTH) / xi
     if y > cut:
         hazard = 1.0 / (1.0 + xi * cut)
         if hazard > _MAX_HAZARD:
             hazard = _MAX_HAZARD
-        return -_BOUNDED_DEPTH - (y - cut) * hazard + log_pu
-    return -math.log1p(xi * y) / xi + log_pu
+        return -_BOUNDED_DEPTH - (y - cut) * hazard
+    return -math.log1p(xi * y) / xi
 
 
 def _pwm(k: int) -> tuple[FloatArray, FloatArray]:
@@ -393,3 +408,418 @@ class ChunkReducer:
             self._whole,
             self._parts,
         )
+
+
+# -- the noise bank -------------------------------------------------------------------------
+
+
+class Layouts(NamedTuple):
+    """Where a refit reads each row: the layouts of its sizes, and each row's."""
+
+    inv: npt.NDArray[np.intp]
+    """Per row, its size's index in the arrays below."""
+    k_pos: npt.NDArray[np.intp]
+    """``(sizes, n_knots)``: the knots' positions."""
+    k: npt.NDArray[np.intp]
+    """Values per tail fit."""
+    quartiles: npt.NDArray[np.intp]
+    """``(sizes, 2)``: the positions of the first and third quartiles."""
+    lowest: FloatArray
+    """The smallest shape fitted (:func:`~stream_rca.core.tails.lowest_shape` of ``k``)."""
+
+
+@_jit
+def _nan_max(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: a NaN on either side is the result."""
+    if a != a or b != b:
+        return a + b
+    return a if a >= b else b
+
+
+@_jit
+def _nan_min(a: float, b: float) -> float:
+    """``np.minimum`` of two floats: a NaN on either side is the result."""
+    if a != a or b != b:
+        return a + b
+    return a if a <= b else b
+
+
+@_jit
+def _search(row: FloatArray, n: int, v: float, right: bool) -> int:
+    """``np.searchsorted(row[:n], v, side)`` of a row sorted ascending (NaN last) and a
+    value that is not NaN: the values below ``v`` (at or below it when ``right``)."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if row[mid] < v or (right and row[mid] == v):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@_jit
+def _fit_shape_scale(
+    row: FloatArray,
+    n: int,
+    k: int,
+    upper: bool,
+    u: float,
+    caution: float,
+    lowest: float,
+    floor: float,
+) -> tuple[float, float]:
+    """``(xi, sigma)`` of :func:`~stream_rca.core.tails.fit_tail_sorted` for the ``k`` most
+    extreme values of the sorted ``row[:n]`` over ``u`` (the largest, or the smallest
+    negated when not ``upper``): its probability-weighted moments summed in a loop."""
+    a0 = 0.0
+    a1 = 0.0
+    w0 = 1.0 / k
+    for i in range(k):
+        e = (row[n - 1 - i] if upper else -row[i]) - u
+        if e < 0.0:  # np.maximum(e, 0): a NaN stays NaN
+            e = 0.0
+        # the plotting position of the i-th largest: (k - i - 0.35) / k on the ascending order
+        a0 += w0 * e
+        a1 += ((1.0 - ((k - i) - 0.35) / k) / k) * e
+    denom = a0 - 2.0 * a1
+    xi = 2.0 - a0 / denom if denom > 0.0 else XI_MAX
+    if caution != 0.0:
+        xi += caution * 2.0 / math.sqrt(k)
+    if xi < lowest:
+        xi = lowest
+    if xi > XI_MAX:
+        xi = XI_MAX
+    return xi, _nan_max((1.0 - xi) * a0, floor)
+
+
+@_jit
+def _refit_kernel(
+    asc: FloatArray,
+    n: npt.NDArray[np.int64],
+    inv: npt.NDArray[np.intp],
+    k_pos: npt.NDArray[np.intp],
+    ks: npt.NDArray[np.intp],
+    quartiles: npt.NDArray[np.intp],
+    lowest: FloatArray,
+    rows: npt.NDArray[np.intp],
+    min_scale: FloatArray,
+    caution: float,
+    knots: FloatArray,
+    below: FloatArray,
+    above: FloatArray,
+    median: FloatArray,
+    hi: FloatArray,
+    lo: FloatArray,
+    odd: npt.NDArray[np.bool_],
+) -> None:
+    """See :func:`refit_sorted`; ``hi`` and ``lo`` are ``(4, nodes)``: u, sigma, xi, log_pu."""
+    n_knots = k_pos.shape[1]
+    for i in range(asc.shape[0]):
+        row = asc[i]
+        r = rows[i]
+        s = inv[i]
+        size = n[i]
+        n1 = size + 1.0
+        lt0 = 0
+        le_last = 0
+        for j in range(n_knots):
+            p = k_pos[s, j]
+            kn = row[p]
+            knots[r, j] = kn
+            # a knot unlike both neighbours is a run of ties of its own
+            if row[max(p - 1, 0)] == kn or row[min(p + 1, size - 1)] == kn:
+                lt = _search(row, size, kn, False)
+                le = _search(row, size, kn, True)
+            else:
+                lt = p
+                le = p + 1
+            below[r, j] = (lt + 0.5) / n1
+            above[r, j] = (le + 0.5) / n1
+            if j == 0:
+                lt0 = lt
+            le_last = le
+        half = size // 2
+        mid = row[half] if size % 2 else (row[half - 1] + row[half]) / 2.0
+        median[r] = mid
+        # NaN (sorted last) makes the median NaN; a zero's sign is np.median's to pick
+        odd[i] = row[size - 1] != row[size - 1] or mid == 0.0
+        floor = _nan_max(min_scale[r], 1e-3 * (row[quartiles[s, 1]] - row[quartiles[s, 0]]))
+        k = ks[s]
+        u_hi = knots[r, n_knots - 1]
+        xi, sigma = _fit_shape_scale(row, size, k, True, u_hi, caution, lowest[s], floor)
+        hi[0, r] = u_hi
+        hi[1, r] = sigma
+        hi[2, r] = xi
+        hi[3, r] = math.log(((size - le_last) + 0.5) / n1)
+        u_lo = -knots[r, 0]
+        xi, sigma = _fit_shape_scale(row, size, k, False, u_lo, caution, lowest[s], floor)
+        lo[0, r] = u_lo
+        lo[1, r] = sigma
+        lo[2, r] = xi
+        lo[3, r] = math.log((lt0 + 0.5) / n1)
+
+
+def refit_sorted(
+    asc: FloatArray,
+    n: npt.NDArray[np.int64],
+    layout: Layouts,
+    rows: npt.NDArray[np.intp],
+    min_scale: FloatArray,
+    caution: float,
+    out: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
+) -> npt.NDArray[np.bool_]:
+    """Refit the noise models of ``rows`` from their values sorted ascending.
+
+    ``asc[i, :n[i]]`` holds row ``rows[i]``'s values, read through the layout of its size
+    ``layout.inv[i]``. ``out`` is ``(knots, below, above, median, hi, lo)``, the bank's arrays
+    (``hi`` and ``lo`` as ``(4, nodes)``: u, sigma, xi, log_pu), written at ``rows``. Returns
+    where the median needs ``np.median`` itself (a NaN among the values, or a zero median:
+    its sign is whichever zero ``np.median``'s partition picks).
+    """
+    odd = np.zeros(asc.shape[0], dtype=np.bool_)
+    knots, below, above, median, hi, lo = out
+    _refit_kernel(
+        asc,
+        n,
+        layout.inv,
+        layout.k_pos,
+        layout.k,
+        layout.quartiles,
+        layout.lowest,
+        rows,
+        min_scale,
+        float(caution),
+        knots,
+        below,
+        above,
+        median,
+        hi,
+        lo,
+        odd,
+    )
+    return odd
+
+
+@_jit
+def _tail_log_sf(tail: FloatArray, r: int, v: float) -> float:
+    """``Tail.log_sf(v)`` of row ``r`` of a ``(4, nodes)`` tail."""
+    log_pu: float = tail[3, r]
+    return _gpd_log_sf(v - tail[0, r], tail[1, r], tail[2, r]) + log_pu
+
+
+@_jit
+def _log_tails_kernel(
+    values: FloatArray,
+    rows: npt.NDArray[np.intp],
+    knots: FloatArray,
+    below: FloatArray,
+    above: FloatArray,
+    hi_tail: FloatArray,
+    lo_tail: FloatArray,
+    fitted: npt.NDArray[np.int64],
+    out_lo: FloatArray,
+    out_hi: FloatArray,
+) -> None:
+    n_knots = knots.shape[1]
+    for c in range(values.shape[1]):
+        r = rows[c]
+        kn = knots[r]
+        fresh = fitted[r] == 0
+        for b in range(values.shape[0]):
+            v = values[b, c]
+            if fresh:  # never fitted: probability 1 on both sides
+                out_lo[b, c] = 0.0
+                out_hi[b, c] = 0.0
+                continue
+            j = 0  # the first knot >= v
+            for t in range(n_knots):
+                j += kn[t] < v
+            up = min(j, n_knots - 1)
+            down = max(j - 1, 0)
+            k_hi = kn[up]
+            k_lo = kn[down]
+            eq = j < n_knots and k_hi == v
+            if eq:
+                cdf = 0.5 * (below[r, up] + above[r, up])
+            else:  # strictly between knots: from P(X <= lower knot) to P(X < upper knot)
+                a = above[r, down]
+                span = k_hi - k_lo
+                w = (v - k_lo) / span if span > 0 else 0.5
+                cdf = a + w * (below[r, up] - a)
+            cdf = _nan_min(_nan_max(cdf, 1e-300), 1.0)
+            log_lo = math.log(cdf)
+            log_hi = math.log(_nan_min(_nan_max(1.0 - cdf, 1e-300), 1.0))
+            if j >= n_knots and not eq:
+                log_hi = _tail_log_sf(hi_tail, r, v)
+                log_lo = math.log1p(-_nan_min(math.exp(log_hi), 0.5))
+            if j == 0 and not eq:
+                log_lo = _tail_log_sf(lo_tail, r, -v)
+                log_hi = math.log1p(-_nan_min(math.exp(log_lo), 0.5))
+            out_lo[b, c] = log_lo
+            out_hi[b, c] = log_hi
+
+
+def log_tails(
+    values: FloatArray,
+    rows: npt.NDArray[np.intp],
+    knots: FloatArray,
+    below: FloatArray,
+    above: FloatArray,
+    tails: tuple[FloatArray, FloatArray],
+    fitted: npt.NDArray[np.int64],
+) -> tuple[FloatArray, FloatArray]:
+    """``log P(N <= v)`` and ``log P(N >= v)`` of ``values`` ``(B, len(rows))`` under the
+    bank's models of ``rows`` (see :meth:`~stream_rca.core.noise.NoiseBank.log_tails`)."""
+    out_lo = np.empty(values.shape)
+    out_hi = np.empty(values.shape)
+    _log_tails_kernel(values, rows, knots, below, above, *tails, fitted, out_lo, out_hi)
+    return out_lo, out_hi
+
+
+# -- the linear mechanisms ------------------------------------------------------------------
+
+
+@_jit
+def _learn_linear_kernel(
+    x: FloatArray,
+    mask: npt.NDArray[np.bool_],
+    members: npt.NDArray[np.intp],
+    parents: npt.NDArray[np.intp],
+    gamma: float,
+    w: FloatArray,
+    mx: FloatArray,
+    my: FloatArray,
+    sxx: FloatArray,
+    sxy: FloatArray,
+    syy: FloatArray,
+) -> None:
+    """See :func:`learn_linear`."""
+    n_rows, n_nodes = x.shape
+    width = parents.shape[1]
+    c = np.empty(n_rows)
+    mxb = np.empty(width)
+    dmx = np.empty(width)
+    dx = np.empty(width)
+    sxx_b = np.empty((width, width))
+    sxy_b = np.empty(width)
+    for r in range(members.size):
+        j = members[r]
+        learned = 0
+        for b in range(n_rows):
+            learned += mask[b, j]
+        if learned == 0:
+            continue
+        # each learned row's weight: gamma ** (the rows the node learns after it)
+        seen = 0
+        wb = 0.0
+        myb = 0.0
+        mxb[:] = 0.0
+        for b in range(n_rows):
+            if not mask[b, j]:
+                continue
+            seen += 1
+            cb = gamma ** float(learned - seen)
+            c[b] = cb
+            wb += cb
+            myb += cb * x[b, j]
+            for t in range(width):
+                p = parents[r, t]
+                if p < n_nodes:  # padding reads the constant 0
+                    mxb[t] += cb * x[b, p]
+        for t in range(width):
+            mxb[t] /= wb
+        myb /= wb
+        # the block's centred moments
+        sxx_b[:, :] = 0.0
+        sxy_b[:] = 0.0
+        syy_b = 0.0
+        for b in range(n_rows):
+            if not mask[b, j]:
+                continue
+            cb = c[b]
+            dy = x[b, j] - myb
+            for t in range(width):
+                p = parents[r, t]
+                dx[t] = (x[b, p] if p < n_nodes else 0.0) - mxb[t]
+            for t in range(width):
+                cdx = cb * dx[t]
+                sxy_b[t] += cdx * dy
+                for s in range(width):
+                    sxx_b[t, s] += cdx * dx[s]
+            syy_b += cb * dy * dy
+        # merged into the decayed moments (Chan et al.'s parallel update)
+        decay = gamma ** float(learned)
+        w0 = w[r] * decay
+        wn = w0 + wb
+        dmy = myb - my[r]
+        f = w0 * wb / wn
+        share = wb / wn
+        for t in range(width):
+            dmx[t] = mxb[t] - mx[r, t]
+            mx[r, t] += dmx[t] * share
+        my[r] += dmy * wb / wn
+        for t in range(width):
+            for s in range(width):
+                sxx[r, t, s] = decay * sxx[r, t, s] + sxx_b[t, s] + f * dmx[t] * dmx[s]
+            sxy[r, t] = decay * sxy[r, t] + sxy_b[t] + f * dmx[t] * dmy
+        syy[r] = decay * syy[r] + syy_b + f * dmy * dmy
+        w[r] = wn
+
+
+def learn_linear(
+    x: FloatArray,
+    mask: npt.NDArray[np.bool_],
+    members: npt.NDArray[np.intp],
+    parents: npt.NDArray[np.intp],
+    gamma: float,
+    stats: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
+) -> None:
+    """Learn a block of snapshots ``x`` ``(B, nodes)``, in row order where ``mask``, into the
+    exponentially weighted moments of the linear mechanisms of ``members`` (parents
+    ``parents``, padded with ``nodes``, which reads 0).
+
+    ``stats`` is ``(w, mx, my, sxx, sxy, syy)``, updated in place: the block's weighted means
+    and centred moments, merged into the decayed ones (Chan et al.'s parallel update; the
+    weights are ``gamma ** (rows learned after)``), one node at a time.
+    """
+    w, mx, my, sxx, sxy, syy = stats
+    _learn_linear_kernel(x, mask, members, parents, float(gamma), w, mx, my, sxx, sxy, syy)
+
+
+@_jit
+def _predict_ranked_kernel(
+    parents: FloatArray,
+    coef: FloatArray,
+    mx: FloatArray,
+    my: FloatArray,
+    offsets: npt.NDArray[np.intp],
+    degree: npt.NDArray[np.intp],
+    out: FloatArray,
+) -> None:
+    for r in range(out.shape[0]):
+        o = out[r]
+        o[:] = my[r]
+        for k in range(degree[r]):
+            row = offsets[k] + r
+            p = parents[row]
+            m = mx[row]
+            c = coef[row]
+            for s in range(o.shape[0]):
+                o[s] += (p[s] - m) * c
+
+
+def predict_ranked(
+    parents: FloatArray,
+    coef: FloatArray,
+    mx: FloatArray,
+    my: FloatArray,
+    offsets: npt.NDArray[np.intp],
+    degree: npt.NDArray[np.intp],
+    out: FloatArray,
+) -> None:
+    """``out[r] = my[r] + sum_k (parents[offsets[k] + r] - mx[.]) * coef[.]`` over the
+    ``degree[r]`` parents of each ranked node, the terms added in parent order (see
+    :meth:`~stream_rca.core.linear.LinearBank.predict_rows`)."""
+    _predict_ranked_kernel(parents, coef, mx, my, offsets, degree, out)

@@ -211,9 +211,8 @@ class MarginalRanker:
             getattr(grown, name)[:old] = getattr(src, name)
         for name in ("_median", "_knots", "_below", "_above"):
             getattr(grown, name)[:old] = getattr(src, name)
-        for side in ("_hi", "_lo"):
-            for f in ("u", "sigma", "xi", "log_pu"):
-                getattr(getattr(grown, side), f)[:old] = getattr(getattr(src, side), f)
+        for name in ("_hi_rows", "_lo_rows"):  # (4, nodes): u, sigma, xi, log_pu
+            getattr(grown, name)[:, :old] = getattr(src, name)
         self.bank = grown
         for n in new:
             self.index[n] = len(self.nodes)

@@ -27,6 +27,7 @@ from stream_rca.core.checkpoint import (
     get_float,
     get_list,
 )
+from stream_rca.core.compiled import learn_linear, predict_ranked
 
 __all__ = ["LinearBank", "OnlineLinearRegression"]
 
@@ -34,8 +35,6 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
-_LOOPED_PARENTS = 8
-"""Parents of every node added block by block; further ones (hubs) in one accumulation."""
 _STATS = ("w", "mx", "my", "sxx", "sxy", "syy", "coef")  # a group's checkpointed statistics
 _ONE_GROUP_BUDGET = 1 << 14  # padded scatter-matrix entries below which one group is cheaper
 
@@ -161,16 +160,6 @@ class LinearBank:
             ranks = self.rank[grp.members]
             self._row_map[width] = (g_rows, cols, self.offsets[cols] + ranks[g_rows], ranks)
         self._ranked_stats: tuple[FloatArray, FloatArray, FloatArray] | None = None
-        # parents beyond the first few of nodes with many (a gateway calling hundreds of
-        # services): one padded block, added in order by an accumulation, not a loop per parent
-        self._looped = min(len(self.blocks), _LOOPED_PARENTS)
-        hubs = self.blocks[self._looped] if len(self.blocks) > self._looped else 0
-        extra = len(self.blocks) - self._looped
-        k_extra = np.arange(self._looped, self._looped + extra)
-        self._hub_valid = np.arange(hubs)[:, None] < np.array(self.blocks[self._looped :])[None, :]
-        self._hub_rows = np.where(
-            self._hub_valid, self.offsets[k_extra][None, :] + np.arange(hubs)[:, None], 0
-        ).astype(np.intp)
         self._stale = False
 
     # -- learning -----------------------------------------------------------------------------
@@ -182,60 +171,16 @@ class LinearBank:
     def learn_many(self, x: FloatArray, mask: BoolArray | None = None) -> None:
         """Update with a block of snapshots ``x`` of shape ``(B, nodes)``, in row order.
 
-        Exactly the same statistics as ``B`` calls of :meth:`learn`: the block's weighted moments
-        are merged into the decayed ones (Chan et al.'s parallel update), so a block costs a
-        few numpy operations instead of ``B`` times as many.
+        The same statistics as ``B`` calls of :meth:`learn`, to round-off: the block's weighted
+        moments are merged into the decayed ones (Chan et al.'s parallel update), in one
+        compiled loop over the nodes (:func:`~stream_rca.core.compiled.learn_linear`).
         """
         gamma = 1.0 - self.forgetting
-        n_rows = x.shape[0]
-        xe = np.concatenate([x, np.zeros((n_rows, 1))], axis=1)
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        m = np.ones(x.shape, dtype=bool) if mask is None else np.ascontiguousarray(mask)
         for grp in self._groups.values():
-            m = (
-                np.ones((n_rows, grp.members.size), dtype=bool)
-                if mask is None
-                else mask[:, grp.members]
-            )
-            if mask is None or m.all():  # every member learns every snapshot: no masking
-                rows: IntArray | slice = slice(None)
-                learned = np.full(grp.members.size, n_rows)
-                later = n_rows - np.cumsum(m, axis=0)  # the same integers as below
-                c = gamma**later
-                xp = xe[:, grp.parents]
-                y = xe[:, grp.members]
-            else:
-                learned = m.sum(axis=0)
-                rows = np.flatnonzero(learned)
-                if rows.size == 0:
-                    continue
-                m, learned = m[:, rows], learned[rows]
-                # weight of each learned row: gamma ** (number of rows the node learns after it)
-                later = learned[None, :] - np.cumsum(m, axis=0)
-                c = np.where(m, gamma**later, 0.0)
-                xp = np.where(m[:, :, None], xe[:, grp.parents[rows]], 0.0)
-                y = np.where(m, xe[:, grp.members[rows]], 0.0)
-            wb = c.sum(axis=0)
-            mxb = np.einsum("br,brk->rk", c, xp) / wb[:, None]
-            myb = (c * y).sum(axis=0) / wb
-            dxb, dyb = xp - mxb, y - myb
-            decay = gamma**learned
-            w0 = grp.w[rows] * decay
-            w = w0 + wb
-            dmx, dmy = mxb - grp.mx[rows], myb - grp.my[rows]
-            f = w0 * wb / w
-            grp.mx[rows] += dmx * (wb / w)[:, None]
-            grp.my[rows] += dmy * wb / w
-            grp.sxx[rows] = (
-                decay[:, None, None] * grp.sxx[rows]
-                + np.einsum("br,brk,brl->rkl", c, dxb, dxb)
-                + f[:, None, None] * dmx[:, :, None] * dmx[:, None, :]
-            )
-            grp.sxy[rows] = (
-                decay[:, None] * grp.sxy[rows]
-                + np.einsum("br,brk,br->rk", c, dxb, dyb)
-                + f[:, None] * dmx * dmy[:, None]
-            )
-            grp.syy[rows] = decay * grp.syy[rows] + (c * dyb * dyb).sum(axis=0) + f * dmy * dmy
-            grp.w[rows] = w
+            stats = (grp.w, grp.mx, grp.my, grp.sxx, grp.sxy, grp.syy)
+            learn_linear(x, m, grp.members, grp.parents, gamma, stats)
         self._stale = True
         self._ranked_stats = None
 
@@ -320,26 +265,12 @@ class LinearBank:
         the node of that rank); returns ``(len(ranked), S)``. Every prediction is
         ``my + sum_k (x_k - mx_k) * coef_k``, the terms added in parent order: the one formula
         behind :meth:`predict` and :meth:`predict_node`, so a value recomputed from kept
-        inputs equals the one computed from the snapshot, to the bit.
+        inputs equals the one computed from the snapshot, to the bit (one compiled loop:
+        :func:`~stream_rca.core.compiled.predict_ranked`).
         """
         coef, mx, my = self._stats_by_row()
         out = np.empty((self.ranked.size, parents.shape[1]))
-        out[:] = my[:, None]
-        for k, size in enumerate(self.blocks[: self._looped]):
-            lo = int(self.offsets[k])
-            term = parents[lo : lo + size] - mx[lo : lo + size, None]
-            term *= coef[lo : lo + size, None]
-            out[:size] += term
-        if self._hub_rows.size:
-            # the same terms, each added after the one before: padding adds exact zeros
-            hubs = self._hub_rows.shape[0]
-            terms = np.zeros((hubs, self._hub_rows.shape[1] + 1, parents.shape[1]))
-            terms[:, 0] = out[:hubs]
-            rows = self._hub_rows[self._hub_valid]
-            part = parents[rows] - mx[rows, None]
-            part *= coef[rows, None]
-            terms[:, 1:][self._hub_valid] = part
-            out[:hubs] = np.add.accumulate(terms, axis=1)[:, -1]
+        predict_ranked(parents, coef, mx, my, self.offsets, self.degree, out)
         return out
 
     def coefficients(self) -> tuple[FloatArray, FloatArray]:

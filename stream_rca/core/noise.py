@@ -40,7 +40,8 @@ from stream_rca.core.checkpoint import (
     get_int,
     get_tree,
 )
-from stream_rca.core.tails import Tail, fit_excess, fit_tail_sorted, tail_size
+from stream_rca.core.compiled import Layouts, log_tails, refit_sorted
+from stream_rca.core.tails import Tail, fit_excess, lowest_shape, tail_size
 
 __all__ = ["NoiseBank", "log_event", "log_event_groups", "log_exceedance", "two_sided_score"]
 
@@ -485,8 +486,10 @@ class NoiseBank:
         self._knots = np.zeros((n_nodes, n_knots))
         self._below = np.full((n_nodes, n_knots), 0.5)  # mid-rank P(X < knot)
         self._above = np.full((n_nodes, n_knots), 0.5)  # mid-rank P(X <= knot)
-        self._hi = _empty_tail(n_nodes)
-        self._lo = _empty_tail(n_nodes)
+        # the fitted tails of the values and of their negation: u, sigma, xi, log_pu per row
+        self._hi_rows = _empty_tails(n_nodes)
+        self._lo_rows = _empty_tails(n_nodes)
+        self._all_rows = np.arange(n_nodes)
         self._median = np.zeros(n_nodes)
 
     @property
@@ -529,7 +532,12 @@ class NoiseBank:
         return step, rows, slots
 
     def refit(self, rows: IntArray | None = None) -> None:
-        """Rebuild the frozen body and tails of ``rows`` (default: every row with new data)."""
+        """Rebuild the frozen body and tails of ``rows`` (default: every row with new data).
+
+        numpy sorts the rows' values (its vectorised sort); a compiled loop over the sorted
+        rows reads the knots, their mid-rank probabilities (ties searched), the median, and
+        fits both tails (:func:`~stream_rca.core.compiled.refit_sorted`).
+        """
         if rows is None:
             rows = np.flatnonzero(self.count != self.fitted_count)  # all have data
         else:
@@ -538,9 +546,11 @@ class NoiseBank:
             return
         count = self.count[rows]
         if int(count.min()) >= self.capacity:  # the steady state: every row full, one size
+            n = np.full(rows.size, self.capacity, dtype=np.int64)
             asc = self.samples[rows]
             asc.sort(axis=1)
-            self._refit_sorted(rows, asc)
+            sizes: tuple[int, ...] = (self.capacity,)
+            inv = np.zeros(rows.size, dtype=np.intp)
         else:
             n = np.minimum(count, self.capacity)
             # the values held and at least one free slot (infinite, sorted last) per row: a
@@ -552,136 +562,16 @@ class NoiseBank:
                 width, held = self.capacity, self.samples[rows]
             valid = np.arange(width)[None, :] < n[:, None]
             asc = np.sort(np.where(valid, held, np.inf), axis=1)
-            sizes = np.unique(n)
-            if sizes.size == 1:
-                self._refit_sorted(rows, asc[:, : int(sizes[0])])
-            else:
-                self._refit_sizes(rows, asc, n, sizes)
-        self.fitted_count[rows] = count
-
-    def _refit_sizes(self, rows: IntArray, asc: FloatArray, n: IntArray, sizes: IntArray) -> None:
-        """:meth:`_refit_sorted` of rows holding different numbers of values, at once.
-
-        ``asc`` holds each row's ``n`` values sorted ascending first. The same floats as one
-        :meth:`_refit_sorted` per size: every position is read through the layout of its
-        row's size, and the tails are fitted per size with the same arrays.
-        """
-        g = rows.size
-        nk = self.n_knots
-        lays = [_layout(int(size), nk, self.tail_fraction, self.min_tail) for size in sizes]
-        inv = np.searchsorted(sizes, n)
-        r = np.arange(g)
-        k_pos = np.stack([lay.k_pos for lay in lays])[inv]
-        around = asc[r[:, None], np.stack([lay.around for lay in lays])[inv]].reshape(g, 3, nk)
-        knots = around[:, 1]
-        tied = (around[:, 0] == knots) | (around[:, 2] == knots)
-        n1 = n + 1.0
-        lt = k_pos.copy()
-        le = lt + 1
-        for i in np.flatnonzero(tied.any(axis=1)).tolist():
-            t, held = tied[i], asc[i, : int(n[i])]
-            lt[i, t] = np.searchsorted(held, knots[i, t], side="left")
-            le[i, t] = np.searchsorted(held, knots[i, t], side="right")
-        self._knots[rows] = knots
-        self._below[rows] = (lt + 0.5) / n1[:, None]
-        self._above[rows] = (le + 0.5) / n1[:, None]
-        # the median as _sorted_median reads it, by size
-        mid_lo, mid_hi = asc[r, (n - 1) // 2], asc[r, n // 2]
-        even = n % 2 == 0
-        median = np.where(even, (mid_lo + mid_hi) / 2.0, mid_hi)
-        odd = np.isnan(asc[r, n - 1]) | (median == 0)
-        q1 = np.array([lay.q1 for lay in lays])[inv]
-        q3 = np.array([lay.q3 for lay in lays])[inv]
-        floor = np.maximum(self.min_scale[rows], 1e-3 * (asc[r, q3] - asc[r, q1]))
-        log_hi = np.log((n - le[:, -1] + 0.5) / n1)
-        log_lo = np.log((lt[:, 0] + 0.5) / n1)
-        hi = [np.empty(g) for _ in _TAIL_FIELDS]
-        lo = [np.empty(g) for _ in _TAIL_FIELDS]
-        for i, size in enumerate(sizes.tolist()):
-            pick = np.flatnonzero(inv == i)
-            if odd[pick].any():
-                fix = pick[odd[pick]]
-                median[fix] = np.median(asc[pick, :size], axis=1)[odd[pick]]
-            k = lays[i].k
-            top = asc[pick, size - 1 :: -1][:, :k]
-            bottom = -asc[pick, :k]
-            u_hi, u_lo = knots[pick, -1], knots[pick, 0]
-            if pick.size == 1:  # one row: two fits, as _refit_sorted does
-                fits = [
-                    fit_tail_sorted(top, u_hi, log_hi[pick], floor[pick], self.caution),
-                    fit_tail_sorted(bottom, -u_lo, log_lo[pick], floor[pick], self.caution),
-                ]
-                for dst, fit in ((hi, fits[0]), (lo, fits[1])):
-                    for arr, name in zip(dst, _TAIL_FIELDS, strict=True):
-                        arr[pick] = getattr(fit, name)
-                continue
-            both = fit_tail_sorted(
-                np.concatenate([top, bottom]),
-                np.concatenate([u_hi, -u_lo]),
-                np.concatenate([log_hi[pick], log_lo[pick]]),
-                np.concatenate([floor[pick], floor[pick]]),
-                self.caution,
-            )
-            m = pick.size
-            for dst, half in ((hi, slice(0, m)), (lo, slice(m, 2 * m))):
-                for arr, name in zip(dst, _TAIL_FIELDS, strict=True):
-                    arr[pick] = getattr(both, name)[half]
-        self._median[rows] = median
-        for tail, arrays in ((self._hi, hi), (self._lo, lo)):
-            for name, arr in zip(_TAIL_FIELDS, arrays, strict=True):
-                getattr(tail, name)[rows] = arr
-
-    def _refit_sorted(self, rows: IntArray, asc: FloatArray) -> None:
-        g, n = asc.shape
-        lay = _layout(n, self.n_knots, self.tail_fraction, self.min_tail)
-        self._median[rows] = _sorted_median(asc)
-        n1 = n + 1.0
-        # each knot with its neighbours: a knot unlike both is a run of ties of its own
-        around = asc[:, lay.around].reshape(g, 3, self.n_knots)
-        knots = around[:, 1]
-        tied = (around[:, 0] == knots) | (around[:, 2] == knots)
-        self._knots[rows] = knots
-        # mid-rank probabilities with ties: P(X < knot) and P(X <= knot), continuity-corrected
-        if tied.any():
-            lt, le = _knot_ranks(asc, lay.k_pos, knots, tied)
-            self._below[rows] = (lt + 0.5) / n1
-            self._above[rows] = (le + 0.5) / n1
-            gt = n - le[:, -1]
-            lt0 = lt[:, 0]
-        else:  # no knot tied: the ranks are the knots' positions (the same floats)
-            self._below[rows] = lay.below
-            self._above[rows] = lay.above
-            gt = np.full(g, n - 1 - int(lay.k_pos[-1]))
-            lt0 = np.full(g, int(lay.k_pos[0]))
-        iqr = asc[:, lay.q3] - asc[:, lay.q1]
-        floor = np.maximum(self.min_scale[rows], 1e-3 * iqr)
-        u_hi, u_lo = knots[:, -1], knots[:, 0]
-        k = lay.k
-        top = asc[:, : n - k - 1 : -1] if n - k - 1 >= 0 else asc[:, ::-1]
-        bottom = -asc[:, :k]
-        log_hi, log_lo = np.log((gt + 0.5) / n1), np.log((lt0 + 0.5) / n1)
-        if g == 1:  # one row: a matrix-vector product inside the fit, whose sums differ
-            hi = fit_tail_sorted(top, u_hi, log_hi, floor, self.caution)
-            lo = fit_tail_sorted(bottom, -u_lo, log_lo, floor, self.caution)
-            for dst, src in ((self._hi, hi), (self._lo, lo)):
-                for name in _TAIL_FIELDS:
-                    getattr(dst, name)[rows] = getattr(src, name)
-            return
-        # both sides of every row in one fit: the rows of a fit are independent (the same
-        # floats as one fit per side: each row's moments come from the same matrix product)
-        u = np.concatenate([u_hi, -u_lo])
-        both = fit_tail_sorted(
-            np.concatenate([top, bottom]),
-            u,
-            np.concatenate([log_hi, log_lo]),
-            np.concatenate([floor, floor]),
-            self.caution,
+            unique, inv = np.unique(n, return_inverse=True)
+            sizes = tuple(unique.tolist())
+        layout = _layouts(sizes, self.n_knots, self.tail_fraction, self.min_tail)
+        out = (self._knots, self._below, self._above, self._median, self._hi_rows, self._lo_rows)
+        odd = refit_sorted(
+            asc, n, layout._replace(inv=inv), rows, self.min_scale, self.caution, out
         )
-        for dst, half in ((self._hi, slice(0, g)), (self._lo, slice(g, 2 * g))):
-            dst.u[rows] = both.u[half]
-            dst.sigma[rows] = both.sigma[half]
-            dst.xi[rows] = both.xi[half]
-            dst.log_pu[rows] = both.log_pu[half]
+        for i in np.flatnonzero(odd).tolist():
+            self._median[rows[i]] = np.median(asc[i, : int(n[i])])
+        self.fitted_count[rows] = count
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -693,48 +583,19 @@ class NoiseBank:
         ``values`` is ``(len(rows),)``, or a block ``(B, len(rows))`` scored row by row. Rows
         never fitted get 0 (probability 1) on both sides.
         """
-        every = rows is None  # every row: the arrays themselves, no copies
-        rows = np.arange(self.n_nodes) if rows is None else rows
+        rows = self._all_rows if rows is None else np.asarray(rows, dtype=np.intp)
         v = np.asarray(values, dtype=np.float64)
         if v.size == 0:
             return np.zeros(v.shape), np.zeros(v.shape)
-        v2 = v.reshape(-1, rows.size)
-        knots = self._knots if every else self._knots[rows]
-        n_k = knots.shape[1]
-        j = (knots[None, :, :] < v2[:, :, None]).sum(axis=-1)  # first knot >= v
-        base = (np.arange(rows.size) * n_k)[None, :]
-        upper_i = np.minimum(j, n_k - 1) + base
-        lower_i = np.maximum(j - 1, 0) + base
-        flat = knots.ravel()
-        if every:
-            below, above = self._below.ravel(), self._above.ravel()
-        else:
-            below, above = self._below[rows].ravel(), self._above[rows].ravel()
-        k_hi, k_lo = flat[upper_i], flat[lower_i]
-        eq = (j < n_k) & (k_hi == v2)
-        # strictly between knots: interpolate from P(X <= lower knot) to P(X < upper knot)
-        a, b = above[lower_i], below[upper_i]
-        span = k_hi - k_lo
-        w = np.divide(v2 - k_lo, span, out=np.full_like(v2, 0.5), where=span > 0)
-        cdf = np.where(eq, 0.5 * (below[upper_i] + above[upper_i]), a + w * (b - a))
-        # np.clip's bounds as two ufuncs (the same floats, NaN kept; clip costs more calls)
-        cdf = np.minimum(np.maximum(cdf, 1e-300), 1.0)
-        lo = np.log(cdf)
-        hi = np.log(np.minimum(np.maximum(1.0 - cdf, 1e-300), 1.0))
-        beyond_hi = (j >= n_k) & ~eq
-        beyond_lo = (j == 0) & ~eq
-        if beyond_hi.any():
-            t_hi = (self._hi if every else self._hi.take(rows)).log_sf(v2)
-            hi = np.where(beyond_hi, t_hi, hi)
-            lo = np.where(beyond_hi, np.log1p(-np.minimum(np.exp(t_hi), 0.5)), lo)
-        if beyond_lo.any():
-            t_lo = (self._lo if every else self._lo.take(rows)).log_sf(-v2)
-            lo = np.where(beyond_lo, t_lo, lo)
-            hi = np.where(beyond_lo, np.log1p(-np.minimum(np.exp(t_lo), 0.5)), hi)
-        unfitted = self.fitted_count[rows] == 0
-        if unfitted.any():
-            lo = np.where(unfitted, 0.0, lo)
-            hi = np.where(unfitted, 0.0, hi)
+        lo, hi = log_tails(
+            np.ascontiguousarray(v.reshape(-1, rows.size)),
+            rows,
+            self._knots,
+            self._below,
+            self._above,
+            (self._hi_rows, self._lo_rows),
+            self.fitted_count,
+        )
         return lo.reshape(v.shape), hi.reshape(v.shape)
 
     def score(self, values: FloatArray, rows: IntArray | None = None) -> FloatArray:
@@ -758,13 +619,12 @@ class NoiseBank:
 
     def tails(self) -> tuple[Tail, Tail]:
         """The fitted upper tails of the values and of their negation (the lower tails)."""
-        return self._hi, self._lo
+        return Tail(*self._hi_rows), Tail(*self._lo_rows)
 
     def nbytes(self) -> int:
         arrays = [self.samples, self.count, self.fitted_count, self.min_scale, self._median]
         arrays += [self._knots, self._below, self._above]
-        for t in (self._hi, self._lo):
-            arrays += [t.u, t.sigma, t.xi, t.log_pu]
+        arrays += [self._hi_rows, self._lo_rows]
         return int(sum(a.nbytes for a in arrays))
 
     # -- state as data ------------------------------------------------------------------------
@@ -799,8 +659,8 @@ class NoiseBank:
             "below": self._below,
             "above": self._above,
             "median": self._median,
-            "hi": {f: getattr(self._hi, f) for f in _TAIL_FIELDS},
-            "lo": {f: getattr(self._lo, f) for f in _TAIL_FIELDS},
+            "hi": dict(zip(_TAIL_FIELDS, self._hi_rows, strict=True)),
+            "lo": dict(zip(_TAIL_FIELDS, self._lo_rows, strict=True)),
         }
 
     @classmethod
@@ -832,8 +692,8 @@ class NoiseBank:
         bank._median = get_array(state, "median", f64, (n,)).copy()
         for side in ("hi", "lo"):
             tree = get_tree(state, side)
-            parts = [get_array(tree, f, f64, (n,)).copy() for f in _TAIL_FIELDS]
-            setattr(bank, f"_{side}", Tail(*parts))
+            parts = [get_array(tree, f, f64, (n,)) for f in _TAIL_FIELDS]
+            setattr(bank, f"_{side}_rows", np.stack(parts))
         if (bank.count < 0).any() or (bank.fitted_count > bank.count).any():
             raise StateError("count: negative, or fitted beyond what was learned")
         return bank
@@ -842,78 +702,35 @@ class NoiseBank:
 _TAIL_FIELDS = ("u", "sigma", "xi", "log_pu")
 
 
-def _sorted_median(asc: FloatArray) -> FloatArray:
-    """``np.median`` of each row of rows sorted ascending, read off the middle (the same
-    floats: the mean of the two middle values is their sum halved, as ``np.mean`` computes
-    it; a row holding NaN, sorted last, has a NaN median)."""
-    n = asc.shape[1]
-    if n % 2:
-        out: FloatArray = asc[:, n // 2].copy()
-    else:
-        out = asc[:, n // 2 - 1] + asc[:, n // 2]
-        out /= 2.0
-    # NaN (sorted last) makes the median NaN; a middle zero's sign is whichever zero the
-    # partition inside np.median picks: those rows take np.median itself
-    odd = np.flatnonzero(np.isnan(asc[:, -1]) | (out == 0))
-    if odd.size:
-        out[odd] = np.median(asc[odd], axis=1)
+def _knot_layout(n: int, n_knots: int, tail_fraction: float, min_tail: int) -> tuple[int, IntArray]:
+    """The tail size of a sample of ``n`` and its knots' positions (from the thresholds, the
+    ``(k + 1)``-th smallest and largest values, inward)."""
+    if n < 4:  # too few for tails: a flat body over the values, unit-free tails
+        return 1, np.linspace(0, n - 1, n_knots).round().astype(np.intp)
+    k = _event_k(n, tail_fraction, min_tail)
+    return k, np.linspace(k, n - k - 1, n_knots).round().astype(np.intp)
+
+
+@functools.lru_cache(maxsize=256)
+def _layouts(sizes: tuple[int, ...], n_knots: int, tail_fraction: float, min_tail: int) -> Layouts:
+    """The layouts of rows of ``sizes`` as the compiled refit reads them (``inv`` left to
+    the caller)."""
+    lays = [_knot_layout(size, n_knots, tail_fraction, min_tail) for size in sizes]
+    out = Layouts(
+        inv=np.zeros(0, dtype=np.intp),
+        k_pos=np.stack([k_pos for _, k_pos in lays]),
+        k=np.array([k for k, _ in lays], dtype=np.intp),
+        quartiles=np.array([((n - 1) // 4, (3 * (n - 1)) // 4) for n in sizes], dtype=np.intp),
+        lowest=np.array([lowest_shape(k) for k, _ in lays]),
+    )
+    for a in out[1:]:
+        a.flags.writeable = False  # shared by every refit of these sizes (cached)
     return out
 
 
-def _knot_ranks(
-    asc: FloatArray, k_pos: IntArray, knots: FloatArray, tied: BoolArray
-) -> tuple[IntArray, IntArray]:
-    """Per row sorted ascending and knot ``asc[:, k_pos]``: the values below the knot and the
-    values at or below it (the first and one past the last index of its run of ties).
-
-    Knots not ``tied`` to a neighbour are runs of their own; the tied ones are searched (NaN,
-    sorted last, is below nothing and equal to nothing, as in runs split wherever
-    neighbours differ).
-    """
-    lt = np.broadcast_to(k_pos, knots.shape).copy()
-    le = lt + 1
-    for r in np.flatnonzero(tied.any(axis=1)).tolist():
-        t = tied[r]
-        lt[r, t] = np.searchsorted(asc[r], knots[r, t], side="left")
-        le[r, t] = np.searchsorted(asc[r], knots[r, t], side="right")
-    return lt, le
-
-
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """Where a refit of sorted rows of one size reads: its knots, tails and quartiles."""
-
-    k: int
-    """Values per tail fit."""
-    k_pos: IntArray
-    """Positions of the knots."""
-    around: IntArray
-    """Each knot's position between its neighbours', ``(3 * n_knots,)``: before, at, after."""
-    below: FloatArray
-    """Mid-rank ``P(X < knot)`` of knots that are runs of their own."""
-    above: FloatArray
-    """Mid-rank ``P(X <= knot)`` of knots that are runs of their own."""
-    q1: int
-    q3: int
-
-
-@functools.lru_cache(maxsize=4096)
-def _layout(n: int, n_knots: int, tail_fraction: float, min_tail: int) -> _Layout:
-    if n < 4:  # too few for tails: a flat body over the values, unit-free tails
-        k = 1
-        k_pos = np.linspace(0, n - 1, n_knots).round().astype(np.intp)
-    else:
-        k = _event_k(n, tail_fraction, min_tail)
-        lo_rank, hi_rank = k, n - k - 1  # the thresholds: (k+1)-th smallest and largest
-        k_pos = np.linspace(lo_rank, hi_rank, n_knots).round().astype(np.intp)
-    around = np.concatenate([np.maximum(k_pos - 1, 0), k_pos, np.minimum(k_pos + 1, n - 1)])
-    n1 = n + 1.0
-    below = np.divide(k_pos + 0.5, n1, dtype=np.float64)
-    above = np.divide(k_pos + 1 + 0.5, n1, dtype=np.float64)
-    for a in (k_pos, around, below, above):
-        a.flags.writeable = False  # shared by every refit of this size (cached)
-    return _Layout(k, k_pos, around, below, above, (n - 1) // 4, (3 * (n - 1)) // 4)
-
-
-def _empty_tail(n: int) -> Tail:
-    return Tail(np.zeros(n), np.ones(n), np.zeros(n), np.full(n, math.log(0.5)))
+def _empty_tails(n: int) -> FloatArray:
+    """``(4, n)`` tails never fitted: u 0, sigma 1, xi 0, log_pu log(1/2)."""
+    out = np.zeros((4, n))
+    out[1] = 1.0
+    out[3] = math.log(0.5)
+    return out

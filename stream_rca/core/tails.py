@@ -165,7 +165,7 @@ def gpd_log_sf(excess: FloatArray, sigma: FloatArray, xi: FloatArray) -> FloatAr
     with np.errstate(divide="ignore", invalid="ignore"):
         shaped = -np.log1p(safe * yy) / safe
     out = _where_small(small, y, shaped)
-    past = y > cut
+    past = (y > cut) & ~small  # a shape within 1e-6 of 0 is exponential all the way
     if np.any(past):
         with np.errstate(invalid="ignore"):  # rows not past their cut compute inf * 0
             out = np.where(past, -depth - (y - cut) * _cut_hazard(safe, cut), out)
