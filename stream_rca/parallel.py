@@ -4,8 +4,8 @@
 the demo) hand to each :class:`~stream_rca.core.engine.Engine` as ``pool``: half of an exact
 attribution's chunks of coalitions are built, sorted and reduced there (numpy's sorts and adds
 and the compiled kernel release the GIL), with the same floats as on one thread. Its first
-call in a process also compiles that kernel (:func:`stream_rca.core.coalitions.warm`), so the
-first incident does not wait for the compiler.
+call in a process also compiles the engine's kernels (:func:`stream_rca.core.warm.warm`), so
+neither the first snapshot nor the first incident waits for the compiler.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def attribution_pool() -> concurrent.futures.Executor | None:
     """
     global _POOL, _WARM
     if not _WARM:
-        from stream_rca.core.coalitions import warm
+        from stream_rca.core.warm import warm
 
         warm()
         _WARM = True

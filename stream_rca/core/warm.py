@@ -1,0 +1,44 @@
+"""Compile the engine's kernels now, so that no snapshot waits for the compiler.
+
+numba compiles each kernel of :mod:`stream_rca.core.compiled` on its first call with a given
+kind of arguments, or loads it from its cache beside the module (a few seconds the first time
+on a machine, about half a second after). :func:`warm` makes those first calls on tiny inputs,
+every kind the engine passes: the attribution's chunks (numbers and NaN), the noise bank's
+refits (rows of one size and of several) and scores, the linear mechanisms' learning and
+their predictions from snapshots, from kept values and from slices of them. Entry points call
+it once per process (:func:`stream_rca.parallel.attribution_pool`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stream_rca.core import coalitions
+from stream_rca.core.linear import LinearBank
+from stream_rca.core.noise import NoiseBank
+
+__all__ = ["warm"]
+
+
+def warm() -> None:
+    """Compile (or load) every kernel the engine calls."""
+    coalitions.warm()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 3))
+    mask = np.ones(x.shape, dtype=bool)
+    bank = NoiseBank(3, 64)
+    half = mask.copy()
+    half[:8, 1] = False
+    bank.learn_many(x, half)
+    bank.refit()  # rows of several sizes
+    bank.learn_many(x, mask)
+    bank.refit()  # every row full
+    bank.score(x[:3])
+    bank.score(x[0, 1:], np.array([1, 2], dtype=np.intp))
+    none = np.zeros(0, dtype=np.intp)
+    linear = LinearBank([none, none, np.array([0, 1], dtype=np.intp)])
+    linear.learn_many(x, mask)
+    linear.predict(x)  # parents laid out from a block (a transposed view)
+    held = np.ascontiguousarray(x[:, :2].T)
+    linear.predict_rows(held)  # kept values
+    linear.predict_rows(held[:, :5])  # the filled part of them
