@@ -46,6 +46,16 @@ def local_broker(state: Path) -> Iterator[str]:
         subprocess.run(["bash", str(KAFKA_SH), "stop"], env=env, check=False, capture_output=True)
 
 
+def host_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds of the whole host so far, busy and in all (Linux ``/proc/stat``: every
+    core's user, nice, system, irq and softirq time against the same plus idle and iowait)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    user, nice, system, idle, iowait, irq, softirq = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = user + nice + system + irq + softirq
+    return busy / tick, (busy + idle + iowait) / tick
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds a process has used so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

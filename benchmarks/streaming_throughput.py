@@ -52,7 +52,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.broker import cpu_seconds, free_port, local_broker
+from benchmarks.broker import cpu_seconds, free_port, host_cpu_seconds, local_broker
 from stream_rca.config import Settings
 from stream_rca.streaming.producers import _kafka, kafka_producer
 from stream_rca.streaming.simulator import (
@@ -529,10 +529,19 @@ def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, fl
     ):
         worker.ready(120)
         windows_per_s = args.rate / per_window  # windows (of every graph) per second
+        # where the host's CPU goes while the events are produced: the worker, this process
+        # (the producer and the attributions' reader), the rest (the broker above all)
+        host_busy, host_all = host_cpu_seconds()
+        worker_cpu, own_cpu, wall = cpu_seconds(worker.pid), time.process_time(), time.monotonic()
         if args.producer == "batches":
             achieved = asyncio.run(produce_windows(settings, steps, windows_per_s, sent))
         else:
             achieved = produce_windows_one_by_one(settings, steps, windows_per_s, sent)
+        wall = time.monotonic() - wall
+        worker_cpu = cpu_seconds(worker.pid) - worker_cpu
+        own_cpu = time.process_time() - own_cpu
+        busy_now, all_now = host_cpu_seconds()
+        host_busy, host_all = busy_now - host_busy, all_now - host_all
         reader.wait_until(
             lambda r: (
                 sum(
@@ -560,6 +569,11 @@ def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, fl
         "p50_ms": 1000 * statistics.median(delays),
         "p99_ms": 1000 * p99,
         "max_ms": 1000 * delays[-1],
+        "produce_s": wall,
+        "cores": host_all / wall,
+        "host_busy_cpu_s": host_busy,
+        "worker_cpu_s": worker_cpu,
+        "bench_cpu_s": own_cpu,
     }
 
 
@@ -656,6 +670,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"consumed), {r['attributions']:.0f} attributions at {r['rate']:,.0f} "
                     f"events/s (asked {args.rate:,.0f}): p50 {r['p50_ms']:.0f} ms, "
                     f"p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms"
+                )
+                rest = r["host_busy_cpu_s"] - r["worker_cpu_s"] - r["bench_cpu_s"]
+                say(
+                    f"latency, the host's CPU while the events were produced ({r['produce_s']:.1f}"
+                    f" s, {r['cores']:.1f} cores): {r['host_busy_cpu_s'] / r['produce_s']:.2f} "
+                    f"cores busy; the worker {r['worker_cpu_s'] / r['produce_s']:.2f}, the "
+                    f"producer and the reader {r['bench_cpu_s'] / r['produce_s']:.2f}, the rest "
+                    f"(the broker) {rest / r['produce_s']:.2f}"
                 )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
