@@ -30,10 +30,13 @@ __all__ = [
     "ChunkReducer",
     "Layouts",
     "fit_log_sf_rows",
+    "hold",
     "learn_linear",
     "log_tails",
+    "place",
     "predict_ranked",
     "refit_sorted",
+    "ridge_solve",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -678,6 +681,116 @@ def log_tails(
     return out_lo, out_hi
 
 
+@_jit
+def _mix64(z: np.uint64) -> np.uint64:
+    """SplitMix64's finaliser (see :func:`stream_rca.core.noise._mix64`)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@_jit
+def _place_kernel(
+    values: FloatArray,
+    mask: npt.NDArray[np.bool_],
+    count: npt.NDArray[np.int64],
+    salt: np.uint64,
+    samples: FloatArray,
+    step: npt.NDArray[np.intp],
+    rows: npt.NDArray[np.intp],
+    slots: npt.NDArray[np.intp],
+) -> int:
+    capacity = samples.shape[1]
+    seen = np.zeros(count.size, dtype=np.int64)
+    t = 0
+    for b in range(values.shape[0]):
+        for r in range(values.shape[1]):
+            if not mask[b, r]:
+                continue
+            position = count[r] + seen[r]  # the value's index in its row's stream
+            seen[r] += 1
+            if position < capacity:
+                slot = position
+            else:  # arithmetic modulo 2**64, all in unsigned integers
+                key = (
+                    salt * np.uint64(0x9E3779B97F4A7C15)
+                    + np.uint64(r) * np.uint64(0xD1B54A32D192ED03)
+                    + np.uint64(position)
+                )
+                slot = np.int64(_mix64(key) % np.uint64(capacity))
+            samples[r, slot] = values[b, r]  # block order: a later value wins a slot
+            step[t] = b
+            rows[t] = r
+            slots[t] = slot
+            t += 1
+    for r in range(count.size):
+        count[r] += seen[r]
+    return t
+
+
+def place(
+    values: FloatArray,
+    mask: npt.NDArray[np.bool_],
+    count: npt.NDArray[np.int64],
+    seed: int,
+    samples: FloatArray,
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Put a block ``values`` ``(B, rows)``, in row order wherever ``mask``, into the
+    reservoirs ``samples`` ``(rows, capacity)`` holding ``count`` values each so far (updated):
+    free slots first, then the slot a hash of the row and the value's position picks (see
+    :meth:`~stream_rca.core.noise.NoiseBank.learn_many`). Returns ``(step, row, slot)`` of
+    every value, in block order."""
+    n = int(np.count_nonzero(mask))
+    step = np.empty(n, dtype=np.intp)
+    rows = np.empty(n, dtype=np.intp)
+    slots = np.empty(n, dtype=np.intp)
+    _place_kernel(values, mask, count, np.uint64(seed % 2**64), samples, step, rows, slots)
+    return step, rows, slots
+
+
+@_jit
+def _hold_kernel(
+    x: FloatArray,
+    step: npt.NDArray[np.intp],
+    rows: npt.NDArray[np.intp],
+    slots: npt.NDArray[np.intp],
+    rank: npt.NDArray[np.intp],
+    degree: npt.NDArray[np.intp],
+    offsets: npt.NDArray[np.intp],
+    sources: npt.NDArray[np.intp],
+    held_y: FloatArray,
+    held_x: FloatArray,
+) -> None:
+    for t in range(step.size):
+        r = rank[rows[t]]
+        if r < 0:  # no linear mechanism: nothing to keep
+            continue
+        b = step[t]
+        slot = slots[t]
+        held_y[r, slot] = x[b, rows[t]]
+        for k in range(degree[r]):
+            edge = offsets[k] + r
+            held_x[edge, slot] = x[b, sources[edge]]
+
+
+def hold(
+    x: FloatArray,
+    placed: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]],
+    layout: tuple[
+        npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]
+    ],
+    held_y: FloatArray,
+    held_x: FloatArray,
+) -> None:
+    """Beside each residual :func:`place` put (``placed``), keep the snapshot's value of its
+    node (``held_y[rank, slot]``) and of each parent (``held_x[edge, slot]``); ``layout`` is
+    ``(rank, degree, offsets, sources)`` of the linear mechanisms (see
+    :class:`~stream_rca.core.linear.LinearBank`), in order of the values (a later one wins)."""
+    step, rows, slots = placed
+    rank, degree, offsets, sources = layout
+    _hold_kernel(x, step, rows, slots, rank, degree, offsets, sources, held_y, held_x)
+
+
 # -- the linear mechanisms ------------------------------------------------------------------
 
 
@@ -823,3 +936,50 @@ def predict_ranked(
     ``degree[r]`` parents of each ranked node, the terms added in parent order (see
     :meth:`~stream_rca.core.linear.LinearBank.predict_rows`)."""
     _predict_ranked_kernel(parents, coef, mx, my, offsets, degree, out)
+
+
+@_jit
+def _ridge_solve_kernel(sxx: FloatArray, sxy: FloatArray, ridge: float, coef: FloatArray) -> None:
+    g, k, _ = sxx.shape
+    a = np.empty((k, k))
+    c = np.empty(k)
+    for m in range(g):
+        scale = 0.0
+        for i in range(k):
+            scale += sxx[m, i, i]
+        scale = scale / k + 1e-300
+        for i in range(k):
+            for j in range(k):
+                a[i, j] = sxx[m, i, j]
+            a[i, i] += ridge * sxx[m, i, i] + 1e-10 * scale
+            c[i] = sxy[m, i]
+        # Gaussian elimination with partial pivoting (as LAPACK's gesv), then back substitution
+        for col in range(k):
+            pivot = col
+            for i in range(col + 1, k):
+                if abs(a[i, col]) > abs(a[pivot, col]):
+                    pivot = i
+            if pivot != col:
+                for j in range(k):
+                    a[col, j], a[pivot, j] = a[pivot, j], a[col, j]
+                c[col], c[pivot] = c[pivot], c[col]
+            for i in range(col + 1, k):
+                f = a[i, col] / a[col, col]
+                for j in range(col + 1, k):
+                    a[i, j] -= f * a[col, j]
+                c[i] -= f * c[col]
+        for i in range(k - 1, -1, -1):
+            v = c[i]
+            for j in range(i + 1, k):
+                v -= a[i, j] * coef[m, j]
+            coef[m, i] = v / a[i, i]
+
+
+def ridge_solve(sxx: FloatArray, sxy: FloatArray, ridge: float) -> FloatArray:
+    """Per row of ``(g, k, k)`` scatter matrices and ``(g, k)`` cross products, the
+    coefficients of the standardised ridge regression: ``(sxx + ridge diag(sxx) + 1e-10
+    mean(diag(sxx)) I) coef = sxy`` (see :meth:`~stream_rca.core.linear.LinearBank._solve`),
+    by Gaussian elimination with partial pivoting."""
+    coef = np.empty(sxy.shape)
+    _ridge_solve_kernel(sxx, sxy, float(ridge), coef)
+    return coef

@@ -27,7 +27,7 @@ from stream_rca.core.checkpoint import (
     get_float,
     get_list,
 )
-from stream_rca.core.compiled import learn_linear, predict_ranked
+from stream_rca.core.compiled import learn_linear, predict_ranked, ridge_solve
 
 __all__ = ["LinearBank", "OnlineLinearRegression"]
 
@@ -36,6 +36,7 @@ IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
 _STATS = ("w", "mx", "my", "sxx", "sxy", "syy", "coef")  # a group's checkpointed statistics
+_COMPILED_SOLVE = 16  # parents up to which a compiled loop solves (beyond: LAPACK, blocked)
 _ONE_GROUP_BUDGET = 1 << 14  # padded scatter-matrix entries below which one group is cheaper
 
 
@@ -189,6 +190,9 @@ class LinearBank:
             return
         for k, grp in self._groups.items():
             if k == 0:
+                continue
+            if k <= _COMPILED_SOLVE:
+                grp.coef = ridge_solve(grp.sxx, grp.sxy, self.ridge)
                 continue
             diag = np.einsum("gii->gi", grp.sxx)
             scale = diag.mean(axis=1, keepdims=True) + 1e-300

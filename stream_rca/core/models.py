@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_rca.core.checkpoint import StateError, StateTree, get_array, get_tree
+from stream_rca.core.compiled import hold
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.linear import LinearBank
 from stream_rca.core.mechanisms import Regressor
@@ -172,26 +173,18 @@ class GraphModels:
         self.noise.min_scale = np.maximum(1e-12, _SCALE_FLOOR * magnitude)
         self.marginal.min_scale = self.noise.min_scale[self.targets]
         moved = self._refresh()
-        self.noise.refit(
-            np.union1d(np.flatnonzero(self.noise.count != self.noise.fitted_count), moved)
-        )
+        stale = self.noise.count != self.noise.fitted_count
+        stale[moved] = True
+        self.noise.refit(np.flatnonzero(stale))
         self.marginal.refit()
 
     def _hold(self, x: FloatArray, step: IntArray, rows: IntArray, slots: IntArray) -> None:
         """Keep each held residual's snapshot values (the node's and its parents')."""
         if not self.refresh:
             return
-        rank = self.bank.rank[rows]
-        sel = np.flatnonzero(rank >= 0)
-        if sel.size == 0:
-            return
-        step, rank, slots = step[sel], rank[sel], slots[sel]
-        self._held_y[rank, slots] = x[step, rows[sel]]
         bank = self.bank
-        for k, size in enumerate(bank.blocks):
-            has = rank < size  # the nodes with more than k parents rank first
-            row = bank.offsets[k] + rank[has]
-            self._held_x[row, slots[has]] = x[step[has], bank.sources[row]]
+        layout = (bank.rank, bank.degree, bank.offsets, bank.sources)
+        hold(x, (step, rows, slots), layout, self._held_y, self._held_x)
 
     def _refresh(self) -> IntArray:
         """Recompute the held residuals of every linear mechanism from the values kept.

@@ -40,7 +40,7 @@ from stream_rca.core.checkpoint import (
     get_int,
     get_tree,
 )
-from stream_rca.core.compiled import Layouts, log_tails, refit_sorted
+from stream_rca.core.compiled import Layouts, log_tails, place, refit_sorted
 from stream_rca.core.tails import Tail, fit_excess, lowest_shape, tail_size
 
 __all__ = ["NoiseBank", "log_event", "log_event_groups", "log_exceedance", "two_sided_score"]
@@ -50,15 +50,6 @@ IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
 _LOG2 = math.log(2.0)
-
-
-def _mix64(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    """SplitMix64's finaliser: a counter-based hash, so a slot depends on its index only."""
-    with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        out: npt.NDArray[np.uint64] = z ^ (z >> np.uint64(31))
-    return out
 
 
 def log_exceedance(
@@ -510,26 +501,10 @@ class NoiseBank:
         :meth:`refit`. Returns where each value went, ``(step, row, slot)`` in block order,
         so an owner can keep data of its own beside each held value.
         """
-        step, rows = np.nonzero(mask)  # row-major: in block order
-        if rows.size == 0:
-            return step, rows, rows
-        seen = np.cumsum(mask, axis=0)  # per row, the values up to and including each step
-        counts = seen[-1]
-        position = self.count[rows] + seen[step, rows] - 1  # each value's index in its row
-        slots = position.copy()
-        full = slots >= self.capacity
-        if full.any():
-            with np.errstate(over="ignore"):  # arithmetic modulo 2**64 is the point
-                key = (
-                    np.uint64(self.seed % 2**64) * np.uint64(0x9E3779B97F4A7C15)
-                    + rows[full].astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)
-                    + position[full].astype(np.uint64)
-                )
-            slots[full] = (_mix64(key) % np.uint64(self.capacity)).astype(np.int64)
-        # nonzero's order is block order, so the latest value wins a slot picked twice
-        self.samples[rows, slots] = values[step, rows]
-        self.count += counts
-        return step, rows, slots
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        return place(
+            values, np.ascontiguousarray(mask, dtype=bool), self.count, self.seed, self.samples
+        )
 
     def refit(self, rows: IntArray | None = None) -> None:
         """Rebuild the frozen body and tails of ``rows`` (default: every row with new data).

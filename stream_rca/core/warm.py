@@ -2,18 +2,19 @@
 
 numba compiles each kernel of :mod:`stream_rca.core.compiled` on its first call with a given
 kind of arguments, or loads it from its cache beside the module (a few seconds the first time
-on a machine, about half a second after). :func:`warm` makes those first calls on tiny inputs,
-every kind the engine passes: the attribution's chunks (numbers and NaN), the noise bank's
-refits (rows of one size and of several) and scores, the linear mechanisms' learning and
-their predictions from snapshots, from kept values and from slices of them. Entry points call
-it once per process (:func:`stream_rca.parallel.attribution_pool`).
-"""
+on a machine, under a second after). :func:`warm` makes those first calls on tiny inputs, of
+every kind the engine passes: the attribution's chunks (numbers and NaN); the noise bank's
+updates, refits (rows of one size and of several) and scores; the values kept beside the
+residuals; the linear mechanisms' learning, solves and predictions (from snapshots, from kept
+values, from slices of them). Entry points call it once per process
+(:func:`stream_rca.parallel.attribution_pool`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from stream_rca.core import coalitions
+from stream_rca.core.compiled import hold
 from stream_rca.core.linear import LinearBank
 from stream_rca.core.noise import NoiseBank
 
@@ -31,7 +32,7 @@ def warm() -> None:
     half[:8, 1] = False
     bank.learn_many(x, half)
     bank.refit()  # rows of several sizes
-    bank.learn_many(x, mask)
+    placed = bank.learn_many(x, mask)
     bank.refit()  # every row full
     bank.score(x[:3])
     bank.score(x[0, 1:], np.array([1, 2], dtype=np.intp))
@@ -42,3 +43,5 @@ def warm() -> None:
     held = np.ascontiguousarray(x[:, :2].T)
     linear.predict_rows(held)  # kept values
     linear.predict_rows(held[:, :5])  # the filled part of them
+    layout = (linear.rank, linear.degree, linear.offsets, linear.sources)
+    hold(x, placed, layout, np.zeros((1, 64)), np.zeros((2, 64)))  # values kept beside residuals

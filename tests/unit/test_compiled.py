@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_rca.core.coalitions import _log_above_table
-from stream_rca.core.compiled import fit_log_sf_rows
+from stream_rca.core.compiled import fit_log_sf_rows, ridge_solve
 from stream_rca.core.noise import _excess_log_sf
 
 
@@ -56,3 +56,31 @@ def test_compiled_fit_equals_the_numpy_fit(
     ours = fit_log_sf_rows(excess, u, x, _log_above_table(k, size), min_scale)
     theirs = _excess_log_sf(excess, u, x, size, min_scale)
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    k=st.integers(1, 16),
+    g=st.integers(1, 6),
+    ridge=st.sampled_from([0.0, 1e-6, 0.1]),
+    constant=st.booleans(),
+)
+@settings(max_examples=100, deadline=None)
+def test_compiled_ridge_solve_equals_lapack(
+    seed: int, k: int, g: int, ridge: float, constant: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(g, 3 * k + 5, k)) * rng.uniform(0.1, 10.0, size=(g, 1, k))
+    if constant:  # a parent that never moved: zero rows and columns, coefficient 0
+        x[:, :, 0] = 0.0
+    sxx = np.einsum("gbi,gbj->gij", x, x)
+    y = np.einsum("gbi,gi->gb", x, rng.normal(size=(g, k))) + rng.normal(size=x.shape[:2])
+    sxy = np.einsum("gbi,gb->gi", x, y)
+    diag = np.einsum("gii->gi", sxx)
+    a = sxx.copy()
+    a[:, np.arange(k), np.arange(k)] += ridge * diag + 1e-10 * (
+        diag.mean(axis=1, keepdims=True) + 1e-300
+    )
+    want = np.linalg.solve(a, sxy[:, :, None])[:, :, 0]
+    got = ridge_solve(sxx, sxy, ridge)
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-12 * np.abs(want).max())
