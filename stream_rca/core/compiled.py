@@ -41,6 +41,9 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 F32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.intp]
+I64Array = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -222,7 +225,7 @@ def _reduce_chunk_kernel(
     first: int,
     bounds: F32Array,
     x: FloatArray,
-    strict: npt.NDArray[np.bool_],
+    strict: BoolArray,
     k: int,
     kb: int,
     block_table: FloatArray,
@@ -419,13 +422,13 @@ class ChunkReducer:
 class Layouts(NamedTuple):
     """Where a refit reads each row: the layouts of its sizes, and each row's."""
 
-    inv: npt.NDArray[np.intp]
+    inv: IntArray
     """Per row, its size's index in the arrays below."""
-    k_pos: npt.NDArray[np.intp]
+    k_pos: IntArray
     """``(sizes, n_knots)``: the knots' positions."""
-    k: npt.NDArray[np.intp]
+    k: IntArray
     """Values per tail fit."""
-    quartiles: npt.NDArray[np.intp]
+    quartiles: IntArray
     """``(sizes, 2)``: the positions of the first and third quartiles."""
     lowest: FloatArray
     """The smallest shape fitted (:func:`~stream_rca.core.tails.lowest_shape` of ``k``)."""
@@ -500,13 +503,13 @@ def _fit_shape_scale(
 @_jit
 def _refit_kernel(
     asc: FloatArray,
-    n: npt.NDArray[np.int64],
-    inv: npt.NDArray[np.intp],
-    k_pos: npt.NDArray[np.intp],
-    ks: npt.NDArray[np.intp],
-    quartiles: npt.NDArray[np.intp],
+    n: I64Array,
+    inv: IntArray,
+    k_pos: IntArray,
+    ks: IntArray,
+    quartiles: IntArray,
     lowest: FloatArray,
-    rows: npt.NDArray[np.intp],
+    rows: IntArray,
     min_scale: FloatArray,
     caution: float,
     knots: FloatArray,
@@ -515,7 +518,7 @@ def _refit_kernel(
     median: FloatArray,
     hi: FloatArray,
     lo: FloatArray,
-    odd: npt.NDArray[np.bool_],
+    odd: BoolArray,
 ) -> None:
     """See :func:`refit_sorted`; ``hi`` and ``lo`` are ``(4, nodes)``: u, sigma, xi, log_pu."""
     n_knots = k_pos.shape[1]
@@ -566,13 +569,13 @@ def _refit_kernel(
 
 def refit_sorted(
     asc: FloatArray,
-    n: npt.NDArray[np.int64],
+    n: I64Array,
     layout: Layouts,
-    rows: npt.NDArray[np.intp],
+    rows: IntArray,
     min_scale: FloatArray,
     caution: float,
     out: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
-) -> npt.NDArray[np.bool_]:
+) -> BoolArray:
     """Refit the noise models of ``rows`` from their values sorted ascending.
 
     ``asc[i, :n[i]]`` holds row ``rows[i]``'s values, read through the layout of its size
@@ -615,13 +618,13 @@ def _tail_log_sf(tail: FloatArray, r: int, v: float) -> float:
 @_jit
 def _log_tails_kernel(
     values: FloatArray,
-    rows: npt.NDArray[np.intp],
+    rows: IntArray,
     knots: FloatArray,
     below: FloatArray,
     above: FloatArray,
     hi_tail: FloatArray,
     lo_tail: FloatArray,
-    fitted: npt.NDArray[np.int64],
+    fitted: I64Array,
     out_lo: FloatArray,
     out_hi: FloatArray,
 ) -> None:
@@ -666,12 +669,12 @@ def _log_tails_kernel(
 
 def log_tails(
     values: FloatArray,
-    rows: npt.NDArray[np.intp],
+    rows: IntArray,
     knots: FloatArray,
     below: FloatArray,
     above: FloatArray,
     tails: tuple[FloatArray, FloatArray],
-    fitted: npt.NDArray[np.int64],
+    fitted: I64Array,
 ) -> tuple[FloatArray, FloatArray]:
     """``log P(N <= v)`` and ``log P(N >= v)`` of ``values`` ``(B, len(rows))`` under the
     bank's models of ``rows`` (see :meth:`~stream_rca.core.noise.NoiseBank.log_tails`)."""
@@ -692,13 +695,13 @@ def _mix64(z: np.uint64) -> np.uint64:
 @_jit
 def _place_kernel(
     values: FloatArray,
-    mask: npt.NDArray[np.bool_],
-    count: npt.NDArray[np.int64],
+    mask: BoolArray,
+    count: I64Array,
     salt: np.uint64,
     samples: FloatArray,
-    step: npt.NDArray[np.intp],
-    rows: npt.NDArray[np.intp],
-    slots: npt.NDArray[np.intp],
+    step: IntArray,
+    rows: IntArray,
+    slots: IntArray,
 ) -> int:
     capacity = samples.shape[1]
     seen = np.zeros(count.size, dtype=np.int64)
@@ -730,11 +733,11 @@ def _place_kernel(
 
 def place(
     values: FloatArray,
-    mask: npt.NDArray[np.bool_],
-    count: npt.NDArray[np.int64],
+    mask: BoolArray,
+    count: I64Array,
     seed: int,
     samples: FloatArray,
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+) -> tuple[IntArray, IntArray, IntArray]:
     """Put a block ``values`` ``(B, rows)``, in row order wherever ``mask``, into the
     reservoirs ``samples`` ``(rows, capacity)`` holding ``count`` values each so far (updated):
     free slots first, then the slot a hash of the row and the value's position picks (see
@@ -751,13 +754,13 @@ def place(
 @_jit
 def _hold_kernel(
     x: FloatArray,
-    step: npt.NDArray[np.intp],
-    rows: npt.NDArray[np.intp],
-    slots: npt.NDArray[np.intp],
-    rank: npt.NDArray[np.intp],
-    degree: npt.NDArray[np.intp],
-    offsets: npt.NDArray[np.intp],
-    sources: npt.NDArray[np.intp],
+    step: IntArray,
+    rows: IntArray,
+    slots: IntArray,
+    rank: IntArray,
+    degree: IntArray,
+    offsets: IntArray,
+    sources: IntArray,
     held_y: FloatArray,
     held_x: FloatArray,
 ) -> None:
@@ -775,10 +778,8 @@ def _hold_kernel(
 
 def hold(
     x: FloatArray,
-    placed: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]],
-    layout: tuple[
-        npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]
-    ],
+    placed: tuple[IntArray, IntArray, IntArray],
+    layout: tuple[IntArray, IntArray, IntArray, IntArray],
     held_y: FloatArray,
     held_x: FloatArray,
 ) -> None:
@@ -797,9 +798,9 @@ def hold(
 @_jit
 def _learn_linear_kernel(
     x: FloatArray,
-    mask: npt.NDArray[np.bool_],
-    members: npt.NDArray[np.intp],
-    parents: npt.NDArray[np.intp],
+    mask: BoolArray,
+    members: IntArray,
+    parents: IntArray,
     gamma: float,
     w: FloatArray,
     mx: FloatArray,
@@ -883,9 +884,9 @@ def _learn_linear_kernel(
 
 def learn_linear(
     x: FloatArray,
-    mask: npt.NDArray[np.bool_],
-    members: npt.NDArray[np.intp],
-    parents: npt.NDArray[np.intp],
+    mask: BoolArray,
+    members: IntArray,
+    parents: IntArray,
     gamma: float,
     stats: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
 ) -> None:
@@ -907,8 +908,8 @@ def _predict_ranked_kernel(
     coef: FloatArray,
     mx: FloatArray,
     my: FloatArray,
-    offsets: npt.NDArray[np.intp],
-    degree: npt.NDArray[np.intp],
+    offsets: IntArray,
+    degree: IntArray,
     out: FloatArray,
 ) -> None:
     for r in range(out.shape[0]):
@@ -928,8 +929,8 @@ def predict_ranked(
     coef: FloatArray,
     mx: FloatArray,
     my: FloatArray,
-    offsets: npt.NDArray[np.intp],
-    degree: npt.NDArray[np.intp],
+    offsets: IntArray,
+    degree: IntArray,
     out: FloatArray,
 ) -> None:
     """``out[r] = my[r] + sum_k (parents[offsets[k] + r] - mx[.]) * coef[.]`` over the
