@@ -84,16 +84,25 @@ def _fit_log_sf(
         log_pu: float = log_pu_table[above]
     else:
         log_pu = log_pu_table[k]
+    xi, sigma = _shape_scale(a0, a1, k, 0.0, lowest, min_scale)
+    return _gpd_log_sf(x - u, sigma, xi) + log_pu
+
+
+@_jit
+def _shape_scale(
+    a0: float, a1: float, k: int, caution: float, lowest: float, floor: float
+) -> tuple[float, float]:
+    """``(xi, sigma)`` of :func:`~stream_rca.core.tails.fit_excess` from the two
+    probability-weighted moments ``a0``, ``a1`` of ``k`` excesses."""
     denom = a0 - 2.0 * a1
     xi = 2.0 - a0 / denom if denom > 0.0 else XI_MAX
+    if caution != 0.0:
+        xi += caution * 2.0 / math.sqrt(k)
     if xi < lowest:
         xi = lowest
     if xi > XI_MAX:
         xi = XI_MAX
-    sigma = (1.0 - xi) * a0
-    if sigma < min_scale:  # np.maximum (a NaN stays NaN)
-        sigma = min_scale
-    return _gpd_log_sf(x - u, sigma, xi) + log_pu
+    return xi, _nan_max((1.0 - xi) * a0, floor)
 
 
 @_jit
@@ -432,6 +441,9 @@ class Layouts(NamedTuple):
     """``(sizes, 2)``: the positions of the first and third quartiles."""
     lowest: FloatArray
     """The smallest shape fitted (:func:`~stream_rca.core.tails.lowest_shape` of ``k``)."""
+    weights: FloatArray
+    """``(sizes, 2, max k)``: the probability-weighted moments' weights of ``k`` excesses
+    (:func:`~stream_rca.core.tails._pwm_weights`, zero beyond ``k``)."""
 
 
 @_jit
@@ -472,32 +484,24 @@ def _fit_shape_scale(
     k: int,
     upper: bool,
     u: float,
+    weights: FloatArray,
     caution: float,
     lowest: float,
     floor: float,
 ) -> tuple[float, float]:
     """``(xi, sigma)`` of :func:`~stream_rca.core.tails.fit_tail_sorted` for the ``k`` most
     extreme values of the sorted ``row[:n]`` over ``u`` (the largest, or the smallest
-    negated when not ``upper``): its probability-weighted moments summed in a loop."""
+    negated when not ``upper``): its probability-weighted moments (``weights``, as
+    :func:`~stream_rca.core.tails._pwm_weights`) summed in a loop."""
     a0 = 0.0
     a1 = 0.0
-    w0 = 1.0 / k
     for i in range(k):
         e = (row[n - 1 - i] if upper else -row[i]) - u
         if e < 0.0:  # np.maximum(e, 0): a NaN stays NaN
             e = 0.0
-        # the plotting position of the i-th largest: (k - i - 0.35) / k on the ascending order
-        a0 += w0 * e
-        a1 += ((1.0 - ((k - i) - 0.35) / k) / k) * e
-    denom = a0 - 2.0 * a1
-    xi = 2.0 - a0 / denom if denom > 0.0 else XI_MAX
-    if caution != 0.0:
-        xi += caution * 2.0 / math.sqrt(k)
-    if xi < lowest:
-        xi = lowest
-    if xi > XI_MAX:
-        xi = XI_MAX
-    return xi, _nan_max((1.0 - xi) * a0, floor)
+        a0 += weights[0, i] * e
+        a1 += weights[1, i] * e
+    return _shape_scale(a0, a1, k, caution, lowest, floor)
 
 
 @_jit
@@ -509,6 +513,7 @@ def _refit_kernel(
     ks: IntArray,
     quartiles: IntArray,
     lowest: FloatArray,
+    weights: FloatArray,
     rows: IntArray,
     min_scale: FloatArray,
     caution: float,
@@ -554,13 +559,17 @@ def _refit_kernel(
         floor = _nan_max(min_scale[r], 1e-3 * (row[quartiles[s, 1]] - row[quartiles[s, 0]]))
         k = ks[s]
         u_hi = knots[r, n_knots - 1]
-        xi, sigma = _fit_shape_scale(row, size, k, True, u_hi, caution, lowest[s], floor)
+        xi, sigma = _fit_shape_scale(
+            row, size, k, True, u_hi, weights[s], caution, lowest[s], floor
+        )
         hi[0, r] = u_hi
         hi[1, r] = sigma
         hi[2, r] = xi
         hi[3, r] = math.log(((size - le_last) + 0.5) / n1)
         u_lo = -knots[r, 0]
-        xi, sigma = _fit_shape_scale(row, size, k, False, u_lo, caution, lowest[s], floor)
+        xi, sigma = _fit_shape_scale(
+            row, size, k, False, u_lo, weights[s], caution, lowest[s], floor
+        )
         lo[0, r] = u_lo
         lo[1, r] = sigma
         lo[2, r] = xi
@@ -594,6 +603,7 @@ def refit_sorted(
         layout.k,
         layout.quartiles,
         layout.lowest,
+        layout.weights,
         rows,
         min_scale,
         float(caution),

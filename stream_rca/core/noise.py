@@ -41,7 +41,7 @@ from stream_rca.core.checkpoint import (
     get_tree,
 )
 from stream_rca.core.compiled import Layouts, log_tails, place, refit_sorted
-from stream_rca.core.tails import Tail, fit_excess, lowest_shape, tail_size
+from stream_rca.core.tails import Tail, _pwm_weights, fit_excess, lowest_shape, tail_size
 
 __all__ = ["NoiseBank", "log_event", "log_event_groups", "log_exceedance", "two_sided_score"]
 
@@ -697,7 +697,10 @@ def _layouts(sizes: tuple[int, ...], n_knots: int, tail_fraction: float, min_tai
         k=np.array([k for k, _ in lays], dtype=np.intp),
         quartiles=np.array([((n - 1) // 4, (3 * (n - 1)) // 4) for n in sizes], dtype=np.intp),
         lowest=np.array([lowest_shape(k) for k, _ in lays]),
+        weights=np.zeros((len(sizes), 2, max(k for k, _ in lays))),
     )
+    for i, (k, _) in enumerate(lays):
+        out.weights[i, :, :k] = _pwm_weights(k)
     for a in out[1:]:
         a.flags.writeable = False  # shared by every refit of these sizes (cached)
     return out
