@@ -37,6 +37,7 @@ __all__ = [
     "predict_ranked",
     "refit_sorted",
     "ridge_solve",
+    "spread_rows",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -994,3 +995,53 @@ def ridge_solve(sxx: FloatArray, sxy: FloatArray, ridge: float) -> FloatArray:
     coef = np.empty(sxy.shape)
     _ridge_solve_kernel(sxx, sxy, float(ridge), coef)
     return coef
+
+
+@_jit
+def _spread_kernel(
+    x: FloatArray,
+    members: IntArray,
+    parents: IntArray,
+    k: IntArray,
+    mx: FloatArray,
+    inv: FloatArray,
+    base: FloatArray,
+    gain: FloatArray,
+    least: float,
+    out: FloatArray,
+) -> None:
+    n_rows = x.shape[0]
+    dev = np.empty(parents.shape[1])
+    for r in range(members.size):
+        j = members[r]
+        kr = k[r]
+        for b in range(n_rows):
+            for a in range(kr):
+                dev[a] = x[b, parents[r, a]] - mx[r, a]
+            quad = 0.0
+            for a in range(kr):
+                row = 0.0
+                for c in range(kr):
+                    row += inv[r, a, c] * dev[c]
+                quad += dev[a] * row
+            h = base[r] + gain[r] * quad
+            out[b, j] = np.sqrt(1.0 + h) if h > least else 1.0
+
+
+def spread_rows(
+    x: FloatArray,
+    members: IntArray,
+    parents: IntArray,
+    k: IntArray,
+    mx: FloatArray,
+    inv: FloatArray,
+    base: FloatArray,
+    gain: FloatArray,
+    least: float,
+    out: FloatArray,
+) -> None:
+    """``out[b, members[r]] = sqrt(1 + h)``, ``h = base[r] + gain[r] * d' inv[r] d`` with ``d``
+    the deviation of row ``b``'s first ``k[r]`` parents (``parents[r]``) from their means
+    ``mx[r]`` (see :meth:`~stream_rca.core.linear.LinearBank.spread`); 1 where ``h`` is at most
+    ``least`` (or NaN)."""
+    _spread_kernel(x, members, parents, k, mx, inv, base, gain, least, out)

@@ -77,6 +77,13 @@ class EngineConfig:
         node with parents and per edge (about 2.5x the state of a graph without it: graphs of
         more than about 650 nodes then exceed a 16 MiB checkpoint at the default reservoir);
         false keeps the residuals as they were computed when learned.
+    predictive_scores
+        Score each residual against its noise widened by the mechanism's own estimation error
+        at the snapshot's parent values (the least-squares prediction variance, see
+        :meth:`~stream_rca.core.linear.LinearBank.spread`): a child whose parent is far out
+        under a fault is not blamed for the parent's deviation times a coefficient's standard
+        error. At normal parent values this widens by a fraction of a percent. False scores the
+        raw residual.
     seed
         Base seed; every attribution derives its own seed from it and the incident id.
     """
@@ -98,6 +105,7 @@ class EngineConfig:
     min_coverage: float = 0.5
     rank_by: str = "anomalous-first"
     refresh_residuals: bool = True
+    predictive_scores: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -401,7 +401,8 @@ class Engine:
         resid = filled - m.predict(filled)
         warm_nodes = (m.noise.fitted_count >= cfg.warmup) | ~self._active
         scored = present & warm_nodes & self._active
-        node_scores = np.where(scored, m.noise.score(resid), np.nan)
+        # each residual against its noise widened by the mechanism's error at these parents
+        node_scores = np.where(scored, m.noise.score(resid / m.spread(filled)), np.nan)
         t_vals = filled[:, self._target_idx]
         t_present = present[:, self._target_idx]
         t_warm = m.marginal.fitted_count >= cfg.warmup
@@ -479,7 +480,8 @@ class Engine:
         resid = filled - m.predict(filled[None, :])[0]
         warm = m.noise.fitted_count >= self.config.warmup
         scored = np.flatnonzero(present & warm & self._active)
-        scores = m.noise.score(resid[scored], scored)
+        spread = m.spread(filled[None, :])[0]
+        scores = m.noise.score(resid[scored] / spread[scored], scored)
         named = {self.graph.nodes[j]: float(s) for j, s in zip(scored, scores, strict=True)}
         players = self._players[target]
         if not warm[players[-1]]:

@@ -27,7 +27,7 @@ from stream_rca.core.checkpoint import (
     get_float,
     get_list,
 )
-from stream_rca.core.compiled import learn_linear, predict_ranked, ridge_solve
+from stream_rca.core.compiled import learn_linear, predict_ranked, ridge_solve, spread_rows
 
 __all__ = ["LinearBank", "OnlineLinearRegression"]
 
@@ -38,6 +38,8 @@ BoolArray = npt.NDArray[np.bool_]
 _STATS = ("w", "mx", "my", "sxx", "sxy", "syy", "coef")  # a group's checkpointed statistics
 _COMPILED_SOLVE = 16  # parents up to which a compiled loop solves (beyond: LAPACK, blocked)
 _ONE_GROUP_BUDGET = 1 << 14  # padded scatter-matrix entries below which one group is cheaper
+SPREAD_FROM = 0.02
+"""Prediction variance (in noise variances) below which :meth:`LinearBank.spread` says 1."""
 
 
 class _Group:
@@ -161,6 +163,7 @@ class LinearBank:
             ranks = self.rank[grp.members]
             self._row_map[width] = (g_rows, cols, self.offsets[cols] + ranks[g_rows], ranks)
         self._ranked_stats: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        self._spread_stats: list[tuple[_Group, FloatArray, FloatArray, FloatArray]] | None = None
         self._stale = False
 
     # -- learning -----------------------------------------------------------------------------
@@ -184,6 +187,7 @@ class LinearBank:
             learn_linear(x, m, grp.members, grp.parents, gamma, stats)
         self._stale = True
         self._ranked_stats = None
+        self._spread_stats = None
 
     def _solve(self) -> None:
         if not self._stale:
@@ -222,6 +226,60 @@ class LinearBank:
         if self.ranked.size:
             out[:, self.ranked] = self.predict_rows(block[:, self.sources].T).T
         return out if x.ndim == 2 else out[0]
+
+    def spread(self, x: FloatArray) -> FloatArray:
+        """How much wider each member's prediction error is than its noise, at snapshots ``x``.
+
+        A mechanism learned from ``n`` snapshots predicts with an error of its own: with
+        parents far from where they were learned (a parent 100 standard deviations out under a
+        fault), a coefficient off by its standard error moves the prediction by several noise
+        standard deviations, and the residual then blames the child for its parent's fault.
+        Least squares gives that error's variance as ``h`` noise variances, ``h = (1 + d'
+        C^-1 d) / n_eff`` for parents ``d`` away from their means with covariance ``C``
+        (the leverage of a new point); ``n_eff = (sum w)^2 / sum w^2`` is the effective sample
+        of the forgetting weights (about ``2 / forgetting`` in the steady state). Returns
+        ``sqrt(1 + h)`` per node, ``(B, nodes)`` or ``(nodes,)`` like ``x``; 1 for nodes
+        without parents or not members, and wherever ``h <= SPREAD_FROM`` (the noise widened
+        by less than 1 %: at normal parent values ``h`` is about ``(parents + 1) / n_eff``, and
+        a residual scored as it is stays tied with the held residuals it equals, as those of a
+        series stuck at one value do). Parents constant in the learned data (no variance) add
+        nothing: their coefficient is not identified at all (the ranking treats those edges
+        apart).
+        """
+        block = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
+        out = np.ones(block.shape)
+        for grp, inv, first, gain in self._spread_rows():
+            rows = (grp.members, grp.parents, grp.k, grp.mx)
+            spread_rows(block, *rows, inv, first, gain, SPREAD_FROM, out)
+        return out if x.ndim == 2 else out[0]
+
+    def _spread_rows(self) -> list[tuple[_Group, FloatArray, FloatArray, FloatArray]]:
+        """Per group: the inverse scatter matrices and the terms ``h = base + gain * d'inv d``."""
+        if self._spread_stats is not None:
+            return self._spread_stats
+        stats = []
+        lam = self.forgetting
+        for width, grp in self._groups.items():
+            if width == 0:
+                continue
+            idx = np.arange(width)
+            diag = np.einsum("gii->gi", grp.sxx)
+            scale = diag.mean(axis=1, keepdims=True) + 1e-300
+            dead = ~(diag > 1e-9 * scale)  # padding, and parents that never varied
+            a = grp.sxx.copy()
+            a[:, idx, idx] += self.ridge * diag + 1e-10 * scale  # the solve's matrix
+            a[dead[:, :, None] | dead[:, None, :]] = 0.0
+            a[:, idx, idx] = np.where(dead, 1.0, a[:, idx, idx])
+            inv = np.linalg.inv(a)
+            inv[dead[:, :, None] | dead[:, None, :]] = 0.0
+            w = grp.w
+            # sum of squared weights: each learned row decays the others by (1 - lam)
+            sq = w if lam == 0.0 else (1.0 - (1.0 - lam * w) ** 2) / (1.0 - (1.0 - lam) ** 2)
+            n_eff = np.divide(w * w, sq, out=np.zeros_like(w), where=sq > 0)
+            base = np.divide(1.0, n_eff, out=np.zeros_like(w), where=n_eff > 0)
+            stats.append((grp, np.ascontiguousarray(inv), base, w * base))
+        self._spread_stats = stats
+        return stats
 
     def predict_node(self, j: int, x: FloatArray) -> float:
         """Prediction of one member ``j`` (``x`` may be partly filled: only parents are read).
@@ -336,6 +394,7 @@ class LinearBank:
         grp.mx[row, :k], grp.sxy[row, :k] = stats["mx"], stats["sxy"]
         grp.coef[row, :k], grp.sxx[row, :k, :k] = stats["coef"], stats["sxx"]
         self._ranked_stats = None
+        self._spread_stats = None
 
     def _locate(self, j: int) -> tuple[_Group, int]:
         try:

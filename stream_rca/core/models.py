@@ -90,6 +90,7 @@ class GraphModels:
         # its parents' values (in the bank's edge-row layout), so the residuals are those of
         # the current mechanism after every learning step (see :meth:`_refresh`).
         self.refresh = cfg.refresh_residuals
+        self.predictive = cfg.predictive_scores
         keep = self.refresh
         self._held_y = np.zeros((self.bank.ranked.size if keep else 0, cfg.reservoir))
         self._held_x = np.zeros((self.bank.sources.size if keep else 0, cfg.reservoir))
@@ -103,6 +104,14 @@ class GraphModels:
             for b in range(x.shape[0]):
                 pred[b, j] = float(model.predict_one(self.features(j, x[b])))
         return pred
+
+    def spread(self, x: FloatArray) -> FloatArray:
+        """Per node, how much wider than its noise the prediction error is at ``x`` (a block
+        ``(B, nodes)``): :meth:`LinearBank.spread` for linear mechanisms, 1 for the others and
+        with ``EngineConfig.predictive_scores`` off."""
+        if not self.predictive:
+            return np.ones(x.shape)
+        return self.bank.spread(x)
 
     def predict_node(self, j: int, x: FloatArray) -> float:
         if j in self.river:

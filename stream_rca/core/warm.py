@@ -5,8 +5,8 @@ kind of arguments, or loads it from its cache beside the module (a few seconds t
 on a machine, under a second after). :func:`warm` makes those first calls on tiny inputs, of
 every kind the engine passes: the attribution's chunks (numbers and NaN); the noise bank's
 updates, refits (rows of one size and of several) and scores; the values kept beside the
-residuals; the linear mechanisms' learning, solves and predictions (from snapshots, from kept
-values, from slices of them). Entry points call it once per process
+residuals; the linear mechanisms' learning, solves, predictions (from snapshots, from kept
+values, from slices of them) and prediction errors. Entry points call it once per process
 (:func:`stream_rca.parallel.attribution_pool`)."""
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def warm() -> None:
     linear = LinearBank([none, none, np.array([0, 1], dtype=np.intp)])
     linear.learn_many(x, mask)
     linear.predict(x)  # parents laid out from a block (a transposed view)
+    linear.spread(x)  # the prediction error's widening of the noise
     held = np.ascontiguousarray(x[:, :2].T)
     linear.predict_rows(held)  # kept values
     linear.predict_rows(held[:, :5])  # the filled part of them
