@@ -29,7 +29,9 @@ def _chain(n: int, seed: int) -> np.ndarray:
     a=st.floats(-300.0, 300.0),
     b=st.floats(-300.0, 300.0),
 )
-def test_spread_is_the_least_squares_prediction_error(seed: int, n: int, a: float, b: float) -> None:
+def test_spread_is_the_least_squares_prediction_error(
+    seed: int, n: int, a: float, b: float
+) -> None:
     """Without forgetting: ``sqrt(1 + x0' (X'X)^-1 x0)`` of ordinary least squares with an
     intercept (the leverage of a new point), wherever it exceeds the floor."""
     x = _chain(n, seed)
@@ -50,7 +52,7 @@ def test_forgetting_counts_the_effective_sample() -> None:
     bank = LinearBank([NONE, np.array([0])], forgetting=lam)
     x = _chain(n, 3)[:, [0, 2]]
     bank.learn_many(x)
-    (grp, _, first, gain), = bank._spread_rows()
+    ((grp, _, first, gain),) = bank._spread_rows()
     w = (1.0 - lam) ** np.arange(n)
     n_eff = w.sum() ** 2 / (w * w).sum()
     assert float(first[0]) == pytest.approx(1.0 / n_eff, rel=1e-9)
@@ -95,7 +97,8 @@ def test_a_child_is_not_blamed_for_its_parents_fault() -> None:
     score_on = {rc.node: rc.score for rc in a.root_causes}
     score_off = {rc.node: rc.score for rc in b.root_causes}
     assert score_on["cause"] == score_off["cause"]
-    assert score_on["child"] is not None and score_off["child"] is not None
+    assert score_on["child"] is not None
+    assert score_off["child"] is not None
     assert score_on["child"] <= score_off["child"]
     residual = 2.0 * 150.0 - on._models.bank.predict(np.array([150.0, 0.0]))[1]
     assert abs(residual) == pytest.approx(abs((2.0 - coef) * 150.0), rel=0.2, abs=0.5)
