@@ -26,6 +26,8 @@ __all__ = ["Ack", "Broker", "InputMessage", "KafkaBroker", "MemoryBroker"]
 
 log = logging.getLogger("stream_rca.streaming")
 
+_PARTITIONS_KEPT = 60.0  # seconds a key's partition is kept (a topic may gain partitions)
+
 InputMessage = tuple[int, bytes | None, bytes | None]
 """``(offset, key, value)`` of one input message read again."""
 
@@ -126,6 +128,9 @@ class KafkaBroker:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "stream-rca-reader")
         self._consumer: Any = None
         self._names: dict[str, str] = {}
+        self._known: set[str] = set()  # topics whose metadata the producer holds
+        self._partitions: dict[tuple[str, bytes], int] = {}
+        self._partitions_until = 0.0
 
     async def send(self, output: Output) -> Ack:
         if output.kind == "checkpoint":
@@ -140,8 +145,36 @@ class KafkaBroker:
         name = self._names.get(output.kind)
         if name is None:
             name = self._names[output.kind] = self.topics[output.kind].get_topic_name()
-        ack = await self.app.producer.send(name, output.key, output.value, None, None, None)
+        partition = output.partition
+        if partition is None and output.key is not None:
+            partition = self._partition_of(name, output.key)
+        producer = self.app.producer
+        ack = await producer.send(name, output.key, output.value, partition, None, None)
+        if partition is None and output.key is not None:
+            self._known.add(name)  # its metadata is loaded now: later keys are hashed here
         return ack
+
+    def _partition_of(self, topic: str, key: bytes) -> int | None:
+        """The partition the producer's partitioner gives ``key`` (hashed once per key).
+
+        Hashing every record's key (murmur2 in Python) was the largest part of a score
+        document's send; the same key always goes to the same partition while the topic's
+        partition count stays, so the answer is kept, and forgotten every minute in case the
+        topic grew. ``None`` before the producer has the topic's metadata (the first send).
+        """
+        now = time.monotonic()
+        if now >= self._partitions_until:
+            self._partitions.clear()
+            self._partitions_until = now + _PARTITIONS_KEPT
+        hit = self._partitions.get((topic, key))
+        if hit is not None or topic not in self._known:
+            return hit
+        try:
+            partition = int(self.app.producer.key_partition(topic, key).partition)
+        except Exception:  # no metadata after all (a reconnect): the producer hashes it
+            return None
+        self._partitions[(topic, key)] = partition
+        return partition
 
     async def flush(self) -> None:
         await self.app.producer.flush()

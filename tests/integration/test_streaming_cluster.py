@@ -192,6 +192,14 @@ def test_a_worker_killed_mid_stream_loses_nothing(cluster: Cluster) -> None:
         assert "new state" not in a2.log()
         # ... so no graph warmed up again: every snapshot past the warm-up was scored warm
         scores = cluster.reader.docs(cluster.settings.scores_topic)
+        # each graph's results on the partition its key hashes to (murmur2, as kafka-python,
+        # aiokafka and the Java client do; the worker hashes a key once and keeps the answer)
+        for topic in (cluster.settings.scores_topic, cluster.settings.attributions_topic):
+            records = cluster.reader.records(topic)
+            assert records
+            for record in records:
+                assert record.key is not None
+                assert record.partition == NAMES.index(record.key.decode())
         late = [d for d in scores if d["window"]["start"] >= cluster.sim.window(64)]
         assert late
         assert all(d["warm"] for d in late)
