@@ -38,6 +38,7 @@ __all__ = [
     "refit_sorted",
     "ridge_solve",
     "spread_rows",
+    "spread_stats",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -1045,3 +1046,83 @@ def spread_rows(
     ``mx[r]`` (see :meth:`~stream_rca.core.linear.LinearBank.spread`); 1 where ``h`` is at most
     ``least`` (or NaN)."""
     _spread_kernel(x, members, parents, k, mx, inv, base, gain, least, out)
+
+
+@_jit
+def _spread_stats_kernel(
+    sxx: FloatArray,
+    k: IntArray,
+    w: FloatArray,
+    ridge: float,
+    lam: float,
+    inv: FloatArray,
+    base: FloatArray,
+    gain: FloatArray,
+) -> None:
+    g, width, _ = sxx.shape
+    a = np.empty((width, width))
+    e = np.empty((width, width))
+    live = np.empty(width, dtype=np.bool_)
+    for m in range(g):
+        kr = k[m]
+        scale = 0.0
+        for i in range(width):
+            scale += sxx[m, i, i]
+        scale = scale / width + 1e-300
+        for i in range(kr):
+            live[i] = sxx[m, i, i] > 1e-9 * scale
+        # the solve's matrix on the live parents (identity on the others), inverted by
+        # Gauss-Jordan elimination with partial pivoting
+        for i in range(kr):
+            for j in range(kr):
+                a[i, j] = sxx[m, i, j] if live[i] and live[j] else 0.0
+                e[i, j] = 0.0
+            if live[i]:
+                a[i, i] += ridge * sxx[m, i, i] + 1e-10 * scale
+            else:
+                a[i, i] = 1.0
+            e[i, i] = 1.0
+        for col in range(kr):
+            pivot = col
+            for i in range(col + 1, kr):
+                if abs(a[i, col]) > abs(a[pivot, col]):
+                    pivot = i
+            if pivot != col:
+                for j in range(kr):
+                    a[col, j], a[pivot, j] = a[pivot, j], a[col, j]
+                    e[col, j], e[pivot, j] = e[pivot, j], e[col, j]
+            d = a[col, col]
+            for j in range(kr):
+                a[col, j] /= d
+                e[col, j] /= d
+            for i in range(kr):
+                if i != col:
+                    f = a[i, col]
+                    if f != 0.0:
+                        for j in range(kr):
+                            a[i, j] -= f * a[col, j]
+                            e[i, j] -= f * e[col, j]
+        for i in range(width):
+            for j in range(width):
+                inv[m, i, j] = e[i, j] if i < kr and j < kr and live[i] and live[j] else 0.0
+        wm = w[m]
+        sq = wm if lam == 0.0 else (1.0 - (1.0 - lam * wm) ** 2) / (1.0 - (1.0 - lam) ** 2)
+        n_eff = wm * wm / sq if sq > 0.0 else 0.0
+        base[m] = 1.0 / n_eff if n_eff > 0.0 else 0.0
+        gain[m] = wm * base[m]
+
+
+def spread_stats(
+    sxx: FloatArray, k: IntArray, w: FloatArray, ridge: float, forgetting: float
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per member of a group: the inverse of its ridge scatter matrix over the parents that
+    varied (zero rows and columns for the others and the padding), and the terms of ``h =
+    base + gain * d' inv d``: ``base = 1 / n_eff``, ``gain = w / n_eff``, ``n_eff = w^2 / sum
+    of squared weights`` under the forgetting factor (see
+    :meth:`~stream_rca.core.linear.LinearBank.spread`)."""
+    g, width, _ = sxx.shape
+    inv = np.empty((g, width, width))
+    base = np.empty(g)
+    gain = np.empty(g)
+    _spread_stats_kernel(sxx, k, w, float(ridge), float(forgetting), inv, base, gain)
+    return inv, base, gain

@@ -27,7 +27,13 @@ from stream_rca.core.checkpoint import (
     get_float,
     get_list,
 )
-from stream_rca.core.compiled import learn_linear, predict_ranked, ridge_solve, spread_rows
+from stream_rca.core.compiled import (
+    learn_linear,
+    predict_ranked,
+    ridge_solve,
+    spread_rows,
+    spread_stats,
+)
 
 __all__ = ["LinearBank", "OnlineLinearRegression"]
 
@@ -258,26 +264,11 @@ class LinearBank:
         if self._spread_stats is not None:
             return self._spread_stats
         stats = []
-        lam = self.forgetting
         for width, grp in self._groups.items():
             if width == 0:
                 continue
-            idx = np.arange(width)
-            diag = np.einsum("gii->gi", grp.sxx)
-            scale = diag.mean(axis=1, keepdims=True) + 1e-300
-            dead = ~(diag > 1e-9 * scale)  # padding, and parents that never varied
-            a = grp.sxx.copy()
-            a[:, idx, idx] += self.ridge * diag + 1e-10 * scale  # the solve's matrix
-            a[dead[:, :, None] | dead[:, None, :]] = 0.0
-            a[:, idx, idx] = np.where(dead, 1.0, a[:, idx, idx])
-            inv = np.linalg.inv(a)
-            inv[dead[:, :, None] | dead[:, None, :]] = 0.0
-            w = grp.w
-            # sum of squared weights: each learned row decays the others by (1 - lam)
-            sq = w if lam == 0.0 else (1.0 - (1.0 - lam * w) ** 2) / (1.0 - (1.0 - lam) ** 2)
-            n_eff = np.divide(w * w, sq, out=np.zeros_like(w), where=sq > 0)
-            base = np.divide(1.0, n_eff, out=np.zeros_like(w), where=n_eff > 0)
-            stats.append((grp, np.ascontiguousarray(inv), base, w * base))
+            inv, first, gain = spread_stats(grp.sxx, grp.k, grp.w, self.ridge, self.forgetting)
+            stats.append((grp, inv, first, gain))
         self._spread_stats = stats
         return stats
 

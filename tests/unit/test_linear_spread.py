@@ -103,3 +103,16 @@ def test_a_child_is_not_blamed_for_its_parents_fault() -> None:
     residual = 2.0 * 150.0 - on._models.bank.predict(np.array([150.0, 0.0]))[1]
     assert abs(residual) == pytest.approx(abs((2.0 - coef) * 150.0), rel=0.2, abs=0.5)
     assert score_on["child"] < 5.0  # not anomalous: within the prediction's own error
+
+
+def test_a_parent_that_never_varied_adds_nothing() -> None:
+    """Its coefficient is not identified at all (ridge keeps it at 0; the ranking treats such
+    edges apart): the spread reads only the parents that varied."""
+    x = _chain(3000, 2)
+    x[:, 1] = 4.0  # constant in the learned data
+    bank = LinearBank([NONE, NONE, np.array([0, 1])], forgetting=1e-3)
+    bank.learn_many(x)
+    moved = bank.spread(np.array([[0.0, 400.0, 0.0]]))[0]
+    assert moved[2] == 1.0
+    both = bank.spread(np.array([[200.0, 400.0, 0.0]]))[0]
+    assert both[2] == bank.spread(np.array([[200.0, 4.0, 0.0]]))[0][2] > 2.0
