@@ -952,6 +952,16 @@ def predict_ranked(
 
 
 @_jit
+def _pivot(a: FloatArray, col: int, k: int) -> int:
+    """The row at or below ``col`` (of the first ``k``) with the largest ``|a[row, col]|``."""
+    pivot = col
+    for i in range(col + 1, k):
+        if abs(a[i, col]) > abs(a[pivot, col]):
+            pivot = i
+    return pivot
+
+
+@_jit
 def _ridge_solve_kernel(sxx: FloatArray, sxy: FloatArray, ridge: float, coef: FloatArray) -> None:
     g, k, _ = sxx.shape
     a = np.empty((k, k))
@@ -968,10 +978,7 @@ def _ridge_solve_kernel(sxx: FloatArray, sxy: FloatArray, ridge: float, coef: Fl
             c[i] = sxy[m, i]
         # Gaussian elimination with partial pivoting (as LAPACK's gesv), then back substitution
         for col in range(k):
-            pivot = col
-            for i in range(col + 1, k):
-                if abs(a[i, col]) > abs(a[pivot, col]):
-                    pivot = i
+            pivot = _pivot(a, col, k)
             if pivot != col:
                 for j in range(k):
                     a[col, j], a[pivot, j] = a[pivot, j], a[col, j]
@@ -1031,21 +1038,17 @@ def _spread_kernel(
 
 def spread_rows(
     x: FloatArray,
-    members: IntArray,
-    parents: IntArray,
-    k: IntArray,
-    mx: FloatArray,
-    inv: FloatArray,
-    base: FloatArray,
-    gain: FloatArray,
+    group: tuple[IntArray, IntArray, IntArray, FloatArray],
+    terms: tuple[FloatArray, FloatArray, FloatArray],
     least: float,
     out: FloatArray,
 ) -> None:
-    """``out[b, members[r]] = sqrt(1 + h)``, ``h = base[r] + gain[r] * d' inv[r] d`` with ``d``
+    """For a group ``(members, parents, k, mx)`` and its ``terms`` ``(inv, base, gain)``:
+    ``out[b, members[r]] = sqrt(1 + h)``, ``h = base[r] + gain[r] * d' inv[r] d`` with ``d``
     the deviation of row ``b``'s first ``k[r]`` parents (``parents[r]``) from their means
     ``mx[r]`` (see :meth:`~stream_rca.core.linear.LinearBank.spread`); 1 where ``h`` is at most
     ``least`` (or NaN)."""
-    _spread_kernel(x, members, parents, k, mx, inv, base, gain, least, out)
+    _spread_kernel(x, *group, *terms, least, out)
 
 
 @_jit
@@ -1083,10 +1086,7 @@ def _spread_stats_kernel(
                 a[i, i] = 1.0
             e[i, i] = 1.0
         for col in range(kr):
-            pivot = col
-            for i in range(col + 1, kr):
-                if abs(a[i, col]) > abs(a[pivot, col]):
-                    pivot = i
+            pivot = _pivot(a, col, kr)
             if pivot != col:
                 for j in range(kr):
                     a[col, j], a[pivot, j] = a[pivot, j], a[col, j]

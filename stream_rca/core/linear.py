@@ -256,7 +256,7 @@ class LinearBank:
         out = np.ones(block.shape)
         for grp, inv, first, gain in self._spread_rows():
             rows = (grp.members, grp.parents, grp.k, grp.mx)
-            spread_rows(block, *rows, inv, first, gain, SPREAD_FROM, out)
+            spread_rows(block, rows, (inv, first, gain), SPREAD_FROM, out)
         return out if x.ndim == 2 else out[0]
 
     def _spread_rows(self) -> list[tuple[_Group, FloatArray, FloatArray, FloatArray]]:
