@@ -254,12 +254,12 @@ class LinearBank:
         """
         block = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
         out = np.ones(block.shape)
-        for grp, inv, first, gain in self._spread_rows():
+        for grp, inv, first, gain in self._spread_terms():
             rows = (grp.members, grp.parents, grp.k, grp.mx)
             spread_rows(block, rows, (inv, first, gain), SPREAD_FROM, out)
         return out if x.ndim == 2 else out[0]
 
-    def _spread_rows(self) -> list[tuple[_Group, FloatArray, FloatArray, FloatArray]]:
+    def _spread_terms(self) -> list[tuple[_Group, FloatArray, FloatArray, FloatArray]]:
         """Per group: the inverse scatter matrices and the terms ``h = base + gain * d'inv d``."""
         if self._spread_stats is not None:
             return self._spread_stats

@@ -128,7 +128,6 @@ class KafkaBroker:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "stream-rca-reader")
         self._consumer: Any = None
         self._names: dict[str, str] = {}
-        self._known: set[str] = set()  # topics whose metadata the producer holds
         self._partitions: dict[tuple[str, bytes], int] = {}
         self._partitions_until = 0.0
 
@@ -148,10 +147,7 @@ class KafkaBroker:
         partition = output.partition
         if partition is None and output.key is not None:
             partition = self._partition_of(name, output.key)
-        producer = self.app.producer
-        ack = await producer.send(name, output.key, output.value, partition, None, None)
-        if partition is None and output.key is not None:
-            self._known.add(name)  # its metadata is loaded now: later keys are hashed here
+        ack = await self.app.producer.send(name, output.key, output.value, partition, None, None)
         return ack
 
     def _partition_of(self, topic: str, key: bytes) -> int | None:
@@ -160,18 +156,19 @@ class KafkaBroker:
         Hashing every record's key (murmur2 in Python) was the largest part of a score
         document's send; the same key always goes to the same partition while the topic's
         partition count stays, so the answer is kept, and forgotten every minute in case the
-        topic grew. ``None`` before the producer has the topic's metadata (the first send).
+        topic grew. ``None`` while the producer has no metadata of the topic (before its first
+        send, which waits for it): the producer then hashes the key itself.
         """
         now = time.monotonic()
         if now >= self._partitions_until:
             self._partitions.clear()
             self._partitions_until = now + _PARTITIONS_KEPT
         hit = self._partitions.get((topic, key))
-        if hit is not None or topic not in self._known:
+        if hit is not None:
             return hit
         try:
             partition = int(self.app.producer.key_partition(topic, key).partition)
-        except Exception:  # no metadata after all (a reconnect): the producer hashes it
+        except Exception:  # no partitions known for the topic yet
             return None
         self._partitions[(topic, key)] = partition
         return partition

@@ -52,7 +52,7 @@ def test_forgetting_counts_the_effective_sample() -> None:
     bank = LinearBank([NONE, np.array([0])], forgetting=lam)
     x = _chain(n, 3)[:, [0, 2]]
     bank.learn_many(x)
-    ((grp, _, first, gain),) = bank._spread_rows()
+    ((grp, _, first, gain),) = bank._spread_terms()
     w = (1.0 - lam) ** np.arange(n)
     n_eff = w.sum() ** 2 / (w * w).sum()
     assert float(first[0]) == pytest.approx(1.0 / n_eff, rel=1e-9)
