@@ -85,8 +85,9 @@ def _group(
     issues: list[tuple[_Issue, Path]],
     settings: PeersSettings,
     specificity: Table,
+    root: Path = PETSHOP_DIR,
 ) -> None:
-    folder = PETSHOP_DIR / scenario
+    folder = root / scenario
     edges = read_petshop_graph(folder / "graph.csv")
     in_file = read_petshop_metrics(folder / "noissue" / "metrics.csv", *metric).nodes
     nodes = list(dict.fromkeys([*(n for e in edges for n in e), *in_file]))

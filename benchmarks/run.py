@@ -27,13 +27,16 @@ from benchmarks.common import REPO, Report, Table, machine_info, say
 from benchmarks.multicause import MulticauseSettings, multicause
 from benchmarks.multicause import quick_settings as multicause_quick
 from benchmarks.petshop_peers import PeersSettings, petshop_peers
+from benchmarks.petshop_planted import PlantedSettings, petshop_planted
 from benchmarks.scale import ScaleSettings, scaling
 from benchmarks.speed import SpeedSettings, attribution_speed
 from stream_rca.allocator import keep_freed_memory
 
 __all__ = ["RunSettings", "main", "quick_settings", "render", "run"]
 
-SECTIONS = ("speed", "scale", "calibration", "accuracy", "multicause", "peers", "change")
+SECTIONS = (
+    "speed", "scale", "calibration", "accuracy", "multicause", "peers", "planted", "change",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class RunSettings:
     accuracy: AccuracySettings = field(default_factory=AccuracySettings)
     multicause: MulticauseSettings = field(default_factory=MulticauseSettings)
     peers: PeersSettings = field(default_factory=PeersSettings)
+    planted: PlantedSettings = field(default_factory=PlantedSettings)
     change: ChangeSettings = field(default_factory=ChangeSettings)
 
 
@@ -81,6 +85,8 @@ def run(settings: RunSettings) -> tuple[Report, dict[str, Report]]:
             part = multicause(settings.multicause)
         elif name == "peers":
             part = petshop_peers(settings.peers)
+        elif name == "planted":
+            part = petshop_planted(settings.planted)
         elif name == "change":
             part = change_attribution(settings.change)
         else:
@@ -97,6 +103,7 @@ _TITLES = {
     "accuracy": "Accuracy",
     "multicause": "Multi-cause faults: stream-rca beside the reference rankers",
     "peers": "PetShop: the reference rankers",
+    "planted": "PetShop normal data with faults planted at every service",
     "change": "Why did the distribution change? stream-rca vs DoWhy-GCM",
 }
 

@@ -99,3 +99,48 @@ def test_change_section_renders(shared_data: Path) -> None:
     assert "| confirmed |" in page
     first = next(c for c in report.checks if "rank first" in c.target)
     assert first.met
+
+
+def test_planted_petshop_faults_rise_along_the_call_graph(shared_data: Path, tmp_path) -> None:
+    import csv
+
+    import networkx as nx
+
+    from benchmarks.petshop_planted import FAULT_ROWS, TARGET, PlantedSettings, _cases, _columns
+    from stream_rca.io import read_petshop_graph
+
+    made = _cases("low_traffic", PlantedSettings(max_causes=4), tmp_path)
+    assert len(made) == 4
+    graph = nx.DiGraph(read_petshop_graph(tmp_path / "low_traffic" / "graph.csv"))
+    with open(shared_data / "petshop" / "low_traffic" / "noissue" / "metrics.csv") as f:
+        normal = [r for r in csv.reader(f) if r][4:]
+    original = {r[0]: r for r in normal}
+    for name, cause, m in made:
+        assert m >= 4.0
+        with open(tmp_path / "low_traffic" / "train" / name / "metrics.csv") as f:
+            lines = [r for r in csv.reader(f) if r]
+        cols = _columns(lines[:4])
+        reached = nx.descendants(graph, cause) | {cause}
+        assert TARGET in reached
+        for i, row in enumerate(lines[4:]):
+            before = original[row[0]]  # the planted rows are normal rows, by their time
+            for node, j in cols.items():
+                if not row[j].strip():
+                    continue
+                rose = float(row[j]) - float(before[j])
+                if i in FAULT_ROWS and node in reached:
+                    assert rose > 0, (name, node)
+                else:
+                    assert row[j] == before[j], (name, node, i)
+
+
+def test_planted_section_renders(shared_data: Path) -> None:
+    from benchmarks.petshop_planted import PlantedSettings
+
+    settings = RunSettings(
+        sections=("planted",), planted=PlantedSettings(scenarios=("low_traffic",), max_causes=2)
+    )
+    report, parts = run(settings)
+    page = render(report, parts, {"command": "pytest", "date": "today"})
+    assert "faults planted at every service" in page
+    assert len(report.checks) == 2

@@ -245,7 +245,7 @@ def test_sampled_attribution_agrees_with_exact(dowhy_engine: Engine, shared_data
     sampled = sampled_engine.explain(snap)
     assert exact.method == "exact"
     assert sampled.method == "permutation"
-    assert sampled.n_permutations == 64
+    assert sampled.n_permutations == EngineConfig().n_permutations
     assert math.isclose(exact.target_score, sampled.target_score, rel_tol=0.05)
     by_node = {rc.node: rc for rc in sampled.root_causes}
     for rc in exact.root_causes:

@@ -173,3 +173,34 @@ def test_players_joined_by_an_unidentified_dependence_are_ordered_by_evidence() 
     assert [c.tied for c in causes[:2]] == [True, True]  # their order is not Shapley's
     # one unresolved player alone is ordered as before
     assert order([False, True, False, False])[0] == first
+
+
+def test_an_anomalous_target_comes_after_the_anomalous_upstream_players_that_reach_it() -> None:
+    # A planted PetShop fault: the callee's latency rose, the target's rose more than its
+    # coefficient learnt from normal variation says, so both residuals are anomalous and the
+    # target's Shapley credit is the larger.
+    names = ["callee", "calm", "t"]
+    parents = [E, E, [0, 1]]
+    contributions = [5.3, 0.1, 7.6]
+    scores = [16.3, 1.0, 16.3]
+    assert _order("anomalous-first", names, contributions, scores, parents) == [
+        "callee",
+        "t",
+        "calm",
+    ]
+    # through an anomalous chain too (callee -> caller -> t)
+    chain = _order(
+        "anomalous-first", ["callee", "caller", "t"], [2.0, 3.0, 7.6], [9.0, 6.0, 16.3],
+        [E, [0], [1]],
+    )  # fmt: skip
+    assert chain[-1] == "t"
+    # no anomalous player upstream: the target's own residual is the fault, first by its credit
+    alone = _order("anomalous-first", names, [0.2, 0.1, 7.6], [1.0, 1.0, 16.3], parents)
+    assert alone[0] == "t"
+    # an anomalous player that does not reach the target (not a parent, no anomalous chain to
+    # one) does not push the target back
+    apart = _order(
+        "anomalous-first", ["root", "mid", "t"], [0.3, 0.0, 7.6], [9.0, 1.0, 16.3],
+        [E, [0], [1]],
+    )  # fmt: skip
+    assert apart[0] == "t"
