@@ -1,22 +1,25 @@
-"""PetShop's real normal data with latency faults planted at every service, stream-rca beside
-the reference rankers.
+"""PetShop's real normal data with faults planted at every service, stream-rca beside the
+reference rankers.
 
     python -m benchmarks.petshop_planted            # prints markdown tables
 
 The PetShop train split holds 16 issues, all with one root cause (PetSearch); a ranking that
 only works for that service would pass it. Here every service on PetSite's causal ancestry
-with latency data in at least 90 % of the normal rows is made the root cause in turn, on the
-real normal data and graph of both scenarios:
+with the metric in at least 90 % of the normal rows is made the root cause in turn, on the
+real normal data and graph of both scenarios, for latency and for availability:
 
 - the first ``train_share`` of ``noissue/metrics.csv`` is the normal period (what
   ``replay --train`` learns and what the reference rankers take as normal);
-- an issue is 5 consecutive later normal rows; at rows 2 and 3 the cause's latency (Average)
-  rises by ``delta`` and every caller's by the sum over its callees of ``w * `` their rise, one
-  weight ``w`` per call edge drawn in ``[0.5, 2]`` (a caller calls a callee about ``w`` times
-  per request: PetShop's own PetSearch issues raise PetSite by more than PetSearch);
-  ``delta`` is set so that the cause rises by at least ``a`` of its normal standard deviations
-  and PetSite by at least ``b`` of its own, ``a`` and ``b`` drawn in ``[4, 10]`` (a fault the
-  cause's own dashboard shows, felt at the target);
+- an issue is 5 consecutive later normal rows; at rows 2 and 3 the cause's value rises by
+  ``delta`` and every caller's by the sum over its callees of ``w *`` their rise, one weight
+  ``w`` per call edge (:data:`WEIGHTS`): latency in ``[0.5, 2]`` (a caller calls a callee
+  about ``w`` times per request: PetShop's own PetSearch issues raise PetSite by more than
+  PetSearch), failed requests in ``[0.5, 1]`` (availability is read as failed requests, as
+  ``replay`` reads it, and written back as the availability that gives the new count);
+  ``delta`` is set so that the cause rises by at least ``a`` of its normal standard
+  deviations and PetSite by at least ``b`` of its own, ``a`` and ``b`` drawn in ``[4, 10]``
+  (a fault the cause's own dashboard shows, felt at the target; failures also at least 2-20
+  % of the cause's requests, as most services never failed in the normal rows);
 - the issue is written as PetShop files (``metrics.csv``, ``target.json``) and run exactly as
   :mod:`benchmarks.petshop` runs the real ones: ``stream-rca replay`` with files, target,
   metric and statistic only, the attribution of row 2 ranked; the reference rankers of
@@ -67,20 +70,58 @@ class PlantedSettings:
     seed: int = 0
     max_causes: int | None = None
     """Plant at the first this many services only (tests; ``None``: every one)."""
+    metrics: tuple[str, ...] = ("latency", "availability")
 
 
-def _columns(header: list[list[str]]) -> dict[str, int]:
-    """Column of each node's latency Average in a PetShop metrics file."""
-    out: dict[str, int] = {}
-    for j, (node, metric, stat) in enumerate(zip(*header[:3], strict=False)):
-        if metric == "latency" and stat == "Average" and node:
-            out[node] = j
-    return out
+class _Metric:
+    """One metric of a PetShop metrics file: each node's value in a row, read and written.
+
+    Latency is its ``Average`` cell; availability is read as failed requests, as ``replay``
+    reads it (``(100 - availability) / 100 * requests``), and written back as the
+    availability that gives the new count (at most every request failed).
+    """
+
+    def __init__(self, name: str, header: list[list[str]]) -> None:
+        self.name = name
+        cells = {
+            (node, metric, stat): j
+            for j, (node, metric, stat) in enumerate(zip(*header[:3], strict=False))
+            if node
+        }
+        own = "availability" if name == "availability" else "latency"
+        self.cols = {n: j for (n, m, st), j in cells.items() if m == own and st == "Average"}
+        self.requests = {n: j for (n, m, st), j in cells.items() if m == "requests" and st == "Sum"}
+        if name == "availability":
+            self.cols = {n: j for n, j in self.cols.items() if n in self.requests}
+
+    def read(self, row: list[str], node: str) -> float | None:
+        j = self.cols.get(node)
+        if j is None or not row[j].strip():
+            return None
+        if self.name == "latency":
+            return float(row[j])
+        r = row[self.requests[node]]
+        if not r.strip() or float(r) <= 0:
+            return None
+        return (100.0 - float(row[j])) / 100.0 * float(r)
+
+    def write(self, row: list[str], node: str, value: float) -> None:
+        j = self.cols[node]
+        if self.name == "latency":
+            row[j] = repr(value)
+        else:
+            served = float(row[self.requests[node]])
+            row[j] = repr(100.0 * (1.0 - min(value, served) / served))
+
+
+WEIGHTS = {"latency": (0.5, 2.0), "availability": (0.5, 1.0)}
+"""Range of the per-edge weights: a caller calls a callee about ``w`` times per request
+(latency); a share ``w`` of a callee's failures fail the caller's requests (availability)."""
 
 
 def _plant(
     rows: list[list[str]],
-    cols: dict[str, int],
+    metric: _Metric,
     graph: nx.DiGraph,
     cause: str,
     sd: tuple[float, float],
@@ -88,9 +129,10 @@ def _plant(
 ) -> tuple[list[list[str]], float]:
     """The issue's rows with the fault planted; the target's rise in standard deviations.
 
-    ``sd`` holds the normal standard deviations of the cause's and the target's latency.
+    ``sd`` holds the normal standard deviations of the cause's and the target's values.
     """
-    weights = {e: float(rng.uniform(0.5, 2.0)) for e in graph.edges}
+    lo, hi = WEIGHTS[metric.name]
+    weights = {e: float(rng.uniform(lo, hi)) for e in graph.edges}
     rise = dict.fromkeys(graph.nodes, 0.0)
     rise[cause] = 1.0
     for node in nx.topological_sort(graph):
@@ -98,19 +140,25 @@ def _plant(
             rise[node] = sum(weights[(p, node)] * rise[p] for p in graph.predecessors(node))
     own, seen = rng.uniform(4.0, 10.0, size=2)
     # the cause at least `own` of its standard deviations out, the target `seen` of its own
+    # (failures: also at least 2-20 % of the cause's requests, as most never failed at all)
     delta = max(float(own) * sd[0], float(seen) * sd[1] / rise[TARGET])
-    m = delta * rise[TARGET] / sd[1]
     out = [list(r) for r in rows]
+    if metric.name == "availability":
+        served = min(float(out[i][metric.requests[cause]]) for i in FAULT_ROWS)
+        delta = min(max(delta, float(rng.uniform(0.02, 0.2)) * served), served)
     for i in FAULT_ROWS:
         for node, gain in rise.items():
-            j = cols.get(node)
-            if gain and j is not None and out[i][j].strip():
-                out[i][j] = repr(float(out[i][j]) + gain * delta)
-    return out, m
+            value = metric.read(out[i], node) if gain else None
+            if value is not None:
+                metric.write(out[i], node, value + gain * delta)
+    return out, delta * rise[TARGET] / max(sd[1], 1e-12)
 
 
-def _cases(scenario: str, settings: PlantedSettings, root: Path) -> list[tuple[str, str, float]]:
-    """Write the planted issues of one scenario under ``root``; (issue, cause, m) each."""
+def _cases(
+    scenario: str, metric_name: str, settings: PlantedSettings, root: Path
+) -> list[tuple[str, str, float]]:
+    """Write the planted issues of one scenario and metric under ``root``; (issue, cause, m)
+    each, ``m`` the target's rise in its standard deviations."""
     src = PETSHOP_DIR / scenario
     with open(src / "noissue" / "metrics.csv", newline="") as f:
         lines = [r for r in csv.reader(f) if r]
@@ -118,20 +166,18 @@ def _cases(scenario: str, settings: PlantedSettings, root: Path) -> list[tuple[s
     cut = int(len(body) * settings.train_share)
     train, rest = body[:cut], body[cut:]
     out = root / scenario
-    (out / "noissue").mkdir(parents=True)
+    (out / "noissue").mkdir(parents=True, exist_ok=True)
     (out / "graph.csv").write_bytes((src / "graph.csv").read_bytes())
     with open(out / "noissue" / "metrics.csv", "w", newline="") as f:
         csv.writer(f).writerows(header + train)
     graph = nx.DiGraph(read_petshop_graph(src / "graph.csv"))
-    cols = _columns(header)
+    metric = _Metric(metric_name, header)
 
     def present(rows: list[list[str]], node: str) -> np.ndarray:
-        j = cols.get(node)
-        return np.array([j is not None and bool(r[j].strip()) for r in rows])
+        return np.array([metric.read(r, node) is not None for r in rows])
 
     def sd(node: str) -> float:
-        j = cols[node]
-        return float(np.std([float(r[j]) for r in train if r[j].strip()]))
+        return float(np.std([v for r in train if (v := metric.read(r, node)) is not None]))
 
     causes = sorted(
         n for n in nx.ancestors(graph, TARGET) if present(body, n).mean() >= settings.min_coverage
@@ -140,15 +186,15 @@ def _cases(scenario: str, settings: PlantedSettings, root: Path) -> list[tuple[s
     for cause in causes[: settings.max_causes]:
         for rep in range(settings.repeats):
             rng = np.random.default_rng(
-                [settings.seed, zlib.crc32(f"{scenario}/{cause}/{rep}".encode())]
+                [settings.seed, zlib.crc32(f"{scenario}/{metric_name}/{cause}/{rep}".encode())]
             )
             both = present(rest, cause) & present(rest, TARGET)
             starts = [s for s in range(len(rest) - ROWS + 1) if both[s : s + ROWS].all()]
             if not starts:
                 continue
             s = starts[int(rng.integers(len(starts)))]
-            rows, m = _plant(rest[s : s + ROWS], cols, graph, cause, (sd(cause), sd(TARGET)), rng)
-            name = f"issue_{len(made)}"
+            rows, m = _plant(rest[s : s + ROWS], metric, graph, cause, (sd(cause), sd(TARGET)), rng)
+            name = f"{metric_name}_{len(made)}"
             folder = out / "train" / name
             folder.mkdir(parents=True)
             with open(folder / "metrics.csv", "w", newline="") as f:
@@ -156,7 +202,7 @@ def _cases(scenario: str, settings: PlantedSettings, root: Path) -> list[tuple[s
             target = {
                 "target": {
                     "node": TARGET,
-                    "metric": "latency",
+                    "metric": metric_name,
                     "agg": "Average",
                     "timestamp": int(float(rows[FAULT_ROWS[0]][0])),
                 },
@@ -177,43 +223,47 @@ def petshop_planted(settings: PlantedSettings) -> Report:
         tmp = root / "out"
         tmp.mkdir()
         for scenario in settings.scenarios:
-            made = _cases(scenario, settings, root)
-            say(f"[petshop planted] {scenario}: {len(made)} issues")
-            members = []
-            for issue_name, cause, _ in made:
-                folder = root / scenario / "train" / issue_name
-                outcome = _issue(folder, root / scenario, tmp)
-                ours[(scenario, issue_name)] = None if outcome.rank is None else outcome.rank + 1
-                issue = _Issue(scenario, issue_name, "latency", cause)
-                members.append((issue, folder / "metrics.csv"))
-                issues.append(issue)
-            unused = Table("", [""] * 6)  # the alarm rules on the normal rows: not asked here
-            _group(scenario, ("latency", "Average"), members, peers, unused, root=root)
+            for metric in settings.metrics:
+                made = _cases(scenario, metric, settings, root)
+                say(f"[petshop planted] {scenario} {metric}: {len(made)} issues")
+                members = []
+                for issue_name, cause, _ in made:
+                    folder = root / scenario / "train" / issue_name
+                    outcome = _issue(folder, root / scenario, tmp)
+                    rank = None if outcome.rank is None else outcome.rank + 1
+                    ours[(scenario, issue_name)] = rank
+                    issue = _Issue(scenario, issue_name, metric, cause)
+                    members.append((issue, folder / "metrics.csv"))
+                    issues.append(issue)
+                unused = Table("", [""] * 6)  # the alarm rules on the normal rows: not asked here
+                _group(scenario, (metric, "Average"), members, peers, unused, root=root)
     for issue in issues:
         issue.ranks = {"stream-rca": ours[(issue.scenario, issue.name)], **issue.ranks}
     labels = list(issues[0].ranks) if issues else []
+    groups = [*settings.metrics, "all"]
     summary = Table(
-        "PetShop normal data, latency faults planted at every service (root cause at row 2)",
-        ["method", *(f"{s} top-1" for s in settings.scenarios),
-         *(f"{s} top-3" for s in settings.scenarios), "all top-1", "all top-3"],
-    )  # fmt: skip
-    results: dict[str, tuple[float, float]] = {}
+        "PetShop normal data, faults planted at every service (root cause at row 2)",
+        ["method", *(f"{g} top-{k}" for g in groups for k in (1, 3))],
+    )
+    results: dict[str, dict[tuple[str, int], float]] = {}
     for label in labels:
-        cells: list[object] = [label]
-        tops: dict[str, list[float]] = {"1": [], "3": []}
-        for k in (1, 3):
-            for s in [*settings.scenarios, None]:
-                ranks = [i.ranks[label] for i in issues if s is None or i.scenario == s]
-                share = sum(r is not None and r <= k for r in ranks) / max(len(ranks), 1)
-                tops[str(k)].append(share)
-        cells += [*tops["1"][:-1], *tops["3"][:-1], tops["1"][-1], tops["3"][-1]]
-        summary.add(*cells)
-        results[label] = (tops["1"][-1], tops["3"][-1])
-    counts = {s: sum(i.scenario == s for i in issues) for s in settings.scenarios}
+        shares: dict[tuple[str, int], float] = {}
+        for g in groups:
+            ranks = [i.ranks[label] for i in issues if g in ("all", i.metric)]
+            for k in (1, 3):
+                hits = sum(r is not None and r <= k for r in ranks)
+                shares[(g, k)] = hits / max(len(ranks), 1)
+        summary.add(label, *(shares[(g, k)] for g in groups for k in (1, 3)))
+        results[label] = shares
+    counts = {
+        (s, m): sum(i.scenario == s and i.metric == m for i in issues)
+        for s in settings.scenarios
+        for m in settings.metrics
+    }
     summary.notes.append(
         "Issues: "
-        + ", ".join(f"{s} {n}" for s, n in counts.items())
-        + f" (one per service with latency in at least {settings.min_coverage:.0%} of the "
+        + ", ".join(f"{s} {m} {n}" for (s, m), n in counts.items())
+        + f" (one per service with the metric in at least {settings.min_coverage:.0%} of the "
         f"normal rows, {settings.repeats} each); normal period: the first "
         f"{settings.train_share:.0%} of noissue/metrics.csv; issues from its later rows. "
         "stream-rca through `replay` with defaults; the others from benchmarks/rankers.py."
@@ -224,20 +274,22 @@ def petshop_planted(settings: PlantedSettings) -> Report:
     )
     for i in issues:
         detail.add(i.scenario, i.name, i.cause, *(str(i.ranks[k] or "-") for k in labels))
-    ours = results.get("stream-rca", (0.0, 0.0))
     report = Report(tables=[summary, detail])
+    ours_ = results.get("stream-rca", {})
     others = {k: v for k, v in results.items() if k != "stream-rca"}
-    for k, what in ((0, "top-1"), (1, "top-3")):
-        best = max(others, key=lambda m: others[m][k]) if others else None
-        value = others[best][k] if best else 0.0
-        report.checks.append(
-            Check(
-                f"PetShop planted latency faults: stream-rca {what} at least the best reference "
-                "ranker's",
-                f"{ours[k]:.3g} ({best} {value:.3g})",
-                ours[k] >= value,
+    for g in settings.metrics:
+        for k in (1, 3):
+            best = max(others, key=lambda m: others[m][(g, k)]) if others else None
+            value = others[best][(g, k)] if best else 0.0
+            mine = ours_.get((g, k), 0.0)
+            report.checks.append(
+                Check(
+                    f"PetShop planted {g} faults: stream-rca top-{k} at least the best "
+                    "reference ranker's",
+                    f"{mine:.3g} ({best} {value:.3g})",
+                    mine >= value,
+                )
             )
-        )
     return report
 
 

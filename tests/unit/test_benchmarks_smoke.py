@@ -106,32 +106,34 @@ def test_planted_petshop_faults_rise_along_the_call_graph(shared_data: Path, tmp
 
     import networkx as nx
 
-    from benchmarks.petshop_planted import FAULT_ROWS, TARGET, PlantedSettings, _cases, _columns
+    from benchmarks.petshop_planted import FAULT_ROWS, TARGET, PlantedSettings, _cases, _Metric
     from stream_rca.io import read_petshop_graph
 
-    made = _cases("low_traffic", PlantedSettings(max_causes=4), tmp_path)
-    assert len(made) == 4
+    made = _cases("low_traffic", "latency", PlantedSettings(max_causes=3), tmp_path)
+    made += _cases("low_traffic", "availability", PlantedSettings(max_causes=3), tmp_path)
+    assert len(made) == 6
     graph = nx.DiGraph(read_petshop_graph(tmp_path / "low_traffic" / "graph.csv"))
     with open(shared_data / "petshop" / "low_traffic" / "noissue" / "metrics.csv") as f:
         normal = [r for r in csv.reader(f) if r][4:]
     original = {r[0]: r for r in normal}
     for name, cause, m in made:
-        assert m >= 4.0
+        # the target at least 4 sd out (failures: unless every request of the cause failed)
+        assert m >= 4.0 if name.startswith("latency") else m > 0.0
         with open(tmp_path / "low_traffic" / "train" / name / "metrics.csv") as f:
             lines = [r for r in csv.reader(f) if r]
-        cols = _columns(lines[:4])
+        metric = _Metric(name.split("_")[0], lines[:4])
         reached = nx.descendants(graph, cause) | {cause}
         assert TARGET in reached
         for i, row in enumerate(lines[4:]):
             before = original[row[0]]  # the planted rows are normal rows, by their time
-            for node, j in cols.items():
-                if not row[j].strip():
+            for node in metric.cols:
+                now, then = metric.read(row, node), metric.read(before, node)
+                if now is None or then is None:
                     continue
-                rose = float(row[j]) - float(before[j])
                 if i in FAULT_ROWS and node in reached:
-                    assert rose > 0, (name, node)
+                    assert now > then or now == float(row[metric.requests[node]]), (name, node)
                 else:
-                    assert row[j] == before[j], (name, node, i)
+                    assert row[metric.cols[node]] == before[metric.cols[node]], (name, node, i)
 
 
 def test_planted_section_renders(shared_data: Path) -> None:
@@ -139,8 +141,8 @@ def test_planted_section_renders(shared_data: Path) -> None:
 
     settings = RunSettings(
         sections=("planted",), planted=PlantedSettings(scenarios=("low_traffic",), max_causes=2)
-    )
+    )  # 2 latency and 2 availability issues
     report, parts = run(settings)
     page = render(report, parts, {"command": "pytest", "date": "today"})
     assert "faults planted at every service" in page
-    assert len(report.checks) == 2
+    assert len(report.checks) == 4  # top-1 and top-3, latency and availability
