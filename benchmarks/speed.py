@@ -31,7 +31,7 @@ from benchmarks.common import (
 )
 from benchmarks.dowhy_gcm import DowhyOutcome, run_dowhy
 from benchmarks.profiling import profile_text
-from stream_rca.core.engine import Engine
+from stream_rca.core.engine import Engine, EngineConfig
 from stream_rca.core.types import Attribution
 from stream_rca.parallel import attribution_pool
 
@@ -268,11 +268,12 @@ def attribution_speed(settings: SpeedSettings) -> Report:
         gap.add(*_gap(case, settings))
     gap.notes.append(
         "Sampled: `exact_max_players=0` forces antithetic permutation sampling with the default "
-        "64 orders; reference: all coalitions (exact) where that fits in memory, else 1024 "
-        "orders. Max reported stderr: the largest standard error the sampled attribution "
-        "gives for one of its contributions. Rank correlation: Spearman over all players' "
-        "contributions. Shapley values of single players can be far larger than the target's "
-        "score (positive and negative ones cancel), which is what makes sampling noisy."
+        f"{EngineConfig().n_permutations} orders; reference: all coalitions (exact) where that "
+        f"fits in memory, else {settings.reference_permutations} orders. Max reported stderr: "
+        "the largest standard error the sampled attribution gives for one of its contributions. "
+        "Rank correlation: Spearman over all players' contributions. Shapley values of single "
+        "players can be far larger than the target's score (positive and negative ones cancel), "
+        "which is what makes sampling noisy."
     )
     report.tables.append(gap)
 
