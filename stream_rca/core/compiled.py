@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from stream_rca.core.tails import _BOUNDED_DEPTH, _MAX_HAZARD, XI_MAX, _pwm_weights, lowest_shape
+from stream_rca.core.tails import BOUNDED_DEPTH, MAX_HAZARD, XI_MAX, lowest_shape, pwm_weights
 
 __all__ = [
     "ChunkReducer",
@@ -119,18 +119,18 @@ def _gpd_log_sf(excess: float, sigma: float, xi: float) -> float:
         return -y
     if xi > 0.0:
         return math.log1p(xi * y) / -xi
-    cut = math.expm1(xi * _BOUNDED_DEPTH) / xi
+    cut = math.expm1(xi * BOUNDED_DEPTH) / xi
     if y > cut:
         hazard = 1.0 / (1.0 + xi * cut)
-        if hazard > _MAX_HAZARD:
-            hazard = _MAX_HAZARD
-        return -_BOUNDED_DEPTH - (y - cut) * hazard
+        if hazard > MAX_HAZARD:
+            hazard = MAX_HAZARD
+        return -BOUNDED_DEPTH - (y - cut) * hazard
     return -math.log1p(xi * y) / xi
 
 
 def _pwm(k: int) -> tuple[FloatArray, FloatArray]:
-    """The weights of :func:`~stream_rca.core.tails._pwm_weights` as two rows."""
-    w = _pwm_weights(k)
+    """The weights of :func:`~stream_rca.core.tails.pwm_weights` as two rows."""
+    w = pwm_weights(k)
     return np.ascontiguousarray(w[0]), np.ascontiguousarray(w[1])
 
 
@@ -445,7 +445,7 @@ class Layouts(NamedTuple):
     """The smallest shape fitted (:func:`~stream_rca.core.tails.lowest_shape` of ``k``)."""
     weights: FloatArray
     """``(sizes, 2, max k)``: the probability-weighted moments' weights of ``k`` excesses
-    (:func:`~stream_rca.core.tails._pwm_weights`, zero beyond ``k``)."""
+    (:func:`~stream_rca.core.tails.pwm_weights`, zero beyond ``k``)."""
 
 
 @_jit
@@ -494,7 +494,7 @@ def _fit_shape_scale(
     """``(xi, sigma)`` of :func:`~stream_rca.core.tails.fit_tail_sorted` for the ``k`` most
     extreme values of the sorted ``row[:n]`` over ``u`` (the largest, or the smallest
     negated when not ``upper``): its probability-weighted moments (``weights``, as
-    :func:`~stream_rca.core.tails._pwm_weights`) summed in a loop."""
+    :func:`~stream_rca.core.tails.pwm_weights`) summed in a loop."""
     a0 = 0.0
     a1 = 0.0
     for i in range(k):

@@ -41,7 +41,7 @@ from stream_rca.core.checkpoint import (
     get_tree,
 )
 from stream_rca.core.compiled import Layouts, log_tails, place, refit_sorted
-from stream_rca.core.tails import Tail, _pwm_weights, fit_excess, lowest_shape, tail_size
+from stream_rca.core.tails import Tail, fit_excess, lowest_shape, pwm_weights, tail_size
 
 __all__ = ["NoiseBank", "log_event", "log_event_groups", "log_exceedance", "two_sided_score"]
 
@@ -700,7 +700,7 @@ def _layouts(sizes: tuple[int, ...], n_knots: int, tail_fraction: float, min_tai
         weights=np.zeros((len(sizes), 2, max(k for k, _ in lays))),
     )
     for i, (k, _) in enumerate(lays):
-        out.weights[i, :, :k] = _pwm_weights(k)
+        out.weights[i, :, :k] = pwm_weights(k)
     for a in out[1:]:
         a.flags.writeable = False  # shared by every refit of these sizes (cached)
     return out

@@ -46,6 +46,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BOUNDED_DEPTH",
+    "MAX_HAZARD",
     "XI_MAX",
     "XI_MIN",
     "Tail",
@@ -54,6 +56,7 @@ __all__ = [
     "fit_tail_sorted",
     "gpd_log_sf",
     "lowest_shape",
+    "pwm_weights",
     "tail_size",
 ]
 
@@ -64,9 +67,9 @@ XI_MAX = 0.75
 """Largest tail shape fitted (a tail as heavy as a Student-t with 1.33 degrees of freedom)."""
 XI_MIN = -1.0
 """Smallest tail shape fitted (uniform excesses: an abrupt end, such as latencies have below)."""
-_BOUNDED_DEPTH = 4.0
+BOUNDED_DEPTH = 4.0
 """Nats below ``P(X > u)`` from which a bounded fit (``xi < 0``) continues as an exponential."""
-_MAX_HAZARD = math.exp(1.5)
+MAX_HAZARD = math.exp(1.5)
 """Steepest hazard of that exponential continuation, in units of ``1 / sigma`` (the hazard of a
 shape -0.375 fit at the cut)."""
 
@@ -112,10 +115,10 @@ class Tail:
         small = np.abs(xi) < 1e-6
         safe = np.where(small, 1.0, xi)
         y = np.where(small, depth, np.expm1(safe * np.minimum(depth, _bounded_depth(xi))) / safe)
-        past = (xi < 0) & (depth > _BOUNDED_DEPTH)
+        past = (xi < 0) & (depth > BOUNDED_DEPTH)
         if np.any(past):
-            cut = np.expm1(safe * _BOUNDED_DEPTH) / safe
-            y = np.where(past, cut + (depth - _BOUNDED_DEPTH) / _cut_hazard(safe, cut), y)
+            cut = np.expm1(safe * BOUNDED_DEPTH) / safe
+            y = np.where(past, cut + (depth - BOUNDED_DEPTH) / _cut_hazard(safe, cut), y)
         out: FloatArray = self.u + self.sigma * y
         return out
 
@@ -126,12 +129,12 @@ class Tail:
 
 def _cut_hazard(xi: FloatArray, cut: FloatArray) -> FloatArray:
     """Hazard (in units of ``1 / sigma``) of a bounded tail's continuation past its cut."""
-    out: FloatArray = np.minimum(1.0 / (1.0 + xi * cut), _MAX_HAZARD)
+    out: FloatArray = np.minimum(1.0 / (1.0 + xi * cut), MAX_HAZARD)
     return out
 
 
 def _bounded_depth(xi: FloatArray) -> FloatArray:
-    out: FloatArray = np.where(xi < 0, _BOUNDED_DEPTH, np.inf)
+    out: FloatArray = np.where(xi < 0, BOUNDED_DEPTH, np.inf)
     return out
 
 
@@ -158,8 +161,8 @@ def gpd_log_sf(excess: FloatArray, sigma: FloatArray, xi: FloatArray) -> FloatAr
         out /= np.negative(safe)
         return _where_small(small, y, out)
     # a bounded tail (xi < 0) is followed to depth L, then continued with its hazard there
-    # (at most _MAX_HAZARD)
-    depth = _BOUNDED_DEPTH
+    # (at most MAX_HAZARD)
+    depth = BOUNDED_DEPTH
     cut = np.where(bounded, np.expm1(safe * depth) / safe, np.inf)
     yy = np.minimum(y, cut)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -223,7 +226,7 @@ def fit_excess(
     arithmetic runs along the rows (there are many, and few excesses per row).
     """
     k = excess.shape[1]
-    a0, a1 = _pwm_weights(k) @ excess.T
+    a0, a1 = pwm_weights(k) @ excess.T
     denom = a0 - 2.0 * a1
     with np.errstate(divide="ignore", invalid="ignore"):
         # NaN excesses give a NaN denominator, so xi is never NaN here
@@ -247,7 +250,7 @@ def lowest_shape(k: int) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def _pwm_weights(k: int) -> FloatArray:
+def pwm_weights(k: int) -> FloatArray:
     """``(2, k)``: the weights of ``E[Y]`` and ``E[Y (1 - F(Y))]`` over ``k`` excesses sorted
     descending (plotting positions ``F = (i - 0.35) / k`` on the ascending order)."""
     p_asc = (np.arange(1, k + 1) - 0.35) / k
