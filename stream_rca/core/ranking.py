@@ -36,7 +36,8 @@ Rules (``EngineConfig.rank_by``):
     it and of the run's first), by the anomaly each explains, as in ``explains-most``; then the
     others by their conditional score (their contributions are mostly sampling noise).
     The target itself, when anomalous, comes after the anomalous players whose anomaly reaches
-    it through anomalous nodes (an anomalous parent, or an anomalous chain to one): a caller's
+    it (through anomalous nodes: an anomalous parent or an anomalous chain to one; or through
+    the fitted mechanisms: a positive contribution beyond three standard errors): a caller's
     latency learnt from normal variation rises less with a callee's than under a fault (its
     coefficient is attenuated by the callee's measurement noise and by calls that do not wait
     for it), so a fault upstream leaves a residual at the target too, and that residual is more
@@ -179,7 +180,9 @@ def rank_causes(
         if evidence is None:
             evidence = explained(score, parents_or_none, len(names) - 1)
         t = len(names) - 1
-        if own[t] >= ANOMALOUS and bool((own[:t] >= ANOMALOUS)[evidence[1][:t]].any()):
+        anomalous = own >= ANOMALOUS
+        reach = _reaching(evidence, contributions, stderr, anomalous, parents_or_none)
+        if anomalous[t] and bool((anomalous[:t] & reach[:t]).any()):
             # the target's own residual behind the anomalous players upstream that reach it
             keys[t] = (0.5, -abs(float(contributions[t])))
         group = np.flatnonzero((own >= ANOMALOUS) & (False if unresolved is None else unresolved))

@@ -198,9 +198,22 @@ def test_an_anomalous_target_comes_after_the_anomalous_upstream_players_that_rea
     alone = _order("anomalous-first", names, [0.2, 0.1, 7.6], [1.0, 1.0, 16.3], parents)
     assert alone[0] == "t"
     # an anomalous player that does not reach the target (not a parent, no anomalous chain to
-    # one) does not push the target back
+    # one, its credit within its error) does not push the target back
     apart = _order(
         "anomalous-first", ["root", "mid", "t"], [0.3, 0.0, 7.6], [9.0, 1.0, 16.3],
-        [E, [0], [1]],
+        [E, [0], [1]], stderr=[0.2, 0.2, 0.2],
     )  # fmt: skip
     assert apart[0] == "t"
+
+
+def test_an_anomalous_target_also_yields_to_a_player_the_fitted_mechanisms_carry() -> None:
+    # the cause reaches the target through a calm caller (whose mechanism passed the fault on
+    # as learnt); its positive credit, beyond three standard errors, is that reach
+    names = ["cause", "caller", "t"]
+    parents = [E, [0], [1]]
+    scores = [12.1, 1.0, 33.8]
+    carried = _order("anomalous-first", names, [4.1, 0.1, 9.2], scores, parents, stderr=[0.4] * 3)
+    assert carried[0] == "cause"
+    # the same credit within its error: not carried, the target keeps its place
+    noisy = _order("anomalous-first", names, [0.5, 0.1, 9.2], scores, parents, stderr=[0.4] * 3)
+    assert noisy[0] == "t"
