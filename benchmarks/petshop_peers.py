@@ -40,7 +40,7 @@ from benchmarks.rankers import (
 )
 from stream_rca.io import read_petshop_graph, read_petshop_metrics, read_petshop_target
 
-__all__ = ["PeersSettings", "main", "petshop_peers"]
+__all__ = ["PeersSettings", "main", "petshop_peers", "rank_table"]
 
 FloatArray = npt.NDArray[np.float64]
 PETSHOP_DIR = DATA / "petshop"
@@ -135,6 +135,16 @@ def _group(
         )
 
 
+def rank_table(title: str, issues: Sequence[_Issue], column: str) -> Table:
+    """Per issue, the rank every method gave its root cause; ``column`` (``"metric"`` or
+    ``"cause"``) is the issue's field shown beside its name."""
+    labels = list(issues[0].ranks) if issues else []
+    table = Table(title, ["scenario", "issue", column, *labels])
+    for i in issues:
+        table.add(i.scenario, i.name, getattr(i, column), *(str(i.ranks[k] or "-") for k in labels))
+    return table
+
+
 def petshop_peers(settings: PeersSettings) -> Report:
     """Top-1/top-3 of every reference ranker, latency and availability apart."""
     issues: list[_Issue] = []
@@ -181,12 +191,9 @@ def petshop_peers(settings: PeersSettings) -> Report:
         + f" ({', '.join(settings.scenarios)}); their root causes: {', '.join(causes)}. "
         "Normal period: all of noissue/metrics.csv. Rankers: benchmarks/rankers.py."
     )
-    detail = Table(
-        "PetShop issues: rank of the root cause per method (- : not ranked)",
-        ["scenario", "issue", "metric", *labels],
+    detail = rank_table(
+        "PetShop issues: rank of the root cause per method (- : not ranked)", issues, "metric"
     )
-    for i in issues:
-        detail.add(i.scenario, i.name, i.metric, *(str(i.ranks[k] or "-") for k in labels))
     specificity.notes.append(
         f"Rules learnt on the first {settings.train_share:.0%} of noissue/metrics.csv, applied "
         "to every later row; the other methods have no alarm of their own."

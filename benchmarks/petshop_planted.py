@@ -48,7 +48,7 @@ import numpy as np
 
 from benchmarks.common import DATA, Check, Report, Table, say
 from benchmarks.petshop import _issue
-from benchmarks.petshop_peers import PeersSettings, _group, _Issue
+from benchmarks.petshop_peers import PeersSettings, _group, _Issue, rank_table
 from stream_rca.io import read_petshop_graph
 
 __all__ = ["PlantedSettings", "main", "petshop_planted"]
@@ -268,12 +268,11 @@ def petshop_planted(settings: PlantedSettings) -> Report:
         f"{settings.train_share:.0%} of noissue/metrics.csv; issues from its later rows. "
         "stream-rca through `replay` with defaults; the others from benchmarks/rankers.py."
     )
-    detail = Table(
+    detail = rank_table(
         "PetShop planted faults: rank of the planted cause per method (- : not ranked)",
-        ["scenario", "issue", "cause", *labels],
+        issues,
+        "cause",
     )
-    for i in issues:
-        detail.add(i.scenario, i.name, i.cause, *(str(i.ranks[k] or "-") for k in labels))
     report = Report(tables=[summary, detail])
     ours_ = results.get("stream-rca", {})
     others = {k: v for k, v in results.items() if k != "stream-rca"}
