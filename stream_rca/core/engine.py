@@ -35,6 +35,7 @@ from stream_rca.core.models import GraphModels
 from stream_rca.core.ranking import (
     ANOMALOUS,
     EVIDENCE_RULES,
+    MOVED,
     UNIDENTIFIED_SUPPORT,
     explained,
     rank_causes,
@@ -607,9 +608,12 @@ class Engine:
             evidence = (found[players], reaches[players])
         unidentified = self._unidentified(players, case)
         unresolved = np.isin(players, [j for edge in unidentified for j in edge])
+        moved = None  # read only for an anomalous target's place (anomalous-first)
+        if cfg.rank_by == "anomalous-first" and case.scores.get(case.target, 0.0) >= ANOMALOUS:
+            moved = m.moved(players, case.filled, MOVED)
         causes, rule = rank_causes(
             cfg.rank_by, names, outcome.contributions, outcome.stderr, case.scores,
-            model.parents, evidence, unresolved,
+            model.parents, evidence, unresolved, moved,
         )  # fmt: skip
         att = Attribution(
             incident_id=case.incident,

@@ -8,6 +8,7 @@ processing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -218,6 +219,35 @@ class GraphModels:
             fresh = np.where(held, fresh, self.noise.samples[ranked, :top])
         self.noise.samples[ranked, :top] = fresh
         return ranked[filled > 0]
+
+    def moved(self, nodes: IntArray, x: FloatArray, level: float) -> BoolArray:
+        """Which of ``nodes`` took a value at ``x`` far from the values it usually takes.
+
+        Marginal, not conditional: ``|x - median| > level * MAD`` over the node's own values
+        that its noise model holds (kept beside the residuals of a linear mechanism with
+        parents; a node without parents is its own residual); the standard deviation where
+        the MAD is 0. A node the fault moved through a well-fitted mechanism is calm by its
+        conditional score but moved here: the ranking reads such chains as the way a fault
+        travelled (:func:`~stream_rca.core.ranking.rank_causes`). False where no values are
+        held (``refresh_residuals`` off, nonlinear mechanisms, nothing learned yet).
+        """
+        out = np.zeros(len(nodes), dtype=bool)
+        bank, filled = self.bank, self.noise.filled
+        for i, j in enumerate(np.asarray(nodes, dtype=np.intp).tolist()):
+            n = int(filled[j])
+            if n < 2 or j in self.river or not math.isfinite(float(x[j])):
+                continue
+            if not self.has_parents[j]:
+                values = self.noise.samples[j, :n]
+            elif self.refresh and bank.rank[j] >= 0:
+                values = self._held_y[bank.rank[j], :n]
+            else:
+                continue
+            med = float(np.median(values))
+            scale = float(np.median(np.abs(values - med))) or float(values.std())
+            if scale > 0:
+                out[i] = abs(float(x[j]) - med) > level * scale
+        return out
 
     def unidentified_edges(
         self, children: IntArray, x: FloatArray, min_support: int

@@ -79,6 +79,7 @@ from stream_rca.errors import ConfigError
 __all__ = [
     "ANOMALOUS",
     "EVIDENCE_RULES",
+    "MOVED",
     "RANK_RULES",
     "UNIDENTIFIED_SUPPORT",
     "explained",
@@ -94,6 +95,10 @@ ANOMALOUS = 5.0
 UNIDENTIFIED_SUPPORT = 10
 """Fewest held values of a parent away from its median from which a linear mechanism's
 coefficient on it counts as identified (see ``GraphModels.unidentified_edges``)."""
+
+MOVED = 5.0
+"""Median absolute deviations from its usual values from which a node's value counts as moved
+(marginally: the threshold of anomaly traversal in the PetShop paper, Hardt et al. 2024)."""
 
 REACH_MIN = 0.05
 """Smallest contribution (nats) taken as the fitted mechanisms carrying a node's anomaly."""
@@ -137,6 +142,7 @@ def rank_causes(
     parents: Sequence[IntArray] | None = None,
     evidence: tuple[FloatArray, npt.NDArray[np.bool_]] | None = None,
     unresolved: npt.NDArray[np.bool_] | None = None,
+    moved: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[list[RootCause], str]:
     """Root causes in the order of ``rule``, and the rule's description.
 
@@ -145,6 +151,11 @@ def rank_causes(
     <stream_rca.core.models.GraphModels.unidentified_edges>`): how their shares of the anomaly
     are split is an artefact of the fit, so ``anomalous-first`` orders the anomalous ones among
     them as one group, at the size of their summed contribution, by the anomaly each explains.
+
+    ``moved`` marks the players whose values are far from their usual ones (marginally:
+    :meth:`GraphModels.moved <stream_rca.core.models.GraphModels.moved>`); a chain of them
+    from an anomalous player to the target is a way its fault reached the target (used by
+    ``anomalous-first`` for the target's place).
 
     ``tied`` marks a cause whose contribution is within three standard errors of the next
     cause's, when both are ordered by contribution: their order is not resolved (for
@@ -182,6 +193,8 @@ def rank_causes(
         t = len(names) - 1
         anomalous = own >= ANOMALOUS
         reach = _reaching(evidence, contributions, stderr, anomalous, parents_or_none)
+        if moved is not None:
+            reach |= _through(moved, parents_or_none)
         if anomalous[t] and bool((anomalous[:t] & reach[:t]).any()):
             # the target's own residual behind the anomalous players upstream that reach it
             keys[t] = (0.5, -abs(float(contributions[t])))
@@ -342,6 +355,19 @@ def _resolve_ties(
             k += 1
         out.extend(sorted(group, key=lambda i: (not reaches[i], -found[i])))
         k += 1
+    return out
+
+
+def _through(moved: npt.NDArray[np.bool_], parents: Sequence[IntArray]) -> npt.NDArray[np.bool_]:
+    """Per player (in topological order, the target last): is it a parent of the target, or
+    of a player that moved and is one of these?"""
+    out = np.zeros(len(parents), dtype=bool)
+    t = len(parents) - 1
+    out[t] = True
+    for j in range(t, -1, -1):
+        if out[j] and (j == t or moved[j]):
+            out[parents[j]] = True
+    out[t] = False
     return out
 
 

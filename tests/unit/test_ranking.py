@@ -217,3 +217,43 @@ def test_an_anomalous_target_also_yields_to_a_player_the_fitted_mechanisms_carry
     # the same credit within its error: not carried, the target keeps its place
     noisy = _order("anomalous-first", names, [0.5, 0.1, 9.2], scores, parents, stderr=[0.4] * 3)
     assert noisy[0] == "t"
+
+
+def test_an_anomalous_target_yields_to_a_player_whose_fault_moved_the_nodes_between() -> None:
+    # cause -> caller -> t: the caller passed the fault on as learnt (calm, credit near 0 as
+    # its coefficient is attenuated downstream), but its value moved far from its usual ones
+    names = ["cause", "caller", "t"]
+    parents = [E, [0], [1]]
+    scores = [6.1, 1.0, 49.8]
+    contributions = [0.0, 0.1, 21.5]
+
+    def order(moved):
+        causes, _ = rank_causes(
+            "anomalous-first", names, np.array(contributions), np.full(3, 0.4),
+            dict(zip(names, scores, strict=True)), [np.asarray(p, np.intp) for p in parents],
+            None, None, np.array(moved),
+        )  # fmt: skip
+        return [c.node for c in causes]
+
+    assert order([True, True, True])[0] == "cause"
+    assert order([True, False, True])[0] == "t"  # the chain breaks at a caller that did not move
+
+
+def test_moved_reads_each_nodes_own_usual_values() -> None:
+    from stream_rca.core.engine import Engine
+    from stream_rca.core.graph import CausalGraph
+
+    rng = np.random.default_rng(0)
+    engine = Engine(CausalGraph([("a", "b"), ("b", "c")], name="g"), targets=["c"])
+    a = rng.normal(10.0, 1.0, 600)
+    b = 2.0 * a + rng.normal(0.0, 1.0, 600)
+    c = b + rng.normal(0.0, 1.0, 600)
+    engine.process_block(np.arange(600.0), np.column_stack([a, b, c]))
+    models = engine._models
+    nodes = np.arange(3)
+    usual = np.array([10.0, 20.0, 20.0])
+    assert not models.moved(nodes, usual, 5.0).any()
+    # a 20 sd out, b following it as learnt (calm by its residual, moved by its value), c too
+    assert models.moved(nodes, np.array([30.0, 60.0, 60.0]), 5.0).tolist() == [True, True, True]
+    assert models.moved(nodes, np.array([30.0, 20.0, 20.0]), 5.0).tolist() == [True, False, False]
+    assert not models.moved(nodes, np.array([np.nan, 20.0, 20.0]), 5.0)[0]
