@@ -8,7 +8,6 @@ processing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -93,6 +92,7 @@ class GraphModels:
         self.refresh = cfg.refresh_residuals
         self.predictive = cfg.predictive_scores
         keep = self.refresh
+        self._usual: tuple[FloatArray, FloatArray] | None = None  # see moved()
         self._held_y = np.zeros((self.bank.ranked.size if keep else 0, cfg.reservoir))
         self._held_x = np.zeros((self.bank.sources.size if keep else 0, cfg.reservoir))
 
@@ -165,6 +165,7 @@ class GraphModels:
         mechanism's residuals.
         """
         noise_learn = learn if noise_learn is None else noise_learn
+        self._usual = None
         # a residual counts once the node's mechanism has learned enough, row by row
         fitted_before = self.fitted[None, :] + np.cumsum(learn, axis=0) - learn
         ready = fitted_before >= self.min_fit[None, :]
@@ -229,25 +230,41 @@ class GraphModels:
         the MAD is 0. A node the fault moved through a well-fitted mechanism is calm by its
         conditional score but moved here: the ranking reads such chains as the way a fault
         travelled (:func:`~stream_rca.core.ranking.rank_causes`). False where no values are
-        held (``refresh_residuals`` off, nonlinear mechanisms, nothing learned yet).
+        held (``refresh_residuals`` off, nonlinear mechanisms, nothing learned yet). The
+        medians and deviations are computed once per learning step.
         """
-        out = np.zeros(len(nodes), dtype=bool)
+        if self._usual is None:
+            self._usual = self._usual_values()
+        med, scale = self._usual
+        rows = np.asarray(nodes, dtype=np.intp)
+        with np.errstate(invalid="ignore"):
+            out: BoolArray = np.abs(x[rows] - med[rows]) > level * scale[rows]
+        return out & (scale[rows] > 0)
+
+    def _usual_values(self) -> tuple[FloatArray, FloatArray]:
+        """Per node, a median of its held values (the upper middle one) and their median
+        absolute deviation (their std where it is 0); NaN and 0 where fewer than 2 are held."""
+        n = len(self.parent_index)
         bank, filled = self.bank, self.noise.filled
-        for i, j in enumerate(np.asarray(nodes, dtype=np.intp).tolist()):
-            n = int(filled[j])
-            if n < 2 or j in self.river or not math.isfinite(float(x[j])):
-                continue
-            if not self.has_parents[j]:
-                values = self.noise.samples[j, :n]
-            elif self.refresh and bank.rank[j] >= 0:
-                values = self._held_y[bank.rank[j], :n]
-            else:
-                continue
-            med = float(np.median(values))
-            scale = float(np.median(np.abs(values - med))) or float(values.std())
-            if scale > 0:
-                out[i] = abs(float(x[j]) - med) > level * scale
-        return out
+        med, scale = np.full(n, np.nan), np.zeros(n)
+        source = np.full(n, -1)  # 0: the noise sample is the values; 1: the kept values
+        source[~self.has_parents] = 0
+        if self.refresh and bank.ranked.size:
+            source[bank.ranked] = 1
+        source[list(self.river)] = -1
+        source[filled < 2] = -1
+        for k in np.unique(filled[source >= 0]).tolist():  # one size after the warm-up
+            rows = np.flatnonzero((source >= 0) & (filled == k))
+            values = np.where(
+                (source[rows] == 0)[:, None],
+                self.noise.samples[rows, :k],
+                self._held_y[np.maximum(bank.rank[rows], 0), :k] if self._held_y.size else 0.0,
+            )
+            middle = np.partition(values, k // 2, axis=1)[:, k // 2]
+            spread = np.partition(np.abs(values - middle[:, None]), k // 2, axis=1)[:, k // 2]
+            med[rows] = middle
+            scale[rows] = np.where(spread > 0, spread, values.std(axis=1))
+        return med, scale
 
     def unidentified_edges(
         self, children: IntArray, x: FloatArray, min_support: int
@@ -308,6 +325,7 @@ class GraphModels:
             raise ValueError(f"node {j}: expected {rows.size} parents' values, got {parents.shape}")
         self._held_y[self._held_rank(j)] = own
         self._held_x[rows] = parents
+        self._usual = None
 
     def _held_rank(self, j: int) -> int:
         rank = int(self.bank.rank[j])
@@ -357,6 +375,7 @@ class GraphModels:
             if not np.array_equal(np.asarray(mine[key]), np.asarray(theirs[key])):
                 raise StateError("bank: parents do not match the graph's structure")
         self.bank, self.noise, self.marginal = bank, noise, marginal
+        self._usual = None
         self.fitted = get_array(state, "fitted", np.int64, (n,)).copy()
         self._abs_sum = get_array(state, "abs_sum", np.float64, (n,)).copy()
         self._abs_n = get_array(state, "abs_n", np.float64, (n,)).copy()

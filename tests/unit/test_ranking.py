@@ -257,3 +257,7 @@ def test_moved_reads_each_nodes_own_usual_values() -> None:
     assert models.moved(nodes, np.array([30.0, 60.0, 60.0]), 5.0).tolist() == [True, True, True]
     assert models.moved(nodes, np.array([30.0, 20.0, 20.0]), 5.0).tolist() == [True, False, False]
     assert not models.moved(nodes, np.array([np.nan, 20.0, 20.0]), 5.0)[0]
+    # computed once per learning step: a step forgets them
+    assert models._usual is not None
+    engine.process_block(600.0 + np.arange(32.0), np.column_stack([a, b, c])[:32])
+    assert engine._models._usual is None
