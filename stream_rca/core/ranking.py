@@ -36,8 +36,10 @@ Rules (``EngineConfig.rank_by``):
     it and of the run's first), by the anomaly each explains, as in ``explains-most``; then the
     others by their conditional score (their contributions are mostly sampling noise).
     The target itself, when anomalous, comes after the anomalous players whose anomaly reaches
-    it (through anomalous nodes: an anomalous parent or an anomalous chain to one; or through
-    the fitted mechanisms: a positive contribution beyond three standard errors): a caller's
+    it (through anomalous nodes: an anomalous parent or an anomalous chain to one; through the
+    fitted mechanisms: a positive contribution beyond three standard errors; or through nodes
+    whose values moved more than :data:`MOVED` median deviations from their usual ones, calm
+    nodes that passed the fault on as learnt): a caller's
     latency learnt from normal variation rises less with a callee's than under a fault (its
     coefficient is attenuated by the callee's measurement noise and by calls that do not wait
     for it), so a fault upstream leaves a residual at the target too, and that residual is more
