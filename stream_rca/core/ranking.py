@@ -194,9 +194,8 @@ def rank_causes(
             evidence = explained(score, parents_or_none, len(names) - 1)
         t = len(names) - 1
         anomalous = own >= ANOMALOUS
-        reach = _reaching(evidence, contributions, stderr, anomalous, parents_or_none)
-        if moved is not None:
-            reach |= _through(moved, parents_or_none)
+        reaches = _reaching(evidence, contributions, stderr, anomalous, parents_or_none)
+        reach = reaches if moved is None else reaches | _through(moved, parents_or_none)
         if anomalous[t] and bool((anomalous[:t] & reach[:t]).any()):
             # the target's own residual behind the anomalous players upstream that reach it
             keys[t] = (0.5, -abs(float(contributions[t])))
@@ -228,8 +227,7 @@ def rank_causes(
         keys = [(t, -c) for t, c in zip(tier, contributions, strict=True)]
     order = sorted(range(len(names)), key=lambda i: (*keys[i], i))
     if rule == "anomalous-first":
-        assert evidence is not None
-        reaches = _reaching(evidence, contributions, stderr, own >= ANOMALOUS, parents_or_none)
+        assert evidence is not None  # and reaches: both made in its branch above
         order = _resolve_ties(order, keys, stderr, evidence[0], reaches)
     by_contribution = [
         rule not in ("score", "anomalous-first", "explains-most") or keys[i][0] < 1.0 for i in order
