@@ -57,6 +57,7 @@ from stream_rca.core.checkpoint import (
 from stream_rca.core.types import Snapshot
 from stream_rca.errors import ConfigError
 from stream_rca.io.events import Sample
+from stream_rca.io.rowruns import RunPlan, plan_run, window_indices
 from stream_rca.io.watermark import Watermark
 
 __all__ = ["AlignResult", "AlignStatus", "Aligner"]
@@ -125,6 +126,18 @@ class AlignResult:
 _PLAIN = {status: AlignResult(status) for status in AlignStatus}
 """The result of each status that completed no snapshot (results are immutable)."""
 _ONE = {status: (status,) for status in AlignStatus}
+_CODES = (AlignStatus.ACCEPTED, AlignStatus.DUPLICATE, AlignStatus.REVISED, AlignStatus.LATE)
+"""The statuses of :mod:`stream_rca.io.rowruns`' codes."""
+MIN_RUN = 16
+"""Fewer rows than this go through :meth:`Aligner.add_row` one by one (the array operations
+of a run cost about as much as placing 15 rows one by one)."""
+MAX_CUTS = 8
+"""Rows that are not plain within one run before the rest goes one by one."""
+RowsResult = tuple[
+    list[tuple["AlignStatus", ...]], dict[int, tuple[Snapshot, ...]], dict[int, float | None]
+]
+"""What :meth:`Aligner.add_rows` returns: per row its statuses; by row, the snapshots it made
+(rows that made none are left out); by row, the watermark after each row with a late sample."""
 _REPEATS: dict[tuple[AlignStatus, int], tuple[AlignStatus, ...]] = {}
 
 
@@ -210,6 +223,7 @@ class Aligner:
         self.graph = graph
         self.max_open_windows = max_open_windows
         self._known = frozenset(self.nodes)
+        self._column = {n: j for j, n in enumerate(self.nodes)}
         self._windows: dict[int, dict[str, float]] = {}
         self._heap: list[int] = []  # indices of the open windows
         self._floor: int | None = None  # windows below this index are closed
@@ -451,6 +465,186 @@ class Aligner:
         if (heap[0] + 1) * self.step <= value - lateness:
             return statuses, tuple(self._advance())
         return statuses, ()
+
+    def add_rows(self, ts: Sequence[float], rows: Sequence[dict[str, float]]) -> RowsResult:
+        """Add many messages' rows, in order: :meth:`add_row` on each, plain runs at once.
+
+        The same statuses, snapshots, counts, watermark and windows as :meth:`add_row` on
+        each row in turn. A run of plain rows (none held apart, none met with
+        ``max_open_windows`` windows open) is placed with array operations
+        (:func:`~stream_rca.io.rowruns.plan_run`); any other row goes through
+        :meth:`add_row`, and so do runs shorter than :data:`MIN_RUN` and rows naming a node
+        the aligner does not know.
+
+        Parameters
+        ----------
+        ts
+            Each message's time, unix seconds.
+        rows
+            Each message's values, node name to a finite float, in message order.
+
+        Returns
+        -------
+        RowsResult
+            Per row its statuses; by row index, the snapshots that row completed (in window
+            order); by row index, the watermark after each row that had a late sample (what
+            a dead letter for it names).
+
+        Examples
+        --------
+        >>> al = Aligner(["db", "api"], step=10.0, graph="shop")
+        >>> statuses, made, late = al.add_rows(
+        ...     [1700000001.0, 1700000012.0, 1700000005.0],
+        ...     [{"db": 0.1, "api": 0.5}, {"api": 0.7}, {"db": 0.2}],
+        ... )
+        >>> [s[0].value for s in statuses], [snap.values for snap in made[1]], late
+        (['accepted', 'accepted', 'late'], [{'db': 0.1, 'api': 0.5}], {2: 1700000012.0})
+        """
+        n = len(rows)
+        statuses: list[tuple[AlignStatus, ...]] = [()] * n
+        made: dict[int, tuple[Snapshot, ...]] = {}
+        late: dict[int, float | None] = {}
+        start = 0
+        if n >= MIN_RUN:
+            start = self._runs(ts, rows, statuses, made, late)
+        for i in range(start, n):
+            self._one_row(i, ts[i], rows[i], statuses, made, late)
+        return statuses, made, late
+
+    def _one_row(
+        self,
+        i: int,
+        ts: float,
+        values: dict[str, float],
+        statuses: list[tuple[AlignStatus, ...]],
+        made: dict[int, tuple[Snapshot, ...]],
+        late: dict[int, float | None],
+    ) -> None:
+        got, snapshots = self.add_row(ts, values)
+        statuses[i] = got
+        if snapshots:
+            made[i] = snapshots
+        if _LATE in got:
+            late[i] = self._wm.value
+
+    def _runs(
+        self,
+        ts: Sequence[float],
+        rows: Sequence[dict[str, float]],
+        statuses: list[tuple[AlignStatus, ...]],
+        made: dict[int, tuple[Snapshot, ...]],
+        late: dict[int, float | None],
+    ) -> int:
+        """Place plain runs of ``rows``; return the first row left for :meth:`add_row`."""
+        lengths = [len(r) for r in rows]
+        column = self._column
+        try:
+            cols = [column[name] for r in rows for name in r]
+        except KeyError:  # a node the aligner does not know: add_row reports it
+            return 0
+        if 0 in lengths:
+            return 0
+        n = len(rows)
+        t = np.array(ts, dtype=np.float64)
+        k = window_indices(t, self.step)
+        lens = np.array(lengths, dtype=np.int64)
+        col_a = np.array(cols, dtype=np.int64)
+        val_a = np.array([v for r in rows for v in r.values()], dtype=np.float64)
+        start, first, cuts = 0, 0, 0  # first: the first sample of row start
+        while start < n:
+            plan = plan_run(
+                t[start:],
+                k[start:],
+                lens[start:],
+                col_a[first:],
+                val_a[first:],
+                open_windows={
+                    w: {column[name]: v for name, v in cells.items()}
+                    for w, cells in self._windows.items()
+                },
+                watermark=self._wm.value,
+                floor=self._floor,
+                step=self.step,
+                allowed_lateness=self.allowed_lateness,
+                max_ahead=self._wm.max_ahead,
+                max_open_windows=self.max_open_windows,
+                n_nodes=len(self.nodes),
+            )
+            covered = plan.rows
+            if covered:
+                self._apply(plan, start, lengths, statuses, made, late)
+                first += sum(lengths[start : start + covered])
+                start += covered
+            if start >= n:
+                break
+            self._one_row(start, ts[start], rows[start], statuses, made, late)
+            first += lengths[start]
+            start += 1
+            cuts += 1
+            if cuts >= MAX_CUTS or n - start < MIN_RUN:
+                break
+        return start
+
+    def _apply(
+        self,
+        plan: RunPlan,
+        start: int,
+        lengths: list[int],
+        statuses: list[tuple[AlignStatus, ...]],
+        made: dict[int, tuple[Snapshot, ...]],
+        late: dict[int, float | None],
+    ) -> None:
+        """Make the aligner's state what :meth:`add_row` on the plan's rows leaves."""
+        rows, codes = plan.rows, plan.codes
+        tally = np.bincount(codes, minlength=4).tolist()
+        counts = self._counts
+        for status, c in zip(_CODES, tally, strict=True):
+            counts[status] += c
+        sizes = lengths[start : start + rows]
+        if tally[0] == codes.size:  # all accepted: the common case
+            if codes.size == rows:
+                statuses[start : start + rows] = [_ONE[_ACCEPTED]] * rows
+            else:
+                statuses[start : start + rows] = [_repeat(_ACCEPTED, c) for c in sizes]
+        else:
+            each = [_CODES[c] for c in codes.tolist()]
+            at = 0
+            for i, c in enumerate(sizes):
+                statuses[start + i] = tuple(each[at : at + c])
+                at += c
+        wms = plan.watermark
+        for r in np.flatnonzero(plan.late).tolist():
+            w = float(wms[r])
+            late[start + r] = None if w == -math.inf else w
+        nodes, graph, step = self.nodes, self.graph, self.step
+        grid, present = plan.values.tolist(), plan.present.tolist()
+        windows: dict[int, dict[str, float]] = {}
+        out: dict[int, list[Snapshot]] = {}
+        top = 0
+        for w, (k, at) in enumerate(
+            zip(plan.windows.tolist(), plan.emitted_at.tolist(), strict=True)
+        ):
+            vals, has = grid[w], present[w]
+            cells = (
+                dict(zip(nodes, vals, strict=True))
+                if all(has)
+                else {nodes[j]: vals[j] for j, h in enumerate(has) if h}
+            )
+            if at < 0:
+                windows[k] = cells
+                continue
+            snap = Snapshot(ts=k * step, values=cells, graph=graph, end=(k + 1) * step)
+            out.setdefault(start + at, []).append(snap)
+            top = k
+        for r, snaps in out.items():
+            made[r] = tuple(snaps)
+        self._windows = windows
+        self._heap = list(windows)  # ascending: a sorted list is a heap
+        if out:
+            self._floor = top + 1 if self._floor is None else max(self._floor, top + 1)
+        wm = float(wms[-1]) if rows else -math.inf
+        if wm > -math.inf:
+            self._wm.advance(wm)
 
     def _row_by_samples(
         self, ts: float, values: dict[str, float]

@@ -246,6 +246,18 @@ def _special(pipeline: Pipeline, graph: str) -> bool:
     return state is not None and not isinstance(state.engine, Engine)
 
 
+class _Run:
+    """A graph's rows waiting in a batch to be placed at once (:meth:`Aligner.add_rows`):
+    each with its message's index and record, and the aligner and block they go to."""
+
+    __slots__ = ("aligner", "block", "items")
+
+    def __init__(self, aligner: Aligner, block: _Block) -> None:
+        self.aligner = aligner
+        self.block = block
+        self.items: list[tuple[int, InputRecord, Row]] = []
+
+
 def _align(
     pipeline: Pipeline,
     records: Sequence[InputRecord],
@@ -253,19 +265,29 @@ def _align(
     outcomes: list[Outcome | None],
     counted: list[bool],
 ) -> dict[str, _Block]:
-    """Stage 2: every message's values to its graph's aligner, in message order.
+    """Stage 2: every message's values to its graph's aligner, in each graph's message order.
 
-    A :class:`~stream_rca.io.fastdecode.Row` (what the fast decoder made of a message)
-    goes to :meth:`~stream_rca.io.aligner.Aligner.add_row`, samples to
-    :meth:`~stream_rca.io.aligner.Aligner.add_many`: the same statuses and snapshots. The
-    state of a graph is looked up again only when its partition changes or after anything that
-    may have changed it (a record-by-record message, an error).
+    The rows of the fast decoder (:class:`~stream_rca.io.fastdecode.Row`) of a graph wait
+    in its run and are placed at once (:meth:`~stream_rca.io.aligner.Aligner.add_rows`, the
+    statuses and snapshots of :meth:`~stream_rca.io.aligner.Aligner.add_row` on each); a
+    graph's run is placed before anything else touches its state (its detailed decoder's
+    samples, which go to :meth:`~stream_rca.io.aligner.Aligner.add_many`; a new lane), every
+    run before a record-by-record message or an error, and all of them at the end. Graphs
+    are independent, so each sees its own messages in order. The state of a graph is looked
+    up again only when its partition changes or after anything that may have changed it.
     """
     blocks: dict[str, _Block] = {}
     replayed: dict[str, Outcome] = {}  # graph -> its replayed outcome (frozen: shared)
     special: dict[str, bool] = {}
     lanes: dict[str, _Lane] = {}  # graph -> where its last message went
+    runs: dict[str, _Run] = {}  # graph -> its rows not placed yet
     quarantined = pipeline._quarantined
+
+    def place_all() -> None:
+        for graph in list(runs):
+            _place(pipeline, graph, runs.pop(graph), outcomes)
+        lanes.clear()  # a placement may have failed and quarantined a graph
+
     for index, (r, item) in enumerate(zip(records, decoded, strict=True)):
         row: Row | None = None
         samples: list[Sample] | None = None
@@ -274,11 +296,11 @@ def _align(
             graph = row.graph
         elif isinstance(item, DecodeError):
             if item.reason == "unknown_node":  # extra series, grown graphs: their path
+                place_all()
                 outcomes[index] = pipeline.process_one(
                     r.value, partition=r.partition, offset=r.offset, topic=r.topic, key=r.key
                 )
                 counted[index] = True
-                lanes.clear()
                 continue
             out = pipeline._dead_letter(_message(r), item.reason, item.message)
             outcomes[index] = Outcome(reason=item.reason, outputs=(out,))
@@ -302,8 +324,12 @@ def _align(
                 known = blocks.get(graph)
                 block = lane.block = blocks[graph] = _Block() if known is None else known
         else:
+            waiting = runs.pop(graph, None)
+            if waiting is not None:  # its rows first: the lane may change its state
+                _place(pipeline, graph, waiting, outcomes)
             why = quarantined.get(graph)
             if why is not None:
+                lanes.pop(graph, None)
                 outcomes[index] = _quarantined(pipeline, r, graph, why)
                 continue
             own = special.get(graph)
@@ -319,8 +345,8 @@ def _align(
                 state = pipeline._acquire(graph, r.partition)
                 aligner = state.aligner
             except Exception as exc:  # a state that cannot load
+                place_all()
                 outcomes[index] = pipeline._failed(exc, graph, _message(r), [])
-                lanes.clear()
                 continue
             if r.offset is not None and state.applied(r.partition, r.offset):
                 outcomes[index] = replayed.get(graph) or replayed.setdefault(
@@ -331,47 +357,106 @@ def _align(
             known = blocks.get(graph)
             block = blocks[graph] = _Block() if known is None else known
             lanes[graph] = _Lane(r.partition, state, aligner, block)
+        if row is not None:
+            run = runs.get(graph)
+            if run is None:
+                run = runs[graph] = _Run(aligner, block)
+            run.items.append((index, r, row))
+            continue
+        waiting = runs.pop(graph, None)
+        if waiting is not None:  # the graph's rows before its samples
+            _place(pipeline, graph, waiting, outcomes)
+            if graph in quarantined:
+                lanes.pop(graph, None)
+                outcomes[index] = _quarantined(pipeline, r, graph, quarantined[graph])
+                continue
+        assert samples is not None
         try:
-            if row is not None:
-                statuses, snapshots = aligner.add_row(row.ts, row.values)
-            else:
-                assert samples is not None
-                made = aligner.add_many(samples)
-                statuses = tuple([res.status for res in made])
-                snapshots = ()
-                for res in made:
-                    if res.snapshots:
-                        snapshots += res.snapshots
+            made = aligner.add_many(samples)
         except Exception as exc:  # a bug in the aligner
+            place_all()
             outcomes[index] = pipeline._failed(exc, graph, _message(r), [])
-            lanes.clear()
             continue
+        statuses = tuple([res.status for res in made])
+        snapshots: tuple[Snapshot, ...] = ()
+        for res in made:
+            if res.snapshots:
+                snapshots += res.snapshots
+        late = aligner.watermark if _LATE in statuses else None
         p = _Pending(index, r, graph, statuses)
-        if snapshots:
-            block.snapshots.extend(snapshots)
-            block.owners.extend([p] * len(snapshots))
-            p.snapshots = len(snapshots)
-        block.members.append(p)
-        count = statuses.count
-        n = len(statuses)
-        accepted = count(_ACCEPTED)
-        if accepted == n:  # the common case
-            block.used += n
-            continue
-        block.used += accepted + count(_REVISED)
-        block.duplicates += count(_DUPLICATE)
-        late = count(_LATE)
-        if late:
-            block.late += late
-            ts = row.ts if row is not None else samples[0].ts  # type: ignore[index]
-            start, end = aligner.window_of(ts)
-            text = (
-                f"{late} of {n} samples fall in window [{start}, {end}) of graph "
-                f"{graph!r}, already emitted (watermark {aligner.watermark}, allowed lateness "
-                f"{aligner.allowed_lateness} s)"
-            )
-            p.late = pipeline._dead_letter(_message(r), "late_event", text)
+        _aligned(pipeline, block, p, snapshots, aligner, samples[0].ts, late)
+    place_all()
     return blocks
+
+
+def _place(pipeline: Pipeline, graph: str, run: _Run, outcomes: list[Outcome | None]) -> None:
+    """Place a graph's waiting rows at once and enter each message in the graph's block."""
+    items, block, aligner = run.items, run.block, run.aligner
+    try:
+        statuses, made, late = aligner.add_rows(
+            [row.ts for _, _, row in items], [row.values for _, _, row in items]
+        )
+    except Exception as exc:  # a bug in the aligner: each message charged, in order
+        for index, r, _ in items:
+            why = pipeline._quarantined.get(graph)
+            outcomes[index] = (
+                _quarantined(pipeline, r, graph, why)
+                if why is not None
+                else pipeline._failed(exc, graph, _message(r), [])
+            )
+        return
+    members, used = block.members, 0
+    for j, (index, r, row) in enumerate(items):
+        got = statuses[j]
+        p = _Pending(index, r, graph, got)
+        snapshots = made.get(j)
+        if snapshots is None and got[0] is _ACCEPTED and len(got) == 1:  # most messages
+            members.append(p)
+            used += 1
+            continue
+        _aligned(pipeline, block, p, snapshots or (), aligner, row.ts, late.get(j))
+    block.used += used
+
+
+def _aligned(
+    pipeline: Pipeline,
+    block: _Block,
+    p: _Pending,
+    snapshots: tuple[Snapshot, ...],
+    aligner: Aligner,
+    ts: float,
+    watermark: float | None,
+) -> None:
+    """Enter an aligned message in its graph's block: its snapshots, counts, late samples.
+
+    ``ts`` is the message's time and ``watermark`` the aligner's after it (a late dead letter
+    names both).
+    """
+    if snapshots:
+        block.snapshots.extend(snapshots)
+        block.owners.extend([p] * len(snapshots))
+        p.snapshots = len(snapshots)
+    block.members.append(p)
+    statuses = p.statuses
+    count = statuses.count
+    n = len(statuses)
+    accepted = count(_ACCEPTED)
+    if accepted == n:  # the common case
+        block.used += n
+        return
+    block.used += accepted + count(_REVISED)
+    block.duplicates += count(_DUPLICATE)
+    late = count(_LATE)
+    if late:
+        block.late += late
+        r = p.record
+        start, end = aligner.window_of(ts)
+        text = (
+            f"{late} of {n} samples fall in window [{start}, {end}) of graph "
+            f"{p.graph!r}, already emitted (watermark {watermark}, allowed lateness "
+            f"{aligner.allowed_lateness} s)"
+        )
+        p.late = pipeline._dead_letter(_message(r), "late_event", text)
 
 
 def _quarantined(pipeline: Pipeline, r: InputRecord, graph: str, why: str) -> Outcome:
