@@ -89,6 +89,7 @@ _ENCODER = msgspec.json.Encoder()
 _ACCEPTED, _REVISED = AlignStatus.ACCEPTED, AlignStatus.REVISED
 _LATE, _DUPLICATE = AlignStatus.LATE, AlignStatus.DUPLICATE
 _EMPTY = Outcome()
+_JUST_ACCEPTED = (AlignStatus.ACCEPTED,)
 
 
 @dataclass(slots=True)
@@ -127,7 +128,11 @@ class _Block:
 
     snapshots: list[Snapshot] = field(default_factory=list)
     owners: list[_Pending] = field(default_factory=list)
-    members: list[_Pending] = field(default_factory=list)  # every aligned message, in order
+    members: list[_Pending | int] = field(default_factory=list)
+    """Every aligned message, in order: a plain one (one sample, accepted, no snapshot
+    completed: most messages of the single form) as its index in the batch."""
+    offsets: dict[int, int] = field(default_factory=dict)
+    """Partition to the offset of its last aligned message."""
     used: int = 0
     late: int = 0
     duplicates: int = 0
@@ -198,7 +203,7 @@ def process_batch(
         blocks = _align(pipeline, records, decoded, outcomes, counted)
         results = results or pages is not None
         for graph, block in blocks.items():
-            _run(pipeline, graph, block, results)
+            _run(pipeline, graph, block, results, records)
         done = _finish(pipeline, blocks, outcomes, counted)
         del decoded, blocks  # freed here, by reference counting, before the collector is back
     if pages is not None:
@@ -405,15 +410,17 @@ def _place(pipeline: Pipeline, graph: str, run: _Run, outcomes: list[Outcome | N
                 else pipeline._failed(exc, graph, _message(r), [])
             )
         return
-    members, used = block.members, 0
+    members, offsets, used = block.members, block.offsets, 0
     for j, (index, r, row) in enumerate(items):
         got = statuses[j]
-        p = _Pending(index, r, graph, got)
         snapshots = made.get(j)
-        if snapshots is None and got[0] is _ACCEPTED and len(got) == 1:  # most messages
-            members.append(p)
+        if snapshots is None and got == _JUST_ACCEPTED:  # most messages: no object of its own
+            members.append(index)
+            if r.offset is not None:
+                offsets[r.partition] = r.offset
             used += 1
             continue
+        p = _Pending(index, r, graph, got)
         _aligned(pipeline, block, p, snapshots or (), aligner, row.ts, late.get(j))
     block.used += used
 
@@ -437,6 +444,9 @@ def _aligned(
         block.owners.extend([p] * len(snapshots))
         p.snapshots = len(snapshots)
     block.members.append(p)
+    r = p.record
+    if r.offset is not None:
+        block.offsets[r.partition] = r.offset
     statuses = p.statuses
     count = statuses.count
     n = len(statuses)
@@ -449,7 +459,6 @@ def _aligned(
     late = count(_LATE)
     if late:
         block.late += late
-        r = p.record
         start, end = aligner.window_of(ts)
         text = (
             f"{late} of {n} samples fall in window [{start}, {end}) of graph "
@@ -465,7 +474,13 @@ def _quarantined(pipeline: Pipeline, r: InputRecord, graph: str, why: str) -> Ou
     return Outcome(graph=graph, reason="graph_quarantined", outputs=(out,))
 
 
-def _run(pipeline: Pipeline, graph: str, block: _Block, results: bool) -> None:
+def _run(
+    pipeline: Pipeline,
+    graph: str,
+    block: _Block,
+    results: bool,
+    records: Sequence[InputRecord],
+) -> None:
     """Stages 3 and 4 for one graph: its snapshots in one engine block, then the documents."""
     metrics = pipeline.metrics
     if metrics is not None:  # what the aligner made of the samples, once per graph
@@ -487,16 +502,14 @@ def _run(pipeline: Pipeline, graph: str, block: _Block, results: bool) -> None:
                 raise TypeError(f"graph {graph!r}: no block path for {type(engine).__name__}")
             columns = engine.process_many_columns(block.snapshots)
         except Exception as exc:
-            _block_failed(pipeline, graph, block, exc)
+            _block_failed(pipeline, graph, block, exc, records)
             return
         seconds = time.perf_counter() - t0
         pipeline._failures.pop(graph, None)  # the engine ran: no longer failing in a row
         if metrics is not None:
             metrics.observe_block(columns, seconds)
         _documents(pipeline, graph, block, columns, results)
-    for p in block.members:
-        if p.record.offset is not None:
-            state.offsets[p.record.partition] = p.record.offset
+    state.offsets.update(block.offsets)
     pipeline._dirty.add(graph)
 
 
@@ -534,7 +547,8 @@ def _documents(
         for i, owner in enumerate(block.owners):
             per.setdefault(id(owner), []).append(steps[i])
         for p in block.members:
-            p.final = _outcome(p, tuple(per.get(id(p), ())))
+            if not isinstance(p, int):  # a plain message's outcome has no results
+                p.final = _outcome(p, tuple(per.get(id(p), ())))
 
 
 def score_documents(columns: BlockResult) -> list[bytes]:
@@ -646,10 +660,22 @@ def _plain_dict(opened: Mapping[str, str] | None) -> dict[str, str]:
     return opened if type(opened) is dict else dict(opened)
 
 
-def _block_failed(pipeline: Pipeline, graph: str, block: _Block, exc: Exception) -> None:
+def _block_failed(
+    pipeline: Pipeline,
+    graph: str,
+    block: _Block,
+    exc: Exception,
+    records: Sequence[InputRecord],
+) -> None:
     """Charge an engine error to the messages that completed a snapshot of the block."""
     state = pipeline.state(graph)
-    for p in block.members:
+    members = block.members
+    for i, member in enumerate(members):
+        if isinstance(member, int):  # a plain message: an object of its own after all
+            p = _Pending(member, records[member], graph, _JUST_ACCEPTED)
+            members[i] = p
+        else:
+            p = member
         r = p.record
         if graph in pipeline._quarantined:
             p.final = _quarantined(pipeline, r, graph, pipeline._quarantined[graph])
@@ -681,8 +707,12 @@ def _finish(
 ) -> list[Outcome]:
     """Each message's outcome; the records counter updated once per batch."""
     plain: dict[tuple[str, tuple[AlignStatus, ...]], Outcome] = {}
-    for block in blocks.values():
+    for graph, block in blocks.items():
+        just = Outcome(graph=graph, statuses=_JUST_ACCEPTED)  # the plain messages' outcome
         for p in block.members:
+            if isinstance(p, int):
+                outcomes[p] = just
+                continue
             if p.final is None:
                 if p.outputs is None and p.late is None:  # the common case: share one
                     key = (p.graph, p.statuses)
