@@ -4,8 +4,9 @@
 the demo) hand to each :class:`~stream_rca.core.engine.Engine` as ``pool``: half of an exact
 attribution's chunks of coalitions are built, sorted and reduced there (numpy's sorts and adds
 and the compiled kernel release the GIL), with the same floats as on one thread. Its first
-call in a process also compiles the engine's kernels (:func:`stream_rca.core.warm.warm`), so
-neither the first snapshot nor the first incident waits for the compiler.
+call in a process also compiles the engine's kernels (:func:`stream_rca.core.warm.warm`) and
+the aligner's (:func:`stream_rca.io.rowruns.warm`), so neither the first batch, the first
+snapshot nor the first incident waits for the compiler.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def attribution_pool() -> concurrent.futures.Executor | None:
     global _POOL, _WARM
     if not _WARM:
         from stream_rca.core.warm import warm
+        from stream_rca.io import rowruns
 
         warm()
+        rowruns.warm()  # the aligner's loop over a batch's rows
         _WARM = True
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if (cores or 1) < 2:

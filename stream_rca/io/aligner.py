@@ -41,6 +41,7 @@ import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -57,7 +58,7 @@ from stream_rca.core.checkpoint import (
 from stream_rca.core.types import Snapshot
 from stream_rca.errors import ConfigError
 from stream_rca.io.events import Sample
-from stream_rca.io.rowruns import RunPlan, plan_run, window_indices
+from stream_rca.io.rowruns import RunPlan, place_run
 from stream_rca.io.watermark import Watermark
 
 __all__ = ["AlignResult", "AlignStatus", "Aligner"]
@@ -128,9 +129,9 @@ _PLAIN = {status: AlignResult(status) for status in AlignStatus}
 _ONE = {status: (status,) for status in AlignStatus}
 _CODES = (AlignStatus.ACCEPTED, AlignStatus.DUPLICATE, AlignStatus.REVISED, AlignStatus.LATE)
 """The statuses of :mod:`stream_rca.io.rowruns`' codes."""
-MIN_RUN = 16
-"""Fewer rows than this go through :meth:`Aligner.add_row` one by one (the array operations
-of a run cost about as much as placing 15 rows one by one)."""
+MIN_RUN = 64
+"""Fewer rows than this go through :meth:`Aligner.add_row` one by one (setting up and reading
+out the compiled loop costs about 90 us, what ``add_row`` takes for some 45 rows)."""
 MAX_CUTS = 8
 """Rows that are not plain within one run before the rest goes one by one."""
 RowsResult = tuple[
@@ -466,13 +467,15 @@ class Aligner:
             return statuses, tuple(self._advance())
         return statuses, ()
 
-    def add_rows(self, ts: Sequence[float], rows: Sequence[dict[str, float]]) -> RowsResult:
+    def add_rows(
+        self, ts: Sequence[float], rows: Sequence[dict[str, float]], *, min_run: int = MIN_RUN
+    ) -> RowsResult:
         """Add many messages' rows, in order: :meth:`add_row` on each, plain runs at once.
 
         The same statuses, snapshots, counts, watermark and windows as :meth:`add_row` on
         each row in turn. A run of plain rows (none held apart, none met with
-        ``max_open_windows`` windows open) is placed with array operations
-        (:func:`~stream_rca.io.rowruns.plan_run`); any other row goes through
+        ``max_open_windows`` windows open) is placed in one compiled loop
+        (:func:`~stream_rca.io.rowruns.place_run`, a compiled loop); any other row goes through
         :meth:`add_row`, and so do runs shorter than :data:`MIN_RUN` and rows naming a node
         the aligner does not know.
 
@@ -482,6 +485,8 @@ class Aligner:
             Each message's time, unix seconds.
         rows
             Each message's values, node name to a finite float, in message order.
+        min_run
+            Fewer rows than this (in all, or left after a row that is not plain) go one by one.
 
         Returns
         -------
@@ -505,8 +510,8 @@ class Aligner:
         made: dict[int, tuple[Snapshot, ...]] = {}
         late: dict[int, float | None] = {}
         start = 0
-        if n >= MIN_RUN:
-            start = self._runs(ts, rows, statuses, made, late)
+        if n >= min_run:
+            start = self._runs(ts, rows, statuses, made, late, min_run)
         for i in range(start, n):
             self._one_row(i, ts[i], rows[i], statuses, made, late)
         return statuses, made, late
@@ -534,6 +539,7 @@ class Aligner:
         statuses: list[tuple[AlignStatus, ...]],
         made: dict[int, tuple[Snapshot, ...]],
         late: dict[int, float | None],
+        min_run: int,
     ) -> int:
         """Place plain runs of ``rows``; return the first row left for :meth:`add_row`."""
         lengths = [len(r) for r in rows]
@@ -546,16 +552,16 @@ class Aligner:
             return 0
         n = len(rows)
         t = np.array(ts, dtype=np.float64)
-        k = window_indices(t, self.step)
-        lens = np.array(lengths, dtype=np.int64)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
         col_a = np.array(cols, dtype=np.int64)
         val_a = np.array([v for r in rows for v in r.values()], dtype=np.float64)
-        start, first, cuts = 0, 0, 0  # first: the first sample of row start
+        start, cuts = 0, 0
         while start < n:
-            plan = plan_run(
+            first = int(offsets[start])
+            plan = place_run(
                 t[start:],
-                k[start:],
-                lens[start:],
+                offsets[start:] - first,
                 col_a[first:],
                 val_a[first:],
                 open_windows={
@@ -570,18 +576,17 @@ class Aligner:
                 max_open_windows=self.max_open_windows,
                 n_nodes=len(self.nodes),
             )
-            covered = plan.rows
-            if covered:
+            if plan is None:  # times too scattered for one grid: row by row
+                break
+            if plan.rows:
                 self._apply(plan, start, lengths, statuses, made, late)
-                first += sum(lengths[start : start + covered])
-                start += covered
+                start += plan.rows
             if start >= n:
                 break
             self._one_row(start, ts[start], rows[start], statuses, made, late)
-            first += lengths[start]
             start += 1
             cuts += 1
-            if cuts >= MAX_CUTS or n - start < MIN_RUN:
+            if cuts >= MAX_CUTS or n - start < min_run:
                 break
         return start
 
@@ -610,41 +615,46 @@ class Aligner:
             each = [_CODES[c] for c in codes.tolist()]
             at = 0
             for i, c in enumerate(sizes):
-                statuses[start + i] = tuple(each[at : at + c])
+                got = tuple(each[at : at + c])
+                statuses[start + i] = got
                 at += c
-        wms = plan.watermark
-        for r in np.flatnonzero(plan.late).tolist():
-            w = float(wms[r])
-            late[start + r] = None if w == -math.inf else w
-        nodes, graph, step = self.nodes, self.graph, self.step
-        grid, present = plan.values.tolist(), plan.present.tolist()
-        windows: dict[int, dict[str, float]] = {}
-        out: dict[int, list[Snapshot]] = {}
-        top = 0
-        for w, (k, at) in enumerate(
-            zip(plan.windows.tolist(), plan.emitted_at.tolist(), strict=True)
-        ):
-            vals, has = grid[w], present[w]
-            cells = (
-                dict(zip(nodes, vals, strict=True))
-                if all(has)
-                else {nodes[j]: vals[j] for j, h in enumerate(has) if h}
-            )
-            if at < 0:
-                windows[k] = cells
-                continue
-            snap = Snapshot(ts=k * step, values=cells, graph=graph, end=(k + 1) * step)
-            out.setdefault(start + at, []).append(snap)
-            top = k
-        for r, snaps in out.items():
-            made[r] = tuple(snaps)
-        self._windows = windows
-        self._heap = list(windows)  # ascending: a sorted list is a heap
-        if out:
-            self._floor = top + 1 if self._floor is None else max(self._floor, top + 1)
-        wm = float(wms[-1]) if rows else -math.inf
-        if wm > -math.inf:
-            self._wm.advance(wm)
+                if _LATE in got:
+                    w = float(plan.watermark[i])
+                    late[start + i] = None if w == -math.inf else w
+        graph, step, base, nodes = self.graph, self.step, plan.base, self.nodes
+        emitted = np.flatnonzero(plan.emitted_at >= 0)  # by window, so by the row emitting it
+        still = np.flatnonzero(plan.opened)
+        where = np.concatenate((emitted, still))
+        cells: list[dict[str, float]] = []
+        if where.size:
+            grid: list[list[float]] = plan.values[where].tolist()
+            has = plan.present[where]
+            full = cast(list[bool], has.all(axis=1).tolist())
+            marks: list[list[bool]] = has.tolist()
+            for vals, whole, mark in zip(grid, full, marks, strict=True):
+                if whole:
+                    cells.append(dict(zip(nodes, vals, strict=True)))
+                else:
+                    cells.append({n: v for n, v, h in zip(nodes, vals, mark, strict=True) if h})
+        at_rows = plan.emitted_at[emitted].tolist()
+        last, snaps = -1, list[Snapshot]()
+        for i, (w, at) in enumerate(zip(emitted.tolist(), at_rows, strict=True)):
+            if at != last:
+                if snaps:
+                    made[start + last] = tuple(snaps)
+                last, snaps = at, []
+            k = w + base
+            snaps.append(Snapshot(ts=k * step, values=cells[i], graph=graph, end=(k + 1) * step))
+        if snaps:
+            made[start + last] = tuple(snaps)
+        n_emitted = emitted.size
+        self._windows = {w + base: cells[n_emitted + i] for i, w in enumerate(still.tolist())}
+        self._heap = list(self._windows)  # ascending: a sorted list is a heap
+        self._floor = plan.floor
+        if rows:
+            wm = float(plan.watermark[-1])
+            if wm > -math.inf:
+                self._wm.advance(wm)
 
     def _row_by_samples(
         self, ts: float, values: dict[str, float]

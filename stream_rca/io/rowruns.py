@@ -1,46 +1,50 @@
-"""A run of plain rows placed in their windows at once: what :meth:`Aligner.add_row` does to
-each row, as array operations.
+"""A run of rows placed in their windows in one compiled loop: :meth:`Aligner.add_row` on
+each row, over arrays.
 
 :meth:`Aligner.add_rows <stream_rca.io.aligner.Aligner.add_rows>` hands the rows of one graph
-in a batch to :func:`plan_run`, which works out, from the aligner's state and the rows alone,
-what record-by-record placement would do to the longest prefix of *plain* rows, and stops at
-the first row that is not:
+in a batch to :func:`place_run`. It follows ``add_row``'s plain path row by row, in a loop
+compiled with numba, over a dense grid of the windows the run can touch (from the lowest
+window index among the rows and the open windows to the highest), and stops at the first row
+that is not plain:
 
-- a row held apart (more than ``max_ahead`` past the watermark as it stands before the row),
-  whose samples the watermark rule must see one message at a time;
+- a row held apart (more than ``max_ahead`` past the watermark), whose samples the watermark
+  rule must see one message at a time;
 - a row met with ``max_open_windows`` windows open (one may be forced out).
 
-For that prefix, with ``wm`` the watermark before a row (``wm_0`` the aligner's, then the
-running maximum of the times of the rows not late by the floor):
+For each other row, in order, as ``add_row`` does: a row whose window is below the floor of
+emitted windows, or ends at or before ``watermark - allowed_lateness``, is late (every sample);
+else each sample is accepted (its node had no value in the window), a duplicate (the same
+value) or a revision (last write wins); the watermark moves to the row's time if later; then
+the windows due (``end <= watermark - allowed_lateness``) are emitted, lowest first. The
+lowest window that may still be open is a cursor: a window below it is due, so no later sample
+opens it (it would be late).
 
-- a row is **late** when its window is below the floor of the windows already emitted, or
-  ``end <= wm - allowed_lateness``. Any window emitted during the run is below the watermark's
-  horizon, so the floor needs no updating inside the run (no window is forced out in it);
-- a late row's time is below ``wm`` (its window ended before it) or it is late by the floor:
-  either way it does not move the watermark, and it is left out of the running maximum;
-- each other sample is **accepted** if its node had no value in its window (among the open
-  window's values and the run's earlier samples), else a **duplicate** (the same value) or a
-  **revision** (last write wins);
-- a window is **emitted** at the first row not late after which ``end <= wm -
-  allowed_lateness``, in window order within a row, with every value written to it by then
-  (a later sample of it is late). It cannot be due at a row before the one that opened it:
-  that row would have been late.
-
-All of it is a property of a prefix, so the plan of the rows before the first row that is not
-plain is that of record-by-record placement; the aligner applies it, places that row through
-:meth:`Aligner.add_row` and plans the rest (``tests/unit/test_row_runs.py`` checks it against
-``add_row`` on random rows: statuses, snapshots, counts and state).
+The aligner applies what the loop did, places the row it stopped at through ``add_row`` and
+goes on (``tests/unit/test_row_runs.py`` compares ``add_rows`` with ``add_row`` on random
+rows: statuses, snapshots, counts and state).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ACCEPTED", "DUPLICATE", "LATE", "REVISED", "RunPlan", "plan_run", "window_indices"]
+__all__ = [
+    "ACCEPTED",
+    "DUPLICATE",
+    "LATE",
+    "REVISED",
+    "RunPlan",
+    "place_run",
+    "warm",
+    "window_index",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -48,60 +52,133 @@ BoolArray = npt.NDArray[np.bool_]
 
 ACCEPTED, DUPLICATE, REVISED, LATE = 0, 1, 2, 3
 """Status codes of :attr:`RunPlan.codes`."""
+MAX_SPAN = 1 << 16
+"""Most windows a run's grid spans (beyond: a run of very scattered times, row by row)."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_njit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+def _jit(function: _F) -> _F:
+    return cast(_F, _njit(function))
 
 
 @dataclass(frozen=True, slots=True)
 class RunPlan:
-    """What placing the first :attr:`rows` rows of a run does, as arrays.
+    """What placing the first :attr:`rows` rows of a run did.
 
     Attributes
     ----------
     rows
-        How many rows, from the first, the plan covers (the first row that is not plain, or
-        all of them).
+        How many rows, from the first, were placed (up to the first row that is not plain).
     codes
         The status code of every sample of those rows, in row and message order.
-    late
-        Per covered row, whether it is late (all its samples are).
     watermark
-        Per covered row, the watermark after it (``-inf`` while there is none).
-    windows
-        Window indices, sorted: the open windows before the run and those the run opens.
+        Per placed row, the watermark after it (``-inf`` while there is none).
+    base
+        The window index of the grid's first row.
     values, present
-        ``(windows, nodes)``: each window's values after the covered rows, and which nodes
-        have one.
+        ``(span, nodes)``: each window's values after the placed rows, and which nodes have one
+        (rows of windows emitted or never opened are to be ignored).
+    opened
+        Per window of the grid, whether it is open after the placed rows.
     emitted_at
-        Per window, the covered row that emits it, ``-1`` if none does (still open).
+        Per window of the grid, the placed row that emitted it, ``-1`` if none did.
+    floor
+        The floor of emitted windows after the placed rows (``None``: none yet).
     """
 
     rows: int
-    codes: IntArray
-    late: BoolArray
+    codes: npt.NDArray[np.int8]
     watermark: FloatArray
-    windows: IntArray
+    base: int
     values: FloatArray
     present: BoolArray
+    opened: BoolArray
     emitted_at: IntArray
+    floor: int | None
 
 
-def window_indices(ts: FloatArray, step: float) -> IntArray:
-    """``k`` with ``k * step <= ts < (k + 1) * step`` in floating point, as ``Aligner`` finds it."""
-    k = np.floor(ts / step).astype(np.int64)
-    up = (k + 1) * step <= ts
-    k[up] += 1
-    down = ~up & (k * step > ts)
-    k[down] -= 1
-    return k
-
-
-def plan_run(
+@_jit
+def _place(
     ts: FloatArray,
-    k: IntArray,
-    lengths: IntArray,
+    offsets: IntArray,
+    cols: IntArray,
+    vals: FloatArray,
+    base: int,
+    grid: FloatArray,
+    present: BoolArray,
+    opened: BoolArray,
+    n_open: int,
+    wm: float,
+    floor: int,
+    has_floor: bool,
+    step: float,
+    lateness: float,
+    max_ahead: float,
+    most: int,
+    codes: npt.NDArray[np.int8],
+    after: FloatArray,
+    emitted_at: IntArray,
+) -> tuple[int, int, bool]:
+    """The loop of :func:`place_run`; returns (rows placed, floor, whether there is one)."""
+    has_wm = wm > -np.inf
+    cursor = 0
+    span = opened.size
+    for r in range(ts.size):
+        t = ts[r]
+        if has_wm and t > wm + max_ahead:  # held apart
+            return r, floor, has_floor
+        if n_open >= most:  # a window may be forced out
+            return r, floor, has_floor
+        kk = math.floor(t / step)  # the window index, as Aligner finds it
+        if (kk + 1) * step <= t:
+            kk += 1
+        elif kk * step > t:
+            kk -= 1
+        e0, e1 = offsets[r], offsets[r + 1]
+        if (has_floor and kk < floor) or (has_wm and (kk + 1) * step <= wm - lateness):
+            for e in range(e0, e1):
+                codes[e] = 3
+            after[r] = wm
+            continue
+        w = kk - base
+        if not opened[w]:
+            opened[w] = True
+            n_open += 1
+        for e in range(e0, e1):
+            c, v = cols[e], vals[e]
+            if present[w, c]:
+                codes[e] = 1 if grid[w, c] == v else 2
+            else:
+                codes[e] = 0
+                present[w, c] = True
+            grid[w, c] = v
+        if not has_wm or t > wm:
+            wm = t
+            has_wm = True
+        after[r] = wm
+        horizon = wm - lateness
+        while cursor < span and (cursor + base + 1) * step <= horizon:  # due: emit if open
+            if opened[cursor]:
+                opened[cursor] = False
+                n_open -= 1
+                emitted_at[cursor] = r
+                end = cursor + base + 1
+                if not has_floor or end > floor:
+                    floor = end
+                    has_floor = True
+            cursor += 1
+    return ts.size, floor, has_floor
+
+
+def place_run(
+    ts: FloatArray,
+    offsets: IntArray,
     columns: IntArray,
     values: FloatArray,
     *,
-    open_windows: Mapping[int, Mapping[int, float]],
+    open_windows: dict[int, dict[int, float]],
     watermark: float | None,
     floor: int | None,
     step: float,
@@ -109,14 +186,16 @@ def plan_run(
     max_ahead: float,
     max_open_windows: int,
     n_nodes: int,
-) -> RunPlan:
-    """Plan the placement of a run of rows (see the module docstring).
+) -> RunPlan | None:
+    """Place a run of rows (see the module docstring); ``None`` for a run too scattered.
 
     Parameters
     ----------
-    ts, k, lengths
-        Per row: its time, its window index (:func:`window_indices`), its number of samples
-        (at least one).
+    ts
+        Per row, its time.
+    offsets
+        ``(rows + 1,)``: where each row's samples start in ``columns`` and ``values`` (every
+        row has at least one), and their end.
     columns, values
         Per sample, in row and message order: its node's column and its finite value.
     open_windows
@@ -126,103 +205,81 @@ def plan_run(
     step, allowed_lateness, max_ahead, max_open_windows, n_nodes
         The aligner's settings.
     """
-    m = len(ts)
-    base = -np.inf if watermark is None else watermark
-    late_floor = (k < floor) if floor is not None else np.zeros(m, dtype=bool)
-    moving = np.where(late_floor, -np.inf, ts)
-    after = np.maximum(np.maximum.accumulate(moving), base)
-    before = np.empty(m)
-    before[0] = base
-    before[1:] = after[:-1]
-    known = before > -np.inf
-    held = np.flatnonzero(known & (ts > before + max_ahead))
-    cut = int(held[0]) if held.size else m
-    late = late_floor | (known & ((k + 1) * step <= before - allowed_lateness))
-
-    # the windows: those open before the run and those its rows (up to the cut) open
-    calm = np.flatnonzero(~late[:cut])
-    existing = np.fromiter(open_windows, dtype=np.int64, count=len(open_windows))
-    new_k, first = np.unique(k[calm], return_index=True)
-    windows = np.union1d(existing, new_k)
-    opened = np.full(windows.size, -1, dtype=np.int64)  # the row that opened it
-    fresh = ~np.isin(new_k, existing, assume_unique=True)
-    opened[np.searchsorted(windows, new_k[fresh])] = calm[first[fresh]]
-    ends = (windows + 1) * step
-    horizon = after[calm] - allowed_lateness  # not decreasing
-    emitted_at = np.full(windows.size, -1, dtype=np.int64)
-    if calm.size:
-        pos = np.searchsorted(horizon, ends, side="left")
-        due = pos < calm.size
-        emitted_at[due] = calm[pos[due]]
-
-    # a row met with max_open_windows windows open is not plain
-    if cut:
-        change = np.zeros(cut + 1, dtype=np.int64)
-        np.add.at(change, opened[opened >= 0] + 1, 1)
-        np.add.at(change, emitted_at[emitted_at >= 0] + 1, -1)
-        open_before = len(open_windows) + np.cumsum(change)[:cut]
-        full = np.flatnonzero(open_before >= max_open_windows)
-        if full.size:
-            cut = int(full[0])
-    valid = opened < cut  # open before the run, or opened by a covered row
-    windows = windows[valid]
-    emitted_at = np.where(emitted_at < cut, emitted_at, -1)[valid]
-
-    # the samples of the covered rows: statuses, and each window's values after them
-    n_samples = int(lengths[:cut].sum())
-    row_of = np.repeat(np.arange(cut), lengths[:cut])
-    cols, vals = columns[:n_samples], values[:n_samples]
-    codes = np.full(n_samples, LATE, dtype=np.int64)
-    placed = np.flatnonzero(~late[row_of])
-    key = np.searchsorted(windows, k[row_of[placed]]) * n_nodes + cols[placed]
-    order = np.argsort(key, kind="stable")
-    sk, sv = key[order], vals[placed][order]
-    first_of = np.ones(sk.size, dtype=bool)
-    first_of[1:] = sk[1:] != sk[:-1]
-    old = np.empty(sk.size)
-    old[1:] = sv[:-1]
-    has_old = ~first_of
-    ex_key, ex_val = _existing(open_windows, windows, n_nodes)
-    if ex_key.size and sk.size:
-        where = np.flatnonzero(first_of)
-        at = np.minimum(np.searchsorted(ex_key, sk[where]), ex_key.size - 1)
-        hit = ex_key[at] == sk[where]
-        old[where[hit]] = ex_val[at[hit]]
-        has_old[where[hit]] = True
-    sorted_codes = np.where(has_old, np.where(old == sv, DUPLICATE, REVISED), ACCEPTED)
-    codes[placed[order]] = sorted_codes
-
-    grid = np.full(windows.size * n_nodes, np.nan)
-    present = np.zeros(windows.size * n_nodes, dtype=bool)
-    grid[ex_key] = ex_val
-    present[ex_key] = True
-    last_of = np.ones(sk.size, dtype=bool)
-    last_of[:-1] = sk[1:] != sk[:-1]
-    grid[sk[last_of]] = sv[last_of]
-    present[sk[last_of]] = True
+    low = window_index(float(ts.min()), step)  # the index is not decreasing in the time
+    high = window_index(float(ts.max()), step)
+    if open_windows:
+        low, high = min(low, min(open_windows)), max(high, max(open_windows))
+    span = high - low + 1
+    if span > MAX_SPAN:
+        return None
+    grid = np.zeros((span, n_nodes))
+    present = np.zeros((span, n_nodes), dtype=np.bool_)
+    opened = np.zeros(span, dtype=np.bool_)
+    for w, cells in open_windows.items():
+        opened[w - low] = True
+        for c, v in cells.items():
+            grid[w - low, c] = v
+            present[w - low, c] = True
+    codes = np.empty(columns.size, dtype=np.int8)
+    after = np.empty(ts.size)
+    emitted_at = np.full(span, -1, dtype=np.int64)
+    rows, end, has_floor = _place(
+        ts,
+        offsets,
+        columns,
+        values,
+        low,
+        grid,
+        present,
+        opened,
+        len(open_windows),
+        -np.inf if watermark is None else watermark,
+        0 if floor is None else floor,
+        floor is not None,
+        step,
+        allowed_lateness,
+        max_ahead,
+        max_open_windows,
+        codes,
+        after,
+        emitted_at,
+    )
     return RunPlan(
-        rows=cut,
-        codes=codes,
-        late=late[:cut],
-        watermark=after[:cut],
-        windows=windows,
-        values=grid.reshape(windows.size, n_nodes),
-        present=present.reshape(windows.size, n_nodes),
+        rows=rows,
+        codes=codes[: offsets[rows]],
+        watermark=after[:rows],
+        base=low,
+        values=grid,
+        present=present,
+        opened=opened,
         emitted_at=emitted_at,
+        floor=end if has_floor else None,
     )
 
 
-def _existing(
-    open_windows: Mapping[int, Mapping[int, float]], windows: IntArray, n_nodes: int
-) -> tuple[IntArray, FloatArray]:
-    """The open windows' values as sorted flat keys ``window position * nodes + column``."""
-    keys: list[int] = []
-    vals: list[float] = []
-    for w, cells in open_windows.items():
-        pos = int(np.searchsorted(windows, w))
-        for col, v in cells.items():
-            keys.append(pos * n_nodes + col)
-            vals.append(v)
-    ka = np.array(keys, dtype=np.int64)
-    order = np.argsort(ka, kind="stable")
-    return ka[order], np.array(vals, dtype=np.float64)[order]
+def window_index(ts: float, step: float) -> int:
+    """``k`` with ``k * step <= ts < (k + 1) * step`` in floating point, as ``Aligner`` finds it."""
+    k = math.floor(ts / step)
+    if (k + 1) * step <= ts:
+        k += 1
+    elif k * step > ts:
+        k -= 1
+    return k
+
+
+def warm() -> None:
+    """Compile (or load from the cache) the loop, on a tiny run."""
+    place_run(
+        np.array([0.5, 1.5]),
+        np.array([0, 1, 2], dtype=np.int64),
+        np.array([0, 0], dtype=np.int64),
+        np.array([1.0, 2.0]),
+        open_windows={},
+        watermark=None,
+        floor=None,
+        step=1.0,
+        allowed_lateness=0.0,
+        max_ahead=5.0,
+        max_open_windows=8,
+        n_nodes=1,
+    )

@@ -10,13 +10,16 @@ late rows, counts and the aligner's whole state must be equal.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_rca.io.aligner import MIN_RUN, Aligner, AlignStatus
-from stream_rca.io.rowruns import plan_run, window_indices
+from stream_rca.io.rowruns import MAX_SPAN, place_run
 
 from .test_row_lane import plain
 
@@ -44,11 +47,13 @@ def stream(draw: st.DrawFn, max_size: int) -> list[tuple[int, float, dict[str, f
     return out
 
 
-def run(al: Aligner, rows: list[tuple[int, float, dict[str, float]]], by_rows: bool) -> object:
+def run(
+    al: Aligner, rows: list[tuple[int, float, dict[str, float]]], by_rows: bool, min_run: int = 1
+) -> object:
     ts = [T0 + 10.0 * w + frac for w, frac, _ in rows]
     values = [dict(v) for _, _, v in rows]
     if by_rows:
-        return al.add_rows(ts, values)
+        return al.add_rows(ts, values, min_run=min_run)
     statuses, made, late = [], {}, {}
     for i, (t, v) in enumerate(zip(ts, values, strict=True)):
         got, snaps = al.add_row(t, v)
@@ -62,12 +67,13 @@ def run(al: Aligner, rows: list[tuple[int, float, dict[str, float]]], by_rows: b
 
 @settings(max_examples=400, deadline=None)
 @given(
-    whole=stream(5 * MIN_RUN),
+    whole=stream(96),
     split=st.integers(0, 12),
     extra=st.sampled_from([None, "x", "empty"]),
     lateness=st.sampled_from([0.0, 5.0, 15.0]),
     most=st.sampled_from([1, 2, 3, 1024, 1024, 1024]),
     ahead=st.sampled_from([None, 20.0]),
+    min_run=st.sampled_from([1, 2, 8, MIN_RUN]),
 )
 def test_add_rows_is_add_row_on_each_row(
     whole: list[tuple[int, float, dict[str, float]]],
@@ -76,6 +82,7 @@ def test_add_rows_is_add_row_on_each_row(
     lateness: float,
     most: int,
     ahead: float | None,
+    min_run: int,
 ) -> None:
     def make() -> Aligner:
         return Aligner(NODES, 10.0, lateness, graph="g", max_open_windows=most, max_ahead=ahead)
@@ -88,23 +95,21 @@ def test_add_rows_is_add_row_on_each_row(
     runs, one_by_one = make(), make()
     run(runs, before, by_rows=False)  # the same state before: open windows, holds, a floor
     run(one_by_one, before, by_rows=False)
-    assert run(runs, rows, by_rows=True) == run(one_by_one, rows, by_rows=False)
+    assert run(runs, rows, True, min_run) == run(one_by_one, rows, by_rows=False)
     assert plain(runs.to_state()) == plain(one_by_one.to_state())
     assert runs.forced == one_by_one.forced
     assert runs.flush() == one_by_one.flush()
 
 
-def test_a_long_plain_run_is_planned_at_once() -> None:
-    """Every row of an in-order single-form stream is covered by one plan."""
+def test_a_long_plain_run_is_placed_at_once() -> None:
+    """Every row of an in-order single-form stream is placed in one run of the loop."""
     nodes = [f"n{j}" for j in range(5)]
     al = Aligner(nodes, 1.0, graph="g")
     ts = [T0 + i / 5 for i in range(200)]
     rows = [{nodes[i % 5]: float(i)} for i in range(200)]
-    t = np.array(ts)
-    plan = plan_run(
-        t,
-        window_indices(t, 1.0),
-        np.ones(200, dtype=np.int64),
+    plan = place_run(
+        np.array(ts),
+        np.arange(201, dtype=np.int64),
         np.array([i % 5 for i in range(200)], dtype=np.int64),
         np.arange(200, dtype=np.float64),
         open_windows={},
@@ -116,10 +121,11 @@ def test_a_long_plain_run_is_planned_at_once() -> None:
         max_open_windows=1024,
         n_nodes=5,
     )
+    assert plan is not None
     assert plan.rows == 200
-    assert not plan.late.any()
     assert (plan.codes == 0).all()
     assert (plan.emitted_at >= 0).sum() == 39  # the 40th window waits for the next row
+    assert plan.opened.sum() == 1
     statuses, made, late = al.add_rows(ts, rows)
     assert statuses == [(AlignStatus.ACCEPTED,)] * 200
     assert late == {}
@@ -127,3 +133,37 @@ def test_a_long_plain_run_is_planned_at_once() -> None:
     assert [s.values for s in made[5]] == [{f"n{j}": float(j) for j in range(5)}]
     assert made[5][0].ts == math.floor(T0)
     assert al.open_windows == 1
+
+
+def test_times_too_scattered_for_one_grid_go_row_by_row() -> None:
+    al, ref = Aligner(["a"], 1.0, graph="g"), Aligner(["a"], 1.0, graph="g")
+    ts = [T0 + (i % 2) * (MAX_SPAN + 10) + i for i in range(MIN_RUN)]
+    rows = [{"a": float(i)} for i in range(MIN_RUN)]
+    got = al.add_rows(ts, rows)
+    want = [ref.add_row(t, dict(r)) for t, r in zip(ts, rows, strict=True)]
+    assert got[0] == [w[0] for w in want]
+    assert plain(al.to_state()) == plain(ref.to_state())
+
+
+def _rows_after_warm() -> tuple[int, int]:
+    """The loop's compiled signatures after ``warm``, and after a batch's rows."""
+    from stream_rca.io import rowruns
+
+    rowruns.warm()
+    before = len(rowruns._place.signatures)
+    al = Aligner(NODES, 10.0, 5.0, graph="g")
+    al.add_rows([T0 + i for i in range(200)], [{NODES[i % 3]: float(i)} for i in range(200)])
+    al.add_rows([T0 + 300.0 + i for i in range(100)], [dict.fromkeys(NODES, 1.0)] * 100)
+    return before, len(rowruns._place.signatures)
+
+
+def test_after_warm_a_run_compiles_nothing() -> None:
+    # in a fresh interpreter: in this one, earlier tests may have compiled the loop
+    code = "import tests.unit.test_row_runs as t; print(*t._rows_after_warm())"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = map(int, done.stdout.split())
+    assert before == after == 1
