@@ -77,6 +77,11 @@ class Rereads:
         """False when no message can be held (no live state holds any offset)."""
         return bool(self._marks)
 
+    def mark(self, partition: int) -> int:
+        """The highest offset of ``partition`` a live state holds (``-1``: none): only
+        messages at or below it can be held."""
+        return self._marks.get(partition, -1)
+
     def graph(self, partition: int, offset: int, key: bytes | None, value: object) -> str | None:
         """The graph whose state certainly holds the message (skip it unread), else ``None``."""
         if offset > self._marks.get(partition, -1):

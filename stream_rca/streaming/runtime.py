@@ -153,11 +153,13 @@ class Runtime:
             skipped: dict[int, int] = {}  # partition -> its next offset, where any was
             n_skipped = 0
             current, expected = -1, None  # the partition of the message before, its next offset
+            mark = -1  # the partition's highest offset a live state holds
             for p, offset, key, value in messages:
                 if p != current:
                     if current >= 0 and expected is not None:
                         positions[current] = expected  # provisional: set again once processed
                     current, expected = p, positions.get(p)
+                    mark = held.mark(p)
                     if expected is not None:
                         self.arrived[p] = now
                 if expected is None or offset < expected:  # not (or no longer) this worker's
@@ -169,7 +171,7 @@ class Runtime:
                     append = records.append
                     await self._fill(p, expected, offset, "were not delivered")
                 expected = offset + 1
-                if held and held.graph(p, offset, key, value) is not None:
+                if offset <= mark and held.graph(p, offset, key, value) is not None:
                     skipped[p] = expected
                     n_skipped += 1
                     continue
