@@ -1,4 +1,4 @@
-"""Aligner.add_rows (plain runs placed with array operations) gives what add_row gives.
+"""Aligner.add_rows (plain runs placed by one compiled loop) gives what add_row gives.
 
 Random runs of rows: duplicates, revisions, late rows, rows far ahead (held apart), few open
 windows (forced out), unknown nodes, empty rows, runs long and short, on fresh aligners and
@@ -10,9 +10,6 @@ late rows, counts and the aligner's whole state must be equal.
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
@@ -20,6 +17,7 @@ from hypothesis import strategies as st
 
 from stream_rca.io.aligner import MIN_RUN, Aligner, AlignStatus
 from stream_rca.io.rowruns import MAX_SPAN, place_run
+from tests.fixtures.fresh import run_fresh
 
 from .test_row_lane import plain
 
@@ -160,10 +158,5 @@ def _rows_after_warm() -> tuple[int, int]:
 def test_after_warm_a_run_compiles_nothing() -> None:
     # in a fresh interpreter: in this one, earlier tests may have compiled the loop
     code = "import tests.unit.test_row_runs as t; print(*t._rows_after_warm())"
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    before, after = map(int, done.stdout.split())
+    before, after = map(int, run_fresh(code).split())
     assert before == after == 1

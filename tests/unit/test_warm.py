@@ -10,9 +10,6 @@ and attributing incidents adds no compiled signature to any kernel.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -24,6 +21,7 @@ from stream_rca.core.graph import CausalGraph
 from stream_rca.core.trigger import TriggerConfig
 from stream_rca.core.warm import warm
 from stream_rca.sim import MicroserviceSystem
+from tests.fixtures.fresh import run_fresh
 
 
 def _signatures() -> dict[str, int]:
@@ -66,9 +64,4 @@ def _stream_after_warm() -> dict[str, tuple[int, int]]:
 def test_after_warm_a_stream_compiles_nothing() -> None:
     # in a fresh interpreter: in this one, earlier tests may have compiled what warm misses
     code = "import json, tests.unit.test_warm as t; print(json.dumps(t._stream_after_warm()))"
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.splitlines()[-1]) == {}
+    assert json.loads(run_fresh(code).splitlines()[-1]) == {}
