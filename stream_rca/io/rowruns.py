@@ -139,7 +139,7 @@ def _place(
         e0, e1 = offsets[r], offsets[r + 1]
         if (has_floor and kk < floor) or (has_wm and (kk + 1) * step <= wm - lateness):
             for e in range(e0, e1):
-                codes[e] = 3
+                codes[e] = LATE
             after[r] = wm
             continue
         w = kk - base
@@ -149,9 +149,9 @@ def _place(
         for e in range(e0, e1):
             c, v = cols[e], vals[e]
             if present[w, c]:
-                codes[e] = 1 if grid[w, c] == v else 2
+                codes[e] = DUPLICATE if grid[w, c] == v else REVISED
             else:
-                codes[e] = 0
+                codes[e] = ACCEPTED
                 present[w, c] = True
             grid[w, c] = v
         if not has_wm or t > wm:
