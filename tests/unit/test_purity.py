@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.fixtures.fresh import run_fresh
 
 CORE = Path(__file__).resolve().parents[2] / "stream_rca" / "core"
 FORBIDDEN_MODULES = {
@@ -46,5 +46,4 @@ def test_importing_core_loads_no_io_libraries() -> None:
         "bad = [m for m in io if m in sys.modules];"
         "print(','.join(bad))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert run_fresh(code).strip() == ""
