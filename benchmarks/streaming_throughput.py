@@ -28,9 +28,15 @@ Every figure of one run comes from the same broker, side by side:
   large fault every ``--every`` windows; from the broker's acknowledgement of the last event of
   the window that closes an anomalous one to consuming its attribution (revision 0): p50, p99.
   Only the attributions that an in-process reference run of the same messages makes are
-  awaited. The input is produced live by aiokafka record batches, one per partition every few
-  milliseconds (``--producer batches``); ``--producer one-by-one`` is the earlier kafka-python
-  producer (one send per message; it reached about 25,000 events/s here).
+  awaited. The input goes out as aiokafka record batches, one per partition for every 5 ms of
+  input (``--linger-ms``: the ``linger.ms`` the Java client has by default since Kafka 4.0),
+  built before the clock starts (``--producer prebuilt``: the load generator shares the
+  host's cores with the broker and the worker, where a fleet's producers would take none of
+  them). ``--producer batches`` builds each batch when it falls due. The producer of the
+  earlier measurements sent what was due at each turn of its loop, every 1-2 ms at 50,000
+  events/s: its produce requests kept the broker at 0.75-0.9 of a core of the 2 (with
+  ``--linger-ms 1`` this one cannot keep up 50,000 events/s here). ``--producer one-by-one``
+  is the kafka-python producer before that (one send per message; about 25,000 events/s).
 
 Not a test: it prints figures (ratios of a run are what to compare; machines differ). Every
 phase uses fresh topics and a fresh consumer group.
@@ -49,6 +55,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -312,11 +319,11 @@ def workers(bootstrap: str, tmp: Path, args: argparse.Namespace, count: int) -> 
         )
         time.sleep(2.0)  # let the last rebalance settle (its recovery, the readers' seeks)
         produced = time.monotonic()
-        if args.producer == "batches":  # as fast as aiokafka's record batches go
+        if args.producer != "one-by-one":  # as fast as aiokafka's record batches go
             steps: list[Step] = [
                 (messages[i : i + 1000], []) for i in range(0, len(messages), 1000)
-            ]
-            asyncio.run(produce_windows(settings, steps, 1e12, {}))  # all due at once
+            ]  # all due at once, each batch built as it goes
+            asyncio.run(produce_windows(settings, steps, 1e12, {}, prebuilt=False))
         else:  # kafka-python, one send per message (about 25,000 messages/s here)
             publish(settings, messages, linger_ms=20)
         produce_seconds = time.monotonic() - produced
@@ -393,23 +400,50 @@ Step = tuple[list[Message], list[Window]]
 """One window of every graph: its messages, and the anomalous windows it closes."""
 
 
+LINGER_S = 0.005
+"""Seconds of input the latency phase's producer sends at once (a record batch per partition):
+the ``linger.ms`` of 5 that the Java client has by default since Kafka 4.0 (KIP-1030)."""
+
+
+def _partitioner(partitions: list[int]) -> Callable[[bytes | None], int]:
+    """Keys to partitions as kafka-python's and the Java client's default partitioner map them."""
+    from aiokafka.partitioner import murmur2
+
+    where: dict[bytes | None, int] = {}
+
+    def partition(key: bytes | None) -> int:
+        p = where.get(key)
+        if p is None:
+            h = murmur2(key) & 0x7FFFFFFF if key is not None else 0
+            p = where[key] = partitions[h % len(partitions)]
+        return p
+
+    return partition
+
+
 async def produce_windows(
     settings: Settings,
     steps: list[Step],
     windows_per_s: float,
     sent: dict[Window, float],
+    *,
+    prebuilt: bool = True,
+    linger: float = LINGER_S,
 ) -> float:
     """Produce ``steps`` at ``windows_per_s`` with aiokafka record batches; events per second.
 
-    Every few milliseconds the windows due by then go out as one record batch per partition
-    (keys to partitions as kafka-python's and the Java client's default partitioner map them);
-    once the broker acknowledges the batches of a window that closes an anomalous one,
-    ``sent[(graph, window)]`` is set to that time (``time.monotonic()``). A Python producer
-    sending one message at a time (kafka-python, about 25,000 messages/s here) cannot reach
-    50,000 events/s on the 2 cores it shares with the broker and the worker.
+    Every ``linger`` seconds of input (at least one window) goes out as one record batch per
+    partition; once the broker acknowledges the batches of a window that closes an
+    anomalous one, ``sent[(graph, window)]`` is set to that time (``time.monotonic()``).
+
+    ``prebuilt`` builds every record batch before the clock starts, so while the events flow
+    the load generator only hands finished batches to its producer: it shares the host's 2
+    cores with the broker and the worker, and a producer elsewhere would take none of them.
+    Without it each batch is built when due (about 0.3 of a core at 50,000 events/s here). A
+    Python producer sending one message at a time (kafka-python, about 25,000 messages/s here)
+    cannot reach 50,000 events/s on the 2 cores it shares with the broker and the worker.
     """
     from aiokafka import AIOKafkaProducer
-    from aiokafka.partitioner import murmur2
 
     topic = settings.input_topic
     producer = AIOKafkaProducer(
@@ -421,45 +455,47 @@ async def produce_windows(
     )
     await producer.start()
     try:
-        partitions = sorted(await producer.partitions_for(topic))
-        where: dict[bytes | None, int] = {}
-        events = sum(len(msgs) for msgs, _ in steps)
-        started = time.monotonic()
-        done = 0
-        while done < len(steps):
-            due = min(len(steps), int((time.monotonic() - started) * windows_per_s) + 1)
-            if due <= done:
-                await asyncio.sleep(max(0.0, started + done / windows_per_s - time.monotonic()))
-                continue
+        partition = _partitioner(sorted(await producer.partitions_for(topic)))
+        per_chunk = max(1, round(linger * windows_per_s))
+        bounds = [(i, min(len(steps), i + per_chunk)) for i in range(0, len(steps), per_chunk)]
+
+        def build(first: int, stop: int) -> tuple[list[tuple[int, Any]], list[Window]]:
+            """The chunk's record batches (a partition's fill several if need be), the
+            anomalous windows it closes."""
             batches: dict[int, Any] = {}
-            acks = []
-            closing: list[tuple[str, float]] = []
-            for msgs, closes in steps[done:due]:
+            full: list[tuple[int, Any]] = []
+            closing: list[Window] = []
+            for msgs, closes in steps[first:stop]:
                 for key, value in msgs:
-                    p = where.get(key)
-                    if p is None:
-                        h = murmur2(key) & 0x7FFFFFFF if key is not None else 0
-                        p = where[key] = partitions[h % len(partitions)]
+                    p = partition(key)
                     batch = batches.get(p)
                     if batch is None:
                         batch = batches[p] = producer.create_batch()
                     if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                        acks.append(await producer.send_batch(batch, topic, partition=p))
+                        full.append((p, batch))
                         batch = batches[p] = producer.create_batch()
                         batch.append(key=key, value=value, timestamp=None)
                 closing.extend(closes)
-            for p, batch in batches.items():
-                acks.append(await producer.send_batch(batch, topic, partition=p))
+            return full + list(batches.items()), closing
+
+        chunks = [build(first, stop) for first, stop in bounds] if prebuilt else []
+        events = sum(len(msgs) for msgs, _ in steps)
+        started = time.monotonic()
+        for c, (first, stop) in enumerate(bounds):
+            delay = started + first / windows_per_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            batches, closing = chunks[c] if prebuilt else build(first, stop)
+            acks = [await producer.send_batch(b, topic, partition=p) for p, b in batches]
             if closing:
                 acked = asyncio.gather(*acks)
 
-                def mark(_: object, names: list[tuple[str, float]] = closing) -> None:
+                def mark(_: object, names: list[Window] = closing) -> None:
                     now = time.monotonic()
                     for name in names:
                         sent[name] = now
 
                 acked.add_done_callback(mark)
-            done = due
         await producer.flush()
         return events / (time.monotonic() - started)
     finally:
@@ -533,8 +569,17 @@ def latency(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, fl
         # (the producer and the attributions' reader), the rest (the broker above all)
         host_busy, host_all = host_cpu_seconds()
         worker_cpu, own_cpu, wall = cpu_seconds(worker.pid), time.process_time(), time.monotonic()
-        if args.producer == "batches":
-            achieved = asyncio.run(produce_windows(settings, steps, windows_per_s, sent))
+        if args.producer != "one-by-one":
+            achieved = asyncio.run(
+                produce_windows(
+                    settings,
+                    steps,
+                    windows_per_s,
+                    sent,
+                    prebuilt=args.producer == "prebuilt",
+                    linger=args.linger_ms / 1000,
+                )
+            )
         else:
             achieved = produce_windows_one_by_one(settings, steps, windows_per_s, sent)
         wall = time.monotonic() - wall
@@ -598,10 +643,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--producer",
-        choices=("batches", "one-by-one"),
-        default="batches",
-        help="latency and workers phases: aiokafka record batches, or kafka-python one send "
-        "per message (the producer of the earlier measurements)",
+        choices=("prebuilt", "batches", "one-by-one"),
+        default="prebuilt",
+        help="latency phase: aiokafka record batches built before the clock starts, or built "
+        "as they fall due (the producer of the earlier measurements, also that of the workers "
+        "phase), or kafka-python, one send per message (before that)",
+    )
+    parser.add_argument(
+        "--linger-ms",
+        type=float,
+        default=1000 * LINGER_S,
+        help="latency phase: milliseconds of input per record batch (the producer's linger)",
     )
     parser.add_argument(
         "--phases", default="single,batch,workers,latency", help="which phases to run"
