@@ -677,13 +677,23 @@ class NoiseBank:
 _TAIL_FIELDS = ("u", "sigma", "xi", "log_pu")
 
 
+@functools.lru_cache(maxsize=4096)
 def _knot_layout(n: int, n_knots: int, tail_fraction: float, min_tail: int) -> tuple[int, IntArray]:
     """The tail size of a sample of ``n`` and its knots' positions (from the thresholds, the
-    ``(k + 1)``-th smallest and largest values, inward)."""
+    ``(k + 1)``-th smallest and largest values, inward).
+
+    Cached: while reservoirs fill, the rows of one refit hold many different sizes, so the
+    sets of sizes of :func:`_layouts` rarely repeat, while each size does (one per size up
+    to a reservoir's capacity).
+    """
     if n < 4:  # too few for tails: a flat body over the values, unit-free tails
-        return 1, np.linspace(0, n - 1, n_knots).round().astype(np.intp)
-    k = _event_k(n, tail_fraction, min_tail)
-    return k, np.linspace(k, n - k - 1, n_knots).round().astype(np.intp)
+        k, pos = 1, np.linspace(0, n - 1, n_knots)
+    else:
+        k = _event_k(n, tail_fraction, min_tail)
+        pos = np.linspace(k, n - k - 1, n_knots)
+    out = pos.round().astype(np.intp)
+    out.flags.writeable = False  # shared by every layout of this size (cached)
+    return k, out
 
 
 @functools.lru_cache(maxsize=256)
