@@ -63,6 +63,9 @@ class BlockResult:
         open incidents (target to id, after the snapshot).
     first
         The engine's snapshot count before the block (snapshot ``i`` is number ``first+i+1``).
+    values
+        ``(B, nodes)`` the values scored, NaN where missing or invalid (``None`` when the engine
+        does not keep them).
     """
 
     graph: str
@@ -81,6 +84,7 @@ class BlockResult:
     attributions: Mapping[int, tuple[Attribution, ...]]
     open_incidents: Mapping[int, Mapping[str, str]]
     first: int
+    values: FloatArray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)

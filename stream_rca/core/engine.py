@@ -313,7 +313,7 @@ class Engine:
             learned=learned, warm=warm, warming=warming, invalid=invalid,
             events={i: tuple(e) for i, e in found.events.items()},
             attributions={i: tuple(a) for i, a in found.attributions.items()},
-            open_incidents=found.open_incidents, first=first,
+            open_incidents=found.open_incidents, first=first, values=x,
         )  # fmt: skip
 
     def _decide(

@@ -47,6 +47,7 @@ from stream_rca.streaming.records import Output, json_bytes
 if TYPE_CHECKING:
     import faust
 
+    from stream_rca.core.block import FloatArray
     from stream_rca.streaming.runtime import Runtime
 
 __all__ = ["ChangeService", "serve_change_requests"]
@@ -188,10 +189,15 @@ class ChangeService:
         graph: str,
         snapshots: Sequence[Snapshot],
         open_incidents: Mapping[int, Mapping[str, str]],
+        rows: FloatArray | None = None,
     ) -> dict[int, list[Output]]:
         """:meth:`observe_open` on each snapshot of a block, in order, learning them at once.
 
         ``open_incidents`` maps a snapshot's position to its open incidents (absent: none).
+        ``rows``, when given, are the snapshots' values in the graph's node order (NaN for a
+        missing node), as the engine read them (:attr:`BlockResult.values
+        <stream_rca.core.block.BlockResult.values>` of a block without invalid values); by
+        default they are read from the snapshots.
         Returns the answers by position (positions that made none are absent): what
         :meth:`observe_open` returns for each. The rows are learned in one
         :meth:`~stream_rca.core.change_reference.ChangeTracker.learn_many` up to each answer
@@ -203,7 +209,12 @@ class ChangeService:
         live = self._graphs[graph]
         nodes = tracker.graph.nodes
         nan = float("nan")
-        rows = np.array([[s.values.get(n, nan) for n in nodes] for s in snapshots], dtype=float)
+        if rows is None:
+            rows = np.array([[s.values.get(n, nan) for n in nodes] for s in snapshots], dtype=float)
+        elif rows.shape != (len(snapshots), len(nodes)):
+            raise ValueError(
+                f"expected ({len(snapshots)}, {len(nodes)}) rows, got shape {rows.shape}"
+            )
         ts = np.array([s.ts for s in snapshots], dtype=float)
         flags = [bool(open_incidents.get(i)) for i in range(len(snapshots))]
         out: dict[int, list[Output]] = {}

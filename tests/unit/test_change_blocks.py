@@ -3,7 +3,9 @@
 ``ChangeTracker.learn_many`` against ``learn_one`` row by row (reference, recent window,
 random stream), and ``ChangeService.observe_block`` against ``observe_open`` snapshot by
 snapshot (the answers, their order and content, and the state after), for random blocks
-with missing values, anomalous rows and incidents that open, close and stay open.
+with missing values, anomalous rows and incidents that open, close and stay open; also when it
+is handed the rows the engine read from the same snapshots (``BlockResult.values``), as the
+batch path does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from stream_rca.config import GraphSpec
 from stream_rca.core.change_reference import ChangeTracker
+from stream_rca.core.engine import Engine, EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.types import Snapshot
 from stream_rca.streaming.changes import ChangeService
@@ -96,14 +99,17 @@ def test_observe_block_is_observe_open_snapshot_by_snapshot(
         snapshots.append(Snapshot(10.0 * i, values, "shop"))
     one = ChangeService([SPEC], after=after, capacity=40, recent=20)
     block = ChangeService([SPEC], after=after, capacity=40, recent=20)
-    for tracker in (one.tracker("shop"), block.tracker("shop")):
-        tracker.min_rows = 10
+    given_rows = ChangeService([SPEC], after=after, capacity=40, recent=20)
+    for service in (one, block, given_rows):
+        service.tracker("shop").min_rows = 10
+    engine = Engine(GRAPH, EngineConfig(warmup=20))
     want: list[Any] = []
     for i, snap in enumerate(snapshots):
         made_one = one.observe_open("shop", snap, opened[i])
         if made_one:
             want.append((i, answers(made_one)))
     got: list[Any] = []
+    got_given: list[Any] = []
     start = 0
     for size in sizes:
         part = snapshots[start : start + size]
@@ -111,6 +117,13 @@ def test_observe_block_is_observe_open_snapshot_by_snapshot(
         made = block.observe_block("shop", part, incidents_of)
         for i in sorted(made):
             got.append((start + i, answers(made[i])))
+        values = engine.process_many_columns(part).values
+        assert values is not None
+        made = given_rows.observe_block("shop", part, incidents_of, values)
+        for i in sorted(made):
+            got_given.append((start + i, answers(made[i])))
         start += size
     assert got == want
+    assert got_given == want
     assert plain(one.state_of("shop")) == plain(block.state_of("shop"))
+    assert plain(one.state_of("shop")) == plain(given_rows.state_of("shop"))
