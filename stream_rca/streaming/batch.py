@@ -526,7 +526,9 @@ def _documents(
     if changes is not None:  # the reference mechanisms learn the block; change answers
         # the open incidents are all the change service reads of a result
         rows = columns.values if not any(columns.invalid) else None  # inf stays inf there
-        answers = changes.observe_block(graph, block.snapshots, columns.open_incidents, rows)
+        answers = changes.observe_block(
+            graph, block.snapshots, columns.open_incidents, rows, columns.nodes
+        )
     for i, owner in enumerate(block.owners):
         atts = columns.attributions.get(i)
         if atts is None and scores is None and not results and changes is None:

@@ -190,14 +190,16 @@ class ChangeService:
         snapshots: Sequence[Snapshot],
         open_incidents: Mapping[int, Mapping[str, str]],
         rows: FloatArray | None = None,
+        row_nodes: Sequence[str] = (),
     ) -> dict[int, list[Output]]:
         """:meth:`observe_open` on each snapshot of a block, in order, learning them at once.
 
         ``open_incidents`` maps a snapshot's position to its open incidents (absent: none).
-        ``rows``, when given, are the snapshots' values in the graph's node order (NaN for a
-        missing node), as the engine read them (:attr:`BlockResult.values
-        <stream_rca.core.block.BlockResult.values>` of a block without invalid values); by
-        default they are read from the snapshots.
+        ``rows``, when given, are the snapshots' values, columns in the order of ``row_nodes``
+        (NaN for a missing node), as the engine read them (:attr:`BlockResult.values
+        <stream_rca.core.block.BlockResult.values>` of a block without invalid values); they
+        are used when ``row_nodes`` is the reference's node order, and the snapshots are read
+        otherwise.
         Returns the answers by position (positions that made none are absent): what
         :meth:`observe_open` returns for each. The rows are learned in one
         :meth:`~stream_rca.core.change_reference.ChangeTracker.learn_many` up to each answer
@@ -209,12 +211,8 @@ class ChangeService:
         live = self._graphs[graph]
         nodes = tracker.graph.nodes
         nan = float("nan")
-        if rows is None:
+        if rows is None or tuple(row_nodes) != nodes or rows.shape != (len(snapshots), len(nodes)):
             rows = np.array([[s.values.get(n, nan) for n in nodes] for s in snapshots], dtype=float)
-        elif rows.shape != (len(snapshots), len(nodes)):
-            raise ValueError(
-                f"expected ({len(snapshots)}, {len(nodes)}) rows, got shape {rows.shape}"
-            )
         ts = np.array([s.ts for s in snapshots], dtype=float)
         flags = [bool(open_incidents.get(i)) for i in range(len(snapshots))]
         out: dict[int, list[Output]] = {}

@@ -5,7 +5,8 @@ random stream), and ``ChangeService.observe_block`` against ``observe_open`` sna
 snapshot (the answers, their order and content, and the state after), for random blocks
 with missing values, anomalous rows and incidents that open, close and stay open; also when it
 is handed the rows the engine read from the same snapshots (``BlockResult.values``), as the
-batch path does.
+batch path does, and when the rows it is handed are in another node order (it reads the
+snapshots then).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def test_observe_block_is_observe_open_snapshot_by_snapshot(
     one = ChangeService([SPEC], after=after, capacity=40, recent=20)
     block = ChangeService([SPEC], after=after, capacity=40, recent=20)
     given_rows = ChangeService([SPEC], after=after, capacity=40, recent=20)
-    for service in (one, block, given_rows):
+    other_order = ChangeService([SPEC], after=after, capacity=40, recent=20)  # reads snapshots
+    for service in (one, block, given_rows, other_order):
         service.tracker("shop").min_rows = 10
     engine = Engine(GRAPH, EngineConfig(warmup=20))
     want: list[Any] = []
@@ -117,13 +119,16 @@ def test_observe_block_is_observe_open_snapshot_by_snapshot(
         made = block.observe_block("shop", part, incidents_of)
         for i in sorted(made):
             got.append((start + i, answers(made[i])))
-        values = engine.process_many_columns(part).values
-        assert values is not None
-        made = given_rows.observe_block("shop", part, incidents_of, values)
+        columns = engine.process_many_columns(part)
+        assert columns.values is not None
+        made = given_rows.observe_block("shop", part, incidents_of, columns.values, columns.nodes)
         for i in sorted(made):
             got_given.append((start + i, answers(made[i])))
+        flipped = columns.values[:, ::-1].copy(), columns.nodes[::-1]
+        other_order.observe_block("shop", part, incidents_of, *flipped)
         start += size
     assert got == want
     assert got_given == want
     assert plain(one.state_of("shop")) == plain(block.state_of("shop"))
     assert plain(one.state_of("shop")) == plain(given_rows.state_of("shop"))
+    assert plain(one.state_of("shop")) == plain(other_order.state_of("shop"))
