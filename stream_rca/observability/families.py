@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.metrics import MetricWrapperBase
@@ -22,6 +22,7 @@ __all__ = [
     "STATE_FAMILIES",
     "TARGET_SCORE",
     "WARMUP_NODES",
+    "BlockHistogram",
     "MetricFamilies",
     "StateFamily",
 ]
@@ -31,6 +32,29 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     *(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 """Histogram buckets in seconds, from 0.1 ms to 10 s (plus ``+Inf``)."""
+
+
+class BlockHistogram(Histogram):
+    """A histogram that also takes many equal observations at once (:meth:`observe_many`).
+
+    A block of snapshots has one processing time, shared equally by its snapshots: one step
+    for the block instead of one :meth:`observe` per snapshot (2-3 us each, a few per cent of
+    the batch path). It reads the buckets and sum that :class:`prometheus_client.Histogram`
+    keeps (``_upper_bounds``, ``_buckets``, ``_sum``); ``tests/unit/test_metrics.py`` holds
+    it to ``observe`` called ``count`` times.
+    """
+
+    def observe_many(self, amount: float, count: int) -> None:
+        """``observe(amount)`` ``count`` times: the bucket of ``amount`` grows by ``count``
+        (and so does the count), the sum by ``amount * count``."""
+        cast(Callable[[], None], self._raise_if_not_observable)()  # a parent with labels raises
+        if count <= 0:
+            return
+        self._sum.inc(amount * count)
+        for i, bound in enumerate(self._upper_bounds):
+            if amount <= bound:
+                self._buckets[i].inc(count)
+                break
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +167,9 @@ class MetricFamilies:
         def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
             return self._add(Counter(name, doc, labels, registry=registry))
 
-        def histogram(name: str, doc: str) -> Histogram:
+        def histogram(name: str, doc: str) -> BlockHistogram:
             return self._add(
-                Histogram(name, doc, ["graph"], buckets=LATENCY_BUCKETS, registry=registry)
+                BlockHistogram(name, doc, ["graph"], buckets=LATENCY_BUCKETS, registry=registry)
             )
 
         gt = ("graph", "target")

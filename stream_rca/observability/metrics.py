@@ -202,9 +202,7 @@ class PipelineMetrics:
         with self._lock:
             self._touch_graph(graph)
             self.families.snapshots.labels(graph).inc(n)
-            histogram = self.families.snapshot_seconds.labels(graph)
-            for _ in range(n):
-                histogram.observe(share)
+            self.families.snapshot_seconds.labels(graph).observe_many(share, n)
             for node, k in block.missing_counts().items():
                 self.families.missing_values.labels(graph, node).inc(k)
             for node, k in block.invalid_counts().items():

@@ -418,3 +418,34 @@ def test_serve_exposes_the_registry(registry: CollectorRegistry, metrics: Pipeli
     assert 'stream_rca_events_total{graph="shop"} 2.0' in body
     assert "# TYPE stream_rca_node_score gauge" in body
     assert "python_gc" not in body  # not the global registry
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.0001, 0.0003, 0.004, 0.25, 7.0, 11.0])
+@pytest.mark.parametrize("count", [0, 1, 3, 250])
+def test_observe_many_is_observe_repeated(amount: float, count: int) -> None:
+    from prometheus_client import Histogram
+
+    from stream_rca.observability.families import BlockHistogram
+
+    one, many = CollectorRegistry(), CollectorRegistry()
+    h_one = Histogram("h", "doc", ["graph"], buckets=LATENCY_BUCKETS, registry=one)
+    h_many = BlockHistogram("h", "doc", ["graph"], buckets=LATENCY_BUCKETS, registry=many)
+    child = h_one.labels("shop")
+    for _ in range(count):
+        child.observe(amount)
+    h_many.labels("shop").observe_many(amount, count)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for metric in registry.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(many), samples(one)
+    assert got.keys() == want.keys()
+    for key, v in want.items():  # buckets and count exactly; the sum to round-off
+        assert got[key] == (pytest.approx(v) if key[0] == "h_sum" else v), key
+    with pytest.raises(ValueError, match="label"):
+        h_many.observe_many(amount, 1)  # the parent of labelled children takes none
