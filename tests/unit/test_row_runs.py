@@ -28,6 +28,7 @@ value = st.sampled_from([0.0, -0.0, 1.0, 2.0, 1e300])
 values_st = st.one_of(
     st.dictionaries(st.sampled_from(NODES), value, min_size=1, max_size=1),
     st.dictionaries(st.sampled_from(NODES), value, min_size=1, max_size=3),
+    st.fixed_dictionaries(dict.fromkeys(NODES, value)),  # every node: the batch form's rows
 )
 
 
