@@ -459,11 +459,14 @@ async def produce_windows(
         per_chunk = max(1, round(linger * windows_per_s))
         bounds = [(i, min(len(steps), i + per_chunk)) for i in range(0, len(steps), per_chunk)]
 
-        def build(first: int, stop: int) -> tuple[list[tuple[int, Any]], list[Window]]:
-            """The chunk's record batches (a partition's fill several if need be), the
-            anomalous windows it closes."""
+        async def build(
+            first: int, stop: int, send_full: bool
+        ) -> tuple[list[tuple[int, Any]], list[Any], list[Window]]:
+            """The chunk's record batches still to send, the acks of those sent (a full one
+            is sent at once when ``send_full``, else kept), the anomalous windows it closes."""
             batches: dict[int, Any] = {}
             full: list[tuple[int, Any]] = []
+            acks: list[Any] = []
             closing: list[Window] = []
             for msgs, closes in steps[first:stop]:
                 for key, value in msgs:
@@ -472,21 +475,24 @@ async def produce_windows(
                     if batch is None:
                         batch = batches[p] = producer.create_batch()
                     if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                        full.append((p, batch))
+                        if send_full:
+                            acks.append(await producer.send_batch(batch, topic, partition=p))
+                        else:
+                            full.append((p, batch))
                         batch = batches[p] = producer.create_batch()
                         batch.append(key=key, value=value, timestamp=None)
                 closing.extend(closes)
-            return full + list(batches.items()), closing
+            return full + list(batches.items()), acks, closing
 
-        chunks = [build(first, stop) for first, stop in bounds] if prebuilt else []
+        chunks = [await build(first, stop, False) for first, stop in bounds] if prebuilt else []
         events = sum(len(msgs) for msgs, _ in steps)
         started = time.monotonic()
         for c, (first, stop) in enumerate(bounds):
             delay = started + first / windows_per_s - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            batches, closing = chunks[c] if prebuilt else build(first, stop)
-            acks = [await producer.send_batch(b, topic, partition=p) for p, b in batches]
+            batches, acks, closing = chunks[c] if prebuilt else await build(first, stop, True)
+            acks += [await producer.send_batch(b, topic, partition=p) for p, b in batches]
             if closing:
                 acked = asyncio.gather(*acks)
 
