@@ -47,6 +47,7 @@ __all__ = ["NoiseBank", "log_event", "log_event_groups", "log_exceedance", "two_
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+I64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 _LOG2 = math.log(2.0)
@@ -520,12 +521,18 @@ class NoiseBank:
         if rows.size == 0:
             return
         count = self.count[rows]
-        if int(count.min()) >= self.capacity:  # the steady state: every row full, one size
-            n = np.full(rows.size, self.capacity, dtype=np.int64)
+        least, most = int(count.min()), int(count.max())
+        if least >= self.capacity:  # the steady state: every row full, one size
+            n, inv = self._one_size(rows.size, self.capacity)
             asc = self.samples[rows]
             asc.sort(axis=1)
             sizes: tuple[int, ...] = (self.capacity,)
-            inv = np.zeros(rows.size, dtype=np.intp)
+        elif least == most and not np.isnan(held := self.samples[rows, :least]).any():
+            # every row holds the same number of values (in its first slots), none NaN: those
+            # sort as the padded rows below begin
+            n, inv = self._one_size(rows.size, least)
+            asc = np.sort(held, axis=1)
+            sizes = (least,)
         else:
             n = np.minimum(count, self.capacity)
             # the values held and at least one free slot (infinite, sorted last) per row: a
@@ -544,9 +551,18 @@ class NoiseBank:
         odd = refit_sorted(
             asc, n, layout._replace(inv=inv), rows, self.min_scale, self.caution, out
         )
-        for i in np.flatnonzero(odd).tolist():
-            self._median[rows[i]] = np.median(asc[i, : int(n[i])])
+        if odd.any():
+            for i in np.flatnonzero(odd).tolist():
+                self._median[rows[i]] = np.median(asc[i, : int(n[i])])
         self.fitted_count[rows] = count
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _one_size(rows: int, size: int) -> tuple[I64Array, IntArray]:
+        """The sizes and layout indices of ``rows`` rows of one ``size`` (cached, read-only)."""
+        n, inv = np.full(rows, size, dtype=np.int64), np.zeros(rows, dtype=np.intp)
+        n.flags.writeable = inv.flags.writeable = False
+        return n, inv
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -696,7 +712,7 @@ def _knot_layout(n: int, n_knots: int, tail_fraction: float, min_tail: int) -> t
     return k, out
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def _layouts(sizes: tuple[int, ...], n_knots: int, tail_fraction: float, min_tail: int) -> Layouts:
     """The layouts of rows of ``sizes`` as the compiled refit reads them (``inv`` left to
     the caller)."""

@@ -249,7 +249,7 @@ def lowest_shape(k: int) -> float:
     return XI_MIN * min(1.0, max(0.0, (k - 24) / 24))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=512)
 def pwm_weights(k: int) -> FloatArray:
     """``(2, k)``: the weights of ``E[Y]`` and ``E[Y (1 - F(Y))]`` over ``k`` excesses sorted
     descending (plotting positions ``F = (i - 0.35) / k`` on the ascending order)."""

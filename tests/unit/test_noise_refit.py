@@ -105,15 +105,18 @@ def _values(kind: str, rng: np.random.Generator, shape: tuple[int, int]) -> Floa
 @pytest.mark.parametrize(
     ("capacity", "rows", "block", "n_knots"), [(64, 5, 7, 33), (16, 3, 1, 5), (200, 4, 50, 9)]
 )
+@pytest.mark.parametrize("share", [0.8, 1.0], ids=["sizes-differ", "one-size"])
 def test_refit_equals_its_definition(
-    kind: str, capacity: int, rows: int, block: int, n_knots: int
+    kind: str, capacity: int, rows: int, block: int, n_knots: int, share: float
 ) -> None:
+    """Rows learning 80 % of the time hold values of many sizes while they fill; rows
+    learning every value hold one size (the path that sorts only the slots in use)."""
     rng = np.random.default_rng(7)
     bank = NoiseBank(rows, capacity, n_knots=n_knots, caution=0.25, seed=3)
     bank.min_scale = np.full(rows, 1e-6)
     with np.errstate(invalid="ignore"):  # infinities in the nasty stream
         for step in range(3 * capacity // block + 3):
-            bank.learn_many(_values(kind, rng, (block, rows)), rng.random((block, rows)) < 0.8)
+            bank.learn_many(_values(kind, rng, (block, rows)), rng.random((block, rows)) < share)
             changed = np.flatnonzero(bank.count != bank.fitted_count)
             bank.refit()
             want, got = _reference(bank, changed), _fitted(bank, changed)
