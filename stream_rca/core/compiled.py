@@ -31,6 +31,7 @@ __all__ = [
     "Layouts",
     "fit_log_sf_rows",
     "hold",
+    "learn_counts",
     "learn_linear",
     "log_tails",
     "place",
@@ -1126,3 +1127,74 @@ def spread_stats(
     gain = np.empty(g)
     _spread_stats_kernel(sxx, k, w, float(ridge), float(forgetting), inv, base, gain)
     return inv, base, gain
+
+
+@_jit
+def _learn_counts_kernel(
+    x: FloatArray,
+    learn: BoolArray,
+    noise_learn: BoolArray,
+    min_fit: IntArray,
+    has_parents: BoolArray,
+    floor: float,
+    fitted: I64Array,
+    abs_sum: FloatArray,
+    abs_n: FloatArray,
+    held: BoolArray,
+    block_sum: FloatArray,
+    summed: bool,
+    min_scale: FloatArray,
+) -> None:
+    """See :func:`learn_counts`."""
+    rows, n = learn.shape
+    for j in range(n):
+        f = fitted[j]
+        c = 0
+        total = 0.0
+        for b in range(rows):
+            # a residual counts once its mechanism has learned enough, row by row
+            held[b, j] = noise_learn[b, j] and (f >= min_fit[j] or not has_parents[j])
+            if learn[b, j]:
+                f += 1
+                c += 1
+                if not summed:
+                    total += abs(x[b, j])
+        fitted[j] = f
+        abs_sum[j] += block_sum[j] if summed else total
+        abs_n[j] += c
+        scale = floor * (abs_sum[j] / max(abs_n[j], 1.0))
+        min_scale[j] = scale if scale > 1e-12 or scale != scale else 1e-12
+
+
+def learn_counts(
+    x: FloatArray,
+    learn: BoolArray,
+    noise_learn: BoolArray,
+    counts: tuple[IntArray, BoolArray, float],
+    state: tuple[I64Array, FloatArray, FloatArray],
+) -> tuple[BoolArray, FloatArray]:
+    """The bookkeeping of a learning step of ``(B, nodes)`` snapshots, in one loop.
+
+    ``counts`` is ``(min_fit, has_parents, floor)`` and ``state`` ``(fitted, abs_sum,
+    abs_n)``, updated in place: ``fitted`` and ``abs_n`` grow by the snapshots each node
+    learns, ``abs_sum`` by their absolute values. Returns where a residual enters its noise
+    model (``noise_learn`` where the node's mechanism had learned ``min_fit`` snapshots
+    before that row, or has no parents) and the new floors of the tail scales (``floor``
+    times each node's mean magnitude, at least 1e-12). The floats of the numpy expressions
+    they stand for (see :meth:`~stream_rca.core.models.GraphModels.learn`): a block's
+    absolute values are added in row order, as numpy sums down the rows of a block of
+    several columns; numpy sums one contiguous column pairwise, so its own sum is taken there.
+    """
+    min_fit, has_parents, floor = counts
+    fitted, abs_sum, abs_n = state
+    held = np.empty(learn.shape, dtype=np.bool_)
+    min_scale = np.empty(learn.shape[1])
+    summed = learn.shape[1] == 1
+    # (with more columns, the kernel adds them itself and reads no block_sum)
+    block_sum = np.where(learn, np.abs(x), 0.0).sum(axis=0) if summed else min_scale
+    _learn_counts_kernel(
+        np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(learn, dtype=np.bool_),
+        np.ascontiguousarray(noise_learn, dtype=np.bool_), min_fit, has_parents, float(floor),
+        fitted, abs_sum, abs_n, held, block_sum, summed, min_scale,
+    )  # fmt: skip
+    return held, min_scale

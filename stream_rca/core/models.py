@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_rca.core.checkpoint import StateError, StateTree, get_array, get_tree
-from stream_rca.core.compiled import hold
+from stream_rca.core.compiled import hold, learn_counts
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.linear import LinearBank
 from stream_rca.core.mechanisms import Regressor
@@ -79,7 +79,9 @@ class GraphModels:
             len(targets), MARGINAL_SIZE * cfg.reservoir, caution=CAUTION, seed=1
         )
         self.fitted = np.zeros(n, dtype=np.int64)
-        self.min_fit = np.array([2 * p.size + 2 if p.size else 0 for p in parent_index])
+        self.min_fit = np.array(
+            [2 * p.size + 2 if p.size else 0 for p in parent_index], dtype=np.intp
+        )
         self.n_parents = np.array([p.size for p in parent_index])
         self.has_parents = self.n_parents > 0
         self.edge_src = np.array([p for j in range(n) for p in parent_index[j]], dtype=np.intp)
@@ -166,23 +168,25 @@ class GraphModels:
         """
         noise_learn = learn if noise_learn is None else noise_learn
         self._usual = None
-        # a residual counts once the node's mechanism has learned enough, row by row
-        fitted_before = self.fitted[None, :] + np.cumsum(learn, axis=0) - learn
-        ready = fitted_before >= self.min_fit[None, :]
+        # counts, and the residuals that enter the noise models (once a node's mechanism has
+        # learned enough, row by row); the typical magnitude of each node's values floors
+        # its tail scales
+        into_noise, min_scale = learn_counts(
+            x,
+            learn,
+            noise_learn,
+            (self.min_fit, self.has_parents, _SCALE_FLOOR),
+            (self.fitted, self._abs_sum, self._abs_n),
+        )
         self.bank.learn_many(x, learn)
         for j, model in self.river.items():
             for b in np.flatnonzero(learn[:, j]):
                 model.learn_one(self.features(j, x[b]), float(x[b, j]))
-        self.fitted += learn.sum(axis=0)
-        held = self.noise.learn_many(resid, noise_learn & (ready | ~self.has_parents))
+        held = self.noise.learn_many(resid, into_noise)
         self._hold(x, *held)
         self.marginal.learn_many(t_vals, t_learn)
-        # the typical magnitude of each node's values floors its tail scales
-        self._abs_sum += np.where(learn, np.abs(x), 0.0).sum(axis=0)
-        self._abs_n += learn.sum(axis=0)
-        magnitude = self._abs_sum / np.maximum(self._abs_n, 1.0)
-        self.noise.min_scale = np.maximum(1e-12, _SCALE_FLOOR * magnitude)
-        self.marginal.min_scale = self.noise.min_scale[self.targets]
+        self.noise.min_scale = min_scale
+        self.marginal.min_scale = min_scale[self.targets]
         moved = self._refresh()
         stale = self.noise.count != self.noise.fitted_count
         stale[moved] = True
