@@ -544,8 +544,12 @@ class NoiseBank:
                 width, held = self.capacity, self.samples[rows]
             valid = np.arange(width)[None, :] < n[:, None]
             asc = np.sort(np.where(valid, held, np.inf), axis=1)
-            unique, inv = np.unique(n, return_inverse=True)
-            sizes = tuple(unique.tolist())
+            # the distinct sizes ascending and each row's among them (np.unique's answer;
+            # a few rows: cheaper in Python than its sort)
+            held_n = n.tolist()
+            sizes = tuple(sorted(set(held_n)))
+            where = {size: i for i, size in enumerate(sizes)}
+            inv = np.array([where[size] for size in held_n], dtype=np.intp)
         layout = _layouts(sizes, self.n_knots, self.tail_fraction, self.min_tail)
         out = (self._knots, self._below, self._above, self._median, self._hi_rows, self._lo_rows)
         odd = refit_sorted(
