@@ -40,6 +40,7 @@ __all__ = [
     "ridge_solve",
     "spread_rows",
     "spread_stats",
+    "tail_scores",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -48,6 +49,8 @@ IntArray = npt.NDArray[np.intp]
 I64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
+
+_LOG2 = math.log(2.0)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _njit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -640,7 +643,11 @@ def _log_tails_kernel(
     fitted: I64Array,
     out_lo: FloatArray,
     out_hi: FloatArray,
+    as_score: bool,
 ) -> None:
+    """See :func:`log_tails`; with ``as_score``, ``out_lo`` receives the IT scores
+    (``two_sided_score``'s floats: numpy's NaN-propagating minimum and maximum) and
+    ``out_hi`` nothing."""
     n_knots = knots.shape[1]
     for c in range(values.shape[1]):
         r = rows[c]
@@ -650,7 +657,8 @@ def _log_tails_kernel(
             v = values[b, c]
             if fresh:  # never fitted: probability 1 on both sides
                 out_lo[b, c] = 0.0
-                out_hi[b, c] = 0.0
+                if not as_score:
+                    out_hi[b, c] = 0.0
                 continue
             j = 0  # the first knot >= v
             for t in range(n_knots):
@@ -676,6 +684,12 @@ def _log_tails_kernel(
             if j == 0 and not eq:
                 log_lo = _tail_log_sf(lo_tail, r, -v)
                 log_hi = math.log1p(-_nan_min(math.exp(log_lo), 0.5))
+            if as_score:
+                # numpy's minimum and maximum: a NaN wins, and of two equal the second
+                least = log_lo if log_lo < log_hi or log_lo != log_lo else log_hi
+                score = -(_LOG2 + least)
+                out_lo[b, c] = 0.0 if score < 0.0 else score
+                continue
             out_lo[b, c] = log_lo
             out_hi[b, c] = log_hi
 
@@ -693,8 +707,25 @@ def log_tails(
     bank's models of ``rows`` (see :meth:`~stream_rca.core.noise.NoiseBank.log_tails`)."""
     out_lo = np.empty(values.shape)
     out_hi = np.empty(values.shape)
-    _log_tails_kernel(values, rows, knots, below, above, *tails, fitted, out_lo, out_hi)
+    _log_tails_kernel(values, rows, knots, below, above, *tails, fitted, out_lo, out_hi, False)
     return out_lo, out_hi
+
+
+def tail_scores(
+    values: FloatArray,
+    rows: IntArray,
+    knots: FloatArray,
+    below: FloatArray,
+    above: FloatArray,
+    tails: tuple[FloatArray, FloatArray],
+    fitted: I64Array,
+) -> FloatArray:
+    """The IT scores ``-log(2 min(P(N <= v), P(N >= v)))`` (at least 0) of ``values``
+    ``(B, len(rows))``: :func:`log_tails` and ``two_sided_score`` in one loop, the same
+    floats (see :meth:`~stream_rca.core.noise.NoiseBank.score`)."""
+    out = np.empty(values.shape)
+    _log_tails_kernel(values, rows, knots, below, above, *tails, fitted, out, out, True)
+    return out
 
 
 @_jit

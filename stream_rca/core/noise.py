@@ -40,7 +40,7 @@ from stream_rca.core.checkpoint import (
     get_int,
     get_tree,
 )
-from stream_rca.core.compiled import Layouts, log_tails, place, refit_sorted
+from stream_rca.core.compiled import Layouts, log_tails, place, refit_sorted, tail_scores
 from stream_rca.core.tails import Tail, fit_excess, lowest_shape, pwm_weights, tail_size
 
 __all__ = ["NoiseBank", "log_event", "log_event_groups", "log_exceedance", "two_sided_score"]
@@ -578,25 +578,28 @@ class NoiseBank:
         ``values`` is ``(len(rows),)``, or a block ``(B, len(rows))`` scored row by row. Rows
         never fitted get 0 (probability 1) on both sides.
         """
-        rows = self._all_rows if rows is None else np.asarray(rows, dtype=np.intp)
         v = np.asarray(values, dtype=np.float64)
         if v.size == 0:
             return np.zeros(v.shape), np.zeros(v.shape)
-        lo, hi = log_tails(
-            np.ascontiguousarray(v.reshape(-1, rows.size)),
-            rows,
-            self._knots,
-            self._below,
-            self._above,
-            (self._hi_rows, self._lo_rows),
-            self.fitted_count,
-        )
+        lo, hi = log_tails(*self._compiled_args(v, rows))
         return lo.reshape(v.shape), hi.reshape(v.shape)
 
     def score(self, values: FloatArray, rows: IntArray | None = None) -> FloatArray:
-        """IT outlier score of ``values[i]`` against row ``rows[i]`` (default: row ``i``)."""
-        lo, hi = self.log_tails(values, rows)
-        return two_sided_score(lo, hi)
+        """IT outlier score of ``values[i]`` against row ``rows[i]`` (default: row ``i``).
+
+        ``two_sided_score`` of :meth:`log_tails`, computed in the same compiled loop."""
+        v = np.asarray(values, dtype=np.float64)
+        if v.size == 0:
+            return np.zeros(v.shape)
+        out = tail_scores(*self._compiled_args(v, rows))
+        return out.reshape(v.shape)
+
+    def _compiled_args(self, v: FloatArray, rows: IntArray | None) -> tuple[Any, ...]:
+        """The arguments of the compiled readers for values ``v`` of ``rows``."""
+        rows = self._all_rows if rows is None else np.asarray(rows, dtype=np.intp)
+        tails = (self._hi_rows, self._lo_rows)
+        block = np.ascontiguousarray(v.reshape(-1, rows.size))
+        return block, rows, self._knots, self._below, self._above, tails, self.fitted_count
 
     def median(self, rows: IntArray | None = None) -> FloatArray:
         """Median of each row's sample at its last refit (0 for a row never fitted)."""

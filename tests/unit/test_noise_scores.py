@@ -5,6 +5,7 @@ there (interpolated between knots, exact on a knot), and the fitted tails beyond
 knots; rows never fitted get probability 1. The reference below is that definition written
 with numpy over whole arrays (the bank's code before it was compiled). The two agree to a
 relative 1e-12: only the math library's ``log``, ``log1p`` and ``exp`` may differ by an ulp.
+The scores read in the same compiled loop are ``two_sided_score`` of those tails, to the bit.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_rca.core.noise import NoiseBank
+from stream_rca.core.noise import NoiseBank, two_sided_score
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -101,6 +102,12 @@ def test_compiled_scores_equal_the_numpy_definition(
         got = bank.log_tails(v2, None if not some_rows else rows)
     for w, g in zip(want, got, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-300)
+    # the scores, read in the same loop, are two_sided_score of those tails, to the bit
+    scores = bank.score(v2, None if not some_rows else rows)
+    assert scores.tobytes() == two_sided_score(*got).tobytes()
+    one = bank.score(v2[0], None if not some_rows else rows)
+    assert one.shape == (rows.size,)
+    assert one.tobytes() == scores[0].tobytes()
 
 
 def test_a_single_vector_and_no_values() -> None:
@@ -112,3 +119,4 @@ def test_a_single_vector_and_no_values() -> None:
     assert hi[1] < np.log(1 / 65) < lo[1]
     lo, hi = bank.log_tails(np.zeros((0, 2)))
     assert lo.shape == hi.shape == (0, 2)
+    assert bank.score(np.zeros((0, 2))).shape == (0, 2)
