@@ -530,9 +530,11 @@ def _refit_kernel(
     hi: FloatArray,
     lo: FloatArray,
     odd: BoolArray,
-) -> None:
-    """See :func:`refit_sorted`; ``hi`` and ``lo`` are ``(4, nodes)``: u, sigma, xi, log_pu."""
+) -> int:
+    """See :func:`refit_sorted`; ``hi`` and ``lo`` are ``(4, nodes)``: u, sigma, xi, log_pu.
+    Returns the number of rows marked ``odd``."""
     n_knots = k_pos.shape[1]
+    n_odd = 0
     for i in range(asc.shape[0]):
         row = asc[i]
         r = rows[i]
@@ -562,6 +564,7 @@ def _refit_kernel(
         median[r] = mid
         # NaN (sorted last) makes the median NaN; a zero's sign is np.median's to pick
         odd[i] = row[size - 1] != row[size - 1] or mid == 0.0
+        n_odd += odd[i]
         floor = _nan_max(min_scale[r], 1e-3 * (row[quartiles[s, 1]] - row[quartiles[s, 0]]))
         k = ks[s]
         u_hi = knots[r, n_knots - 1]
@@ -580,6 +583,7 @@ def _refit_kernel(
         lo[1, r] = sigma
         lo[2, r] = xi
         lo[3, r] = math.log((lt0 + 0.5) / n1)
+    return n_odd
 
 
 def refit_sorted(
@@ -590,18 +594,18 @@ def refit_sorted(
     min_scale: FloatArray,
     caution: float,
     out: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
-) -> BoolArray:
+) -> list[int]:
     """Refit the noise models of ``rows`` from their values sorted ascending.
 
     ``asc[i, :n[i]]`` holds row ``rows[i]``'s values, read through the layout of its size
     ``layout.inv[i]``. ``out`` is ``(knots, below, above, median, hi, lo)``, the bank's arrays
     (``hi`` and ``lo`` as ``(4, nodes)``: u, sigma, xi, log_pu), written at ``rows``. Returns
-    where the median needs ``np.median`` itself (a NaN among the values, or a zero median:
-    its sign is whichever zero ``np.median``'s partition picks).
+    the positions (in ``rows``) whose median needs ``np.median`` itself (a NaN among the
+    values, or a zero median: its sign is whichever zero ``np.median``'s partition picks).
     """
     odd = np.zeros(asc.shape[0], dtype=np.bool_)
     knots, below, above, median, hi, lo = out
-    _refit_kernel(
+    n_odd = _refit_kernel(
         asc,
         n,
         layout.inv,
@@ -621,7 +625,7 @@ def refit_sorted(
         lo,
         odd,
     )
-    return odd
+    return np.flatnonzero(odd).tolist() if n_odd else []
 
 
 @_jit

@@ -521,7 +521,8 @@ class NoiseBank:
         if rows.size == 0:
             return
         count = self.count[rows]
-        least, most = int(count.min()), int(count.max())
+        counts = count.tolist()  # a few rows: their least and most in Python
+        least, most = min(counts), max(counts)
         if least >= self.capacity:  # the steady state: every row full, one size
             n, inv = self._one_size(rows.size, self.capacity)
             asc = self.samples[rows]
@@ -555,9 +556,8 @@ class NoiseBank:
         odd = refit_sorted(
             asc, n, layout._replace(inv=inv), rows, self.min_scale, self.caution, out
         )
-        if odd.any():
-            for i in np.flatnonzero(odd).tolist():
-                self._median[rows[i]] = np.median(asc[i, : int(n[i])])
+        for i in odd:
+            self._median[rows[i]] = np.median(asc[i, : int(n[i])])
         self.fitted_count[rows] = count
 
     @staticmethod
