@@ -38,6 +38,7 @@ __all__ = [
     "predict_ranked",
     "refit_sorted",
     "ridge_solve",
+    "score_masks",
     "spread_rows",
     "spread_stats",
     "tail_scores",
@@ -1233,3 +1234,72 @@ def learn_counts(
         fitted, abs_sum, abs_n, held, block_sum, summed, min_scale,
     )  # fmt: skip
     return held, min_scale
+
+
+@_jit
+def _score_masks_kernel(
+    present: BoolArray,
+    ok: BoolArray,
+    raw: FloatArray,
+    t_raw: FloatArray,
+    target_idx: IntArray,
+    active: BoolArray,
+    warm_nodes: BoolArray,
+    t_warm: BoolArray,
+    protect: float,
+    protect_noise: float,
+    node_scores: FloatArray,
+    t_scores: FloatArray,
+    learn: BoolArray,
+    noise_learn: BoolArray,
+    t_learn: BoolArray,
+) -> None:
+    """See :func:`score_masks`."""
+    rows, n = present.shape
+    for b in range(rows):
+        for j in range(n):
+            has = present[b, j]
+            s = raw[b, j] if has and warm_nodes[j] and active[j] else np.nan
+            node_scores[b, j] = s
+            may = has and active[j] and (ok.shape[0] == 0 or ok[b, j])
+            learn[b, j] = may and not s >= protect
+            noise_learn[b, j] = may and not s >= protect_noise
+        for i in range(target_idx.size):
+            has = present[b, target_idx[i]]
+            s = t_raw[b, i] if has and t_warm[i] else np.nan
+            t_scores[b, i] = s
+            t_learn[b, i] = has and not s >= protect_noise
+
+
+def score_masks(
+    present: BoolArray,
+    ok: BoolArray,
+    scores: tuple[FloatArray, FloatArray],
+    nodes: tuple[IntArray, BoolArray, BoolArray, BoolArray],
+    protect: tuple[float, float],
+) -> tuple[FloatArray, FloatArray, BoolArray, BoolArray, BoolArray]:
+    """What a scored piece ``(B, nodes)`` keeps of its scores, and what it may learn from.
+
+    ``scores`` are the raw scores of every node and target, ``nodes`` ``(target_idx, active,
+    warm_nodes, t_warm)`` and ``protect`` ``(protect, protect_noise)``; ``ok`` is ``(B,
+    nodes)``, where a row missing values has enough parents present to learn, or ``(0,
+    nodes)`` when no row misses any. Returns ``(node_scores, t_scores, learn, noise_learn,
+    t_learn)``: a node's score where it is present, warm and active (NaN
+    elsewhere); a target's where present and its marginal warm; the mechanisms learn a
+    present, active node (with its parents) scoring below ``protect``, the noise models one
+    below ``protect_noise``, the marginals a present target below ``protect_noise`` (no
+    score counts as calm). One loop for the elementwise expressions of
+    :meth:`~stream_rca.core.engine.Engine._score` (booleans and selections: the same values).
+    """
+    raw, t_raw = scores
+    target_idx, active, warm_nodes, t_warm = nodes
+    node_scores = np.empty(raw.shape)
+    t_scores = np.empty(t_raw.shape)
+    learn = np.empty(raw.shape, dtype=np.bool_)
+    noise_learn = np.empty(raw.shape, dtype=np.bool_)
+    t_learn = np.empty(t_raw.shape, dtype=np.bool_)
+    _score_masks_kernel(
+        present, ok, raw, t_raw, target_idx, active, warm_nodes, t_warm, float(protect[0]),
+        float(protect[1]), node_scores, t_scores, learn, noise_learn, t_learn,
+    )  # fmt: skip
+    return node_scores, t_scores, learn, noise_learn, t_learn

@@ -28,6 +28,7 @@ from stream_rca.core.checkpoint import (
     get_list,
     get_tree,
 )
+from stream_rca.core.compiled import score_masks
 from stream_rca.core.config import EngineConfig
 from stream_rca.core.graph import CausalGraph
 from stream_rca.core.mechanisms import Regressor, make_regressor
@@ -401,23 +402,23 @@ class Engine:
             filled[b] = m.impute(x[b], present[b])
         resid = filled - m.predict(filled)
         warm_nodes = (m.noise.fitted_count >= cfg.warmup) | ~self._active
-        scored = present & warm_nodes & self._active
         # each residual against its noise widened by the mechanism's error at these parents
-        node_scores = np.where(scored, m.noise.score(resid / m.spread(filled)), np.nan)
+        raw = m.noise.score(resid / m.spread(filled))
         t_vals = filled[:, self._target_idx]
-        t_present = present[:, self._target_idx]
         t_warm = m.marginal.fitted_count >= cfg.warmup
-        t_scores = np.where(t_present & t_warm, m.marginal.score(t_vals), np.nan)
-        # unscored counts as calm; marginalised nodes learn nothing
-        may = present & self._active
+        # a row missing values learns only where enough of a node's parents are present
+        ok = np.ones(x.shape, dtype=bool) if gaps else np.ones((0, x.shape[1]), dtype=bool)
         for b in gaps:
-            may[b] &= m.parents_present(present[b], cfg.impute_learn)
-        learn = may & ~(node_scores >= cfg.protect)
-        if cfg.protect_noise == cfg.protect:
-            noise_learn = learn.copy()  # its own array: incidents clear rows of each
-        else:
-            noise_learn = may & ~(node_scores >= cfg.protect_noise)
-        t_learn = t_present & ~(t_scores >= cfg.protect_noise)
+            ok[b] = m.parents_present(present[b], cfg.impute_learn)
+        # scores where present and warm (NaN elsewhere); unscored counts as calm;
+        # marginalised nodes learn nothing
+        node_scores, t_scores, learn, noise_learn, t_learn = score_masks(
+            present,
+            ok,
+            (raw, m.marginal.score(t_vals)),
+            (self._target_idx, self._active, warm_nodes, t_warm),
+            (cfg.protect, cfg.protect_noise),
+        )
         return _Segment(
             x, filled, resid, present, node_scores, t_scores, t_vals, learn, t_learn, noise_learn,
             warm_nodes, bool(t_warm.all()),

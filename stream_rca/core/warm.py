@@ -4,7 +4,8 @@ numba compiles each kernel of :mod:`stream_rca.core.compiled` on its first call 
 kind of arguments, or loads it from its cache beside the module (a few seconds the first time
 on a machine, under a second after). :func:`warm` makes those first calls on tiny inputs, of
 every kind the engine passes: the attribution's chunks (numbers and NaN); the noise bank's
-updates, refits (rows of one size and of several) and scores; the values kept beside the
+updates, refits (rows of one size and of several) and scores; a learning step's
+bookkeeping and a scored piece's masks; the values kept beside the
 residuals; the linear mechanisms' learning, solves, predictions (from snapshots, from kept
 values, from slices of them) and prediction errors. Entry points call it once per process
 (:func:`stream_rca.parallel.attribution_pool`)."""
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from stream_rca.core import coalitions
-from stream_rca.core.compiled import hold
+from stream_rca.core.compiled import hold, learn_counts, score_masks
 from stream_rca.core.linear import LinearBank
 from stream_rca.core.noise import NoiseBank
 
@@ -46,3 +47,10 @@ def warm() -> None:
     linear.predict_rows(held[:, :5])  # the filled part of them
     layout = (linear.rank, linear.degree, linear.offsets, linear.sources)
     hold(x, placed, layout, np.zeros((1, 64)), np.zeros((2, 64)))  # values kept beside residuals
+    # a learning step's bookkeeping; a scored piece's masks
+    counts = (np.zeros(3, dtype=np.intp), np.ones(3, dtype=bool), 1e-4)
+    learn_counts(x, mask, mask, counts, (np.zeros(3, dtype=np.int64), np.zeros(3), np.zeros(3)))
+    target = np.zeros(1, dtype=np.intp)
+    flags = (target, mask[0], mask[0], mask[0, :1])
+    scores = (x[:4], x[:4, :1].copy())
+    score_masks(mask[:4], np.ones((0, 3), dtype=bool), scores, flags, (12.0, 12.0))
