@@ -37,6 +37,7 @@ __all__ = [
     "place",
     "predict_ranked",
     "refit_sorted",
+    "refresh_ranked",
     "ridge_solve",
     "score_masks",
     "spread_rows",
@@ -986,6 +987,49 @@ def predict_ranked(
     ``degree[r]`` parents of each ranked node, the terms added in parent order (see
     :meth:`~stream_rca.core.linear.LinearBank.predict_rows`)."""
     _predict_ranked_kernel(parents, coef, mx, my, offsets, degree, out)
+
+
+@_jit
+def _refresh_kernel(
+    held_x: FloatArray,
+    held_y: FloatArray,
+    coef: FloatArray,
+    mx: FloatArray,
+    my: FloatArray,
+    offsets: IntArray,
+    degree: IntArray,
+    ranked: IntArray,
+    filled: I64Array,
+    samples: FloatArray,
+) -> None:
+    for r in range(ranked.size):
+        out = samples[ranked[r]]
+        y = held_y[r]
+        for s in range(filled[r]):
+            pred = my[r]
+            for k in range(degree[r]):
+                row = offsets[k] + r
+                pred += (held_x[row, s] - mx[row]) * coef[row]
+            out[s] = y[s] - pred
+
+
+def refresh_ranked(
+    held: tuple[FloatArray, FloatArray],
+    stats: tuple[FloatArray, FloatArray, FloatArray],
+    layout: tuple[IntArray, IntArray, IntArray],
+    filled: I64Array,
+    samples: FloatArray,
+) -> None:
+    """Recompute the residuals held for the ranked nodes from the values kept beside them.
+
+    ``held`` is ``(held_x, held_y)`` (parents' values by edge row, the nodes' own by rank),
+    ``stats`` ``(coef, mx, my)`` and ``layout`` ``(offsets, degree, ranked)``: the first
+    ``filled[r]`` slots of row ``ranked[r]`` of ``samples`` become ``held_y - prediction``,
+    the prediction's terms added in parent order: the floats of :func:`predict_ranked`
+    subtracted from the node's values, without the block of predictions in between.
+    """
+    offsets, degree, ranked = layout
+    _refresh_kernel(*held, *stats, offsets, degree, ranked, filled, samples)
 
 
 @_jit

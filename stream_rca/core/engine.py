@@ -340,9 +340,10 @@ class Engine:
             col = seg.t_scores[:, i]
             if bool(seg.warm_nodes[self._players[target][-1]]):
                 has = ~np.isnan(col)
+                hot = np.flatnonzero(col >= trig.config.threshold).tolist()  # NaN: not hot
             else:
                 has = np.zeros(rows, dtype=bool)
-            hot = np.flatnonzero(has & (col >= trig.config.threshold)).tolist()
+                hot = []
             ids: dict[int, str] = {}
             h, b = 0, 0
             while b < rows:
@@ -438,6 +439,10 @@ class Engine:
     def _learn_pending(self) -> None:
         segs, self._pending = self._pending, []
         if not segs:
+            return
+        if len(segs) == 1:  # a period scored in one piece (the block path): its own arrays
+            s = segs[0]
+            self._models.learn(s.filled, s.resid, s.learn, s.t_vals, s.t_learn, s.noise_learn)
             return
         cat = np.concatenate
         self._models.learn(

@@ -30,6 +30,7 @@ from stream_rca.core.checkpoint import (
 from stream_rca.core.compiled import (
     learn_linear,
     predict_ranked,
+    refresh_ranked,
     ridge_solve,
     spread_rows,
     spread_stats,
@@ -39,6 +40,7 @@ __all__ = ["LinearBank", "OnlineLinearRegression"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+I64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 _STATS = ("w", "mx", "my", "sxx", "sxy", "syy", "coef")  # a group's checkpointed statistics
@@ -325,6 +327,20 @@ class LinearBank:
         out = np.empty((self.ranked.size, parents.shape[1]))
         predict_ranked(parents, coef, mx, my, self.offsets, self.degree, out)
         return out
+
+    def refresh_residuals(
+        self, held: tuple[FloatArray, FloatArray], filled: I64Array, samples: FloatArray
+    ) -> None:
+        """Write each ranked node's residuals of its kept values into its row of ``samples``.
+
+        ``held`` is ``(parents, values)``: the kept parents' values by edge row (as
+        :meth:`predict_rows` reads them) and the nodes' own by rank; the first ``filled[r]``
+        slots of row ``ranked[r]`` become ``values - predict_rows(parents)``, the same floats,
+        in one compiled loop (:func:`~stream_rca.core.compiled.refresh_ranked`).
+        """
+        stats = self._stats_by_row()
+        layout = (self.offsets, self.degree, self.ranked)
+        refresh_ranked(held, stats, layout, filled, samples)
 
     def coefficients(self) -> tuple[FloatArray, FloatArray]:
         """The model as ``f(x) = B @ x + c``: ``B[j, p]`` is the weight of parent p on node j."""

@@ -213,17 +213,12 @@ class GraphModels:
         Returns the nodes whose residuals were recomputed.
         """
         ranked = self.bank.ranked
-        filled = self.noise.filled[ranked]
-        top = int(filled.max()) if ranked.size and self.refresh else 0
-        if top == 0:
+        if not (ranked.size and self.refresh):
             return np.zeros(0, dtype=np.intp)
-        pred = self.bank.predict_rows(self._held_x[:, :top])
-        fresh = np.subtract(self._held_y[:, :top], pred, out=pred)
-        if int(filled.min()) < top:
-            held = np.arange(top)[None, :] < filled[:, None]
-            fresh = np.where(held, fresh, self.noise.samples[ranked, :top])
-        self.noise.samples[ranked, :top] = fresh
-        return ranked[filled > 0]
+        filled = np.minimum(self.noise.count[ranked], self.noise.capacity)
+        self.bank.refresh_residuals((self._held_x, self._held_y), filled, self.noise.samples)
+        out: IntArray = ranked[filled > 0]
+        return out
 
     def moved(self, nodes: IntArray, x: FloatArray, level: float) -> BoolArray:
         """Which of ``nodes`` took a value at ``x`` far from the values it usually takes.

@@ -4,10 +4,10 @@ numba compiles each kernel of :mod:`stream_rca.core.compiled` on its first call 
 kind of arguments, or loads it from its cache beside the module (a few seconds the first time
 on a machine, under a second after). :func:`warm` makes those first calls on tiny inputs, of
 every kind the engine passes: the attribution's chunks (numbers and NaN); the noise bank's
-updates, refits (rows of one size and of several) and scores; a learning step's
-bookkeeping and a scored piece's masks; the values kept beside the
-residuals; the linear mechanisms' learning, solves, predictions (from snapshots, from kept
-values, from slices of them) and prediction errors. Entry points call it once per process
+updates, refits (rows of one size and of several) and scores; a learning step's bookkeeping
+and a scored piece's masks; the values kept beside the residuals and their refresh; the
+linear mechanisms' learning, solves, predictions (from snapshots, from kept values, from
+slices of them) and prediction errors. Entry points call it once per process
 (:func:`stream_rca.parallel.attribution_pool`)."""
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def warm() -> None:
     held = np.ascontiguousarray(x[:, :2].T)
     linear.predict_rows(held)  # kept values
     linear.predict_rows(held[:, :5])  # the filled part of them
+    filled = np.array([5], dtype=np.int64)
+    linear.refresh_residuals((held, np.zeros((1, 48))), filled, np.zeros((3, 64)))  # refreshed
     layout = (linear.rank, linear.degree, linear.offsets, linear.sources)
     hold(x, placed, layout, np.zeros((1, 64)), np.zeros((2, 64)))  # values kept beside residuals
     # a learning step's bookkeeping; a scored piece's masks
