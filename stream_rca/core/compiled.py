@@ -700,35 +700,28 @@ def _log_tails_kernel(
             out_hi[b, c] = log_hi
 
 
+TailModels = tuple[FloatArray, FloatArray, FloatArray, tuple[FloatArray, FloatArray], I64Array]
+"""A noise bank's fitted models as the readers take them: ``(knots, below, above, (hi, lo),
+fitted_count)``."""
+
+
 def log_tails(
-    values: FloatArray,
-    rows: IntArray,
-    knots: FloatArray,
-    below: FloatArray,
-    above: FloatArray,
-    tails: tuple[FloatArray, FloatArray],
-    fitted: I64Array,
+    values: FloatArray, rows: IntArray, models: TailModels
 ) -> tuple[FloatArray, FloatArray]:
     """``log P(N <= v)`` and ``log P(N >= v)`` of ``values`` ``(B, len(rows))`` under the
     bank's models of ``rows`` (see :meth:`~stream_rca.core.noise.NoiseBank.log_tails`)."""
+    knots, below, above, tails, fitted = models
     out_lo = np.empty(values.shape)
     out_hi = np.empty(values.shape)
     _log_tails_kernel(values, rows, knots, below, above, *tails, fitted, out_lo, out_hi, False)
     return out_lo, out_hi
 
 
-def tail_scores(
-    values: FloatArray,
-    rows: IntArray,
-    knots: FloatArray,
-    below: FloatArray,
-    above: FloatArray,
-    tails: tuple[FloatArray, FloatArray],
-    fitted: I64Array,
-) -> FloatArray:
+def tail_scores(values: FloatArray, rows: IntArray, models: TailModels) -> FloatArray:
     """The IT scores ``-log(2 min(P(N <= v), P(N >= v)))`` (at least 0) of ``values``
     ``(B, len(rows))``: :func:`log_tails` and ``two_sided_score`` in one loop, the same
     floats (see :meth:`~stream_rca.core.noise.NoiseBank.score`)."""
+    knots, below, above, tails, fitted = models
     out = np.empty(values.shape)
     _log_tails_kernel(values, rows, knots, below, above, *tails, fitted, out, out, True)
     return out

@@ -40,7 +40,14 @@ from stream_rca.core.checkpoint import (
     get_int,
     get_tree,
 )
-from stream_rca.core.compiled import Layouts, log_tails, place, refit_sorted, tail_scores
+from stream_rca.core.compiled import (
+    Layouts,
+    TailModels,
+    log_tails,
+    place,
+    refit_sorted,
+    tail_scores,
+)
 from stream_rca.core.tails import Tail, fit_excess, lowest_shape, pwm_weights, tail_size
 
 __all__ = ["NoiseBank", "log_event", "log_event_groups", "log_exceedance", "two_sided_score"]
@@ -594,12 +601,15 @@ class NoiseBank:
         out = tail_scores(*self._compiled_args(v, rows))
         return out.reshape(v.shape)
 
-    def _compiled_args(self, v: FloatArray, rows: IntArray | None) -> tuple[Any, ...]:
+    def _compiled_args(
+        self, v: FloatArray, rows: IntArray | None
+    ) -> tuple[FloatArray, IntArray, TailModels]:
         """The arguments of the compiled readers for values ``v`` of ``rows``."""
         rows = self._all_rows if rows is None else np.asarray(rows, dtype=np.intp)
         tails = (self._hi_rows, self._lo_rows)
         block = np.ascontiguousarray(v.reshape(-1, rows.size))
-        return block, rows, self._knots, self._below, self._above, tails, self.fitted_count
+        models = (self._knots, self._below, self._above, tails, self.fitted_count)
+        return block, rows, models
 
     def median(self, rows: IntArray | None = None) -> FloatArray:
         """Median of each row's sample at its last refit (0 for a row never fitted)."""
