@@ -542,11 +542,12 @@ class NoiseBank:
             asc = np.sort(held, axis=1)
             sizes = (least,)
         else:
-            n = np.minimum(count, self.capacity)
+            held_n = [min(c, self.capacity) for c in counts]
+            n = np.array(held_n, dtype=np.int64)
             # the values held and at least one free slot (infinite, sorted last) per row: a
             # row's first n sorted values are those of its whole padded row unless NaNs (sorted
             # after the padding) outnumber the free slots, so rows holding NaN sort all slots
-            width = min(self.capacity, int(n.max()) + 1)
+            width = min(self.capacity, most + 1)
             held = self.samples[rows, :width]
             if width < self.capacity and np.isnan(held).any():
                 width, held = self.capacity, self.samples[rows]
@@ -554,7 +555,6 @@ class NoiseBank:
             asc = np.sort(np.where(valid, held, np.inf), axis=1)
             # the distinct sizes ascending and each row's among them (np.unique's answer;
             # a few rows: cheaper in Python than its sort)
-            held_n = n.tolist()
             sizes = tuple(sorted(set(held_n)))
             where = {size: i for i, size in enumerate(sizes)}
             inv = np.array([where[size] for size in held_n], dtype=np.intp)
