@@ -946,6 +946,27 @@ def learn_linear(
 
 
 @_jit
+def _prediction(
+    parents: FloatArray,
+    s: int,
+    r: int,
+    coef: FloatArray,
+    mx: FloatArray,
+    my: FloatArray,
+    offsets: IntArray,
+    degree: IntArray,
+) -> float:
+    """The prediction of the node of rank ``r`` from column ``s`` of its parents' values laid
+    out by edge row: ``my + sum_k (x_k - mx_k) * coef_k``, the terms added in parent order
+    (the one formula of :func:`predict_ranked` and :func:`refresh_ranked`)."""
+    pred: float = my[r]
+    for k in range(degree[r]):
+        row = offsets[k] + r
+        pred += (parents[row, s] - mx[row]) * coef[row]
+    return pred
+
+
+@_jit
 def _predict_ranked_kernel(
     parents: FloatArray,
     coef: FloatArray,
@@ -957,14 +978,8 @@ def _predict_ranked_kernel(
 ) -> None:
     for r in range(out.shape[0]):
         o = out[r]
-        o[:] = my[r]
-        for k in range(degree[r]):
-            row = offsets[k] + r
-            p = parents[row]
-            m = mx[row]
-            c = coef[row]
-            for s in range(o.shape[0]):
-                o[s] += (p[s] - m) * c
+        for s in range(o.shape[0]):
+            o[s] = _prediction(parents, s, r, coef, mx, my, offsets, degree)
 
 
 def predict_ranked(
@@ -999,11 +1014,7 @@ def _refresh_kernel(
         out = samples[ranked[r]]
         y = held_y[r]
         for s in range(filled[r]):
-            pred = my[r]
-            for k in range(degree[r]):
-                row = offsets[k] + r
-                pred += (held_x[row, s] - mx[row]) * coef[row]
-            out[s] = y[s] - pred
+            out[s] = y[s] - _prediction(held_x, s, r, coef, mx, my, offsets, degree)
 
 
 def refresh_ranked(
