@@ -51,7 +51,7 @@ from stream_rca.streaming.brokers import Broker, KafkaBroker
 from stream_rca.streaming.changes import ChangeService, serve_change_requests
 from stream_rca.streaming.errors import QuarantinePolicy
 from stream_rca.streaming.pipeline import Pipeline
-from stream_rca.streaming.reader import BatchReader, pause_input
+from stream_rca.streaming.reader import BatchReader, hold_input, pause_input
 from stream_rca.streaming.records import Outcome
 from stream_rca.streaming.runtime import Runtime
 from stream_rca.streaming.state import (
@@ -255,6 +255,7 @@ def make_app(
     reader = BatchReader(runtime, settings) if kafka_broker is not None else None
     if reader is not None:
         runtime.highwater = reader.highwater
+        hold_input(app, settings.input_topic)
 
     pages = _pages(settings, specs)
     runtime.pages = pages  # the batches read directly write them too
