@@ -201,11 +201,14 @@ class Runtime:
                 self.pipeline.preload(record.key, record.partition)
         outcomes = process_batch(self.pipeline, records, results=False, pages=self.pages)
         last: dict[int, int] = {}
+        sending: list[tuple[int, int, Output]] = []  # (partition, offset, record)
         for record, outcome in zip(records, outcomes, strict=True):
             offset = record.offset or 0
             if outcome.outputs:
-                await self._published(record.partition, offset, outcome)
+                sending += [(record.partition, offset, output) for output in outcome.outputs]
             last[record.partition] = offset
+        if sending:
+            await self._publish_many(sending)
         for partition, offset in last.items():
             self.positions[partition] = offset + 1
             self.uncommitted.add(partition)
@@ -266,6 +269,24 @@ class Runtime:
         self.positions[partition] = offset + 1
         self.uncommitted.add(partition)
         return outcome
+
+    async def _publish_many(self, sending: list[tuple[int, int, Output]]) -> None:
+        """Send the records of a batch's messages at once; keep each one's ack by partition."""
+        for partition in {p for p, _, _ in sending}:
+            sent = self.sent.get(partition)
+            while sent and _acked(sent[0].ack):  # keep the queues short between checkpoints
+                sent.popleft()
+        try:
+            acks = await self.broker.send_many([output for _, _, output in sending])
+        except Exception as exc:  # nothing known to be sent: all of them again at settling
+            failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            acks = [failed] * len(sending)
+        for (partition, offset, output), ack in zip(sending, acks, strict=True):
+            sent = self.sent.get(partition)
+            if sent is None:
+                sent = self.sent[partition] = deque()
+            sent.append(_Sent(offset, output, ack))
 
     async def checkpoint(self, why: str = "timer", *, commit: bool = True) -> int:
         """Write the state of every changed graph, then commit the offsets it covers.
