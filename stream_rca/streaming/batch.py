@@ -57,6 +57,7 @@ are dead-lettered too, and the results of its block are not published.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -66,6 +67,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from stream_rca.core.block import BlockResult
 from stream_rca.core.engine import Engine
@@ -90,6 +92,7 @@ _ACCEPTED, _REVISED = AlignStatus.ACCEPTED, AlignStatus.REVISED
 _LATE, _DUPLICATE = AlignStatus.LATE, AlignStatus.DUPLICATE
 _EMPTY = Outcome()
 _JUST_ACCEPTED = (AlignStatus.ACCEPTED,)
+BoolArray = npt.NDArray[np.bool_]
 
 
 class InputRecord(msgspec.Struct, gc=False):
@@ -559,8 +562,14 @@ def score_documents(columns: BlockResult) -> list[bytes]:
     The same documents (field for field, in the same order) as
     :func:`~stream_rca.streaming.records.scores_document` gives for each snapshot's result,
     without building the results: the scores of a whole block are read out of its arrays at
-    once and each document is encoded by msgspec (NaN and infinities as ``null``, as
+    once and encoded by msgspec (NaN and infinities as ``null``, as
     :func:`~stream_rca.streaming.records.json_bytes` writes them).
+
+    Most snapshots are plain: every node and target scored, none missing or invalid, no
+    incident open or changing. Their documents differ only in their numbers, so msgspec
+    encodes the numbers of all of them in one call, and each document is its graph's
+    template (:func:`_template`) filled with its own; the bytes are those of the other
+    snapshots' path (:func:`_document`, one msgspec struct each), which a test holds.
     """
     nodes, targets = columns.nodes, columns.targets
     n = len(columns)
@@ -568,67 +577,92 @@ def score_documents(columns: BlockResult) -> list[bytes]:
         return []
     node_rows = columns.node_scores.tolist()
     scored = ~np.isnan(columns.node_scores)
-    full = cast(list[bool], scored.all(axis=1).tolist())
+    full = cast(BoolArray, scored.all(axis=1))
     target_rows = columns.target_scores.tolist()
     t_scored = ~np.isnan(columns.target_scores)
-    t_full = cast(list[bool], t_scored.all(axis=1).tolist())
-    complete = cast(list[bool], columns.present.all(axis=1).tolist())
-    warm = columns.warm.tolist()
-    graph, first, ts, ends = columns.graph, columns.first, columns.ts, columns.ends
-    events, opened = columns.events, columns.open_incidents
+    plain: BoolArray = full & t_scored.all(axis=1) & columns.present.all(axis=1)
+    for i in (*columns.events, *columns.open_incidents):
+        plain[i] = False
     invalid = columns.invalid
+    flags = cast(list[bool], plain.tolist())
+    whole = cast(list[bool], full.tolist())
     out: list[bytes] = []
-    encode = _ENCODER.encode
-    no_events: list[dict[str, Any]] = []  # shared by the documents: encoded, never changed
-    no_names: list[str] = []
-    present = columns.present
+    numbers: list[list[Any]] = []  # of the plain documents: what fills their template
+    ts, ends, warm, first = columns.ts, columns.ends, columns.warm.tolist(), columns.first
     for i in range(n):
-        row = node_rows[i]
-        scores = (
-            dict(zip(nodes, row, strict=True))
-            if full[i]
-            else {nodes[j]: row[j] for j in np.flatnonzero(scored[i]).tolist()}
-        )
-        trow = target_rows[i]
-        target_scores = (
-            dict(zip(targets, trow, strict=True))
-            if t_full[i]
-            else {targets[k]: trow[k] for k in np.flatnonzero(t_scored[i]).tolist()}
-        )
-        bad = invalid[i]
-        if complete[i]:
-            missing = no_names
+        if flags[i] and not invalid[i]:
+            numbers.append([ts[i], ends[i], warm[i], first + i + 1, *node_rows[i], *target_rows[i]])
+            out.append(b"")
         else:
-            missing = [
-                nodes[j] for j in np.flatnonzero(~present[i]).tolist() if nodes[j] not in bad
-            ]
-        happened = events.get(i)
-        doc = _ScoresDoc(
-            SCORES_SCHEMA,
-            graph,
-            _Window(ts[i], ends[i]),
-            warm[i],
-            first + i + 1,
-            scores,
-            target_scores,
-            _plain_dict(opened.get(i)),
-            no_events
-            if happened is None
-            else [
-                {
-                    "kind": e.kind,
-                    "incident_id": e.incident_id,
-                    "target": e.target,
-                    "ts": e.ts,
-                    "score": e.score,
-                }
-                for e in happened
-            ],
-            missing,
-            list(bad) if bad else no_names,
-        )
-        out.append(encode(doc))
+            row = node_rows[i]
+            scores = (
+                dict(zip(nodes, row, strict=True))
+                if whole[i]
+                else {nodes[j]: row[j] for j in np.flatnonzero(scored[i]).tolist()}
+            )
+            trow = target_rows[i]
+            target_scores = {targets[k]: trow[k] for k in np.flatnonzero(t_scored[i]).tolist()}
+            out.append(_document(columns, i, scores, target_scores))
+    if numbers:
+        template = _template(columns.graph, nodes, targets)
+        encoded = _ENCODER.encode(numbers)
+        filled = iter([template % tuple(row.split(b",")) for row in encoded[2:-2].split(b"],[")])
+        out = [doc or next(filled) for doc in out]
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _template(graph: str, nodes: tuple[str, ...], targets: tuple[str, ...]) -> bytes:
+    """A plain ``rca.scores`` document of ``graph`` with ``%b`` for each number, in the order
+    start, end, warm, snapshots, the nodes' scores, the targets' scores. The names are
+    encoded by msgspec (escaped as in the documents it encodes) and their ``%`` doubled."""
+
+    def name(text: str) -> bytes:
+        return _ENCODER.encode(text).replace(b"%", b"%%")
+
+    scores = b",".join(name(node) + b":%b" for node in nodes)
+    target_scores = b",".join(name(target) + b":%b" for target in targets)
+    return (
+        b'{"schema":' + name(SCORES_SCHEMA) + b',"graph":' + name(graph)
+        + b',"window":{"start":%b,"end":%b},"warm":%b,"snapshots":%b,"scores":{'
+        + scores + b'},"target_scores":{' + target_scores
+        + b'},"open_incidents":{},"events":[],"missing":[],"invalid":[]}'
+    )  # fmt: skip
+
+
+def _document(
+    columns: BlockResult, i: int, scores: dict[str, float], target_scores: dict[str, float]
+) -> bytes:
+    """The ``rca.scores`` document of snapshot ``i`` of a block, one msgspec struct."""
+    nodes, bad = columns.nodes, columns.invalid[i]
+    present = columns.present[i]
+    missing = [nodes[j] for j in np.flatnonzero(~present).tolist() if nodes[j] not in bad]
+    happened = columns.events.get(i)
+    doc = _ScoresDoc(
+        SCORES_SCHEMA,
+        columns.graph,
+        _Window(columns.ts[i], columns.ends[i]),
+        bool(columns.warm[i]),
+        columns.first + i + 1,
+        scores,
+        target_scores,
+        _plain_dict(columns.open_incidents.get(i)),
+        []
+        if happened is None
+        else [
+            {
+                "kind": e.kind,
+                "incident_id": e.incident_id,
+                "target": e.target,
+                "ts": e.ts,
+                "score": e.score,
+            }
+            for e in happened
+        ],
+        missing,
+        list(bad),
+    )
+    return _ENCODER.encode(doc)
 
 
 class _Window(msgspec.Struct):

@@ -17,7 +17,7 @@ from stream_rca.core.trigger import Trigger, TriggerConfig
 from stream_rca.core.types import Snapshot, StepResult
 from stream_rca.observability import PipelineMetrics
 from stream_rca.sim import MicroserviceSystem
-from stream_rca.streaming.batch import score_documents
+from stream_rca.streaming.batch import _document, score_documents
 from stream_rca.streaming.records import json_bytes, scores_document
 
 _SIM = MicroserviceSystem.shop(seed=4)
@@ -66,6 +66,51 @@ def test_score_documents_are_those_of_the_results() -> None:
         for i, r in enumerate(block.steps())
     ]
     assert got == want
+
+
+def _by_struct(block: BlockResult) -> list[bytes]:
+    """Every document of ``block`` through the one-struct path (the reference)."""
+    out = []
+    for i in range(len(block)):
+        scores = {
+            n: float(v) for n, v in zip(block.nodes, block.node_scores[i], strict=True) if v == v
+        }
+        targets = {
+            t: float(v)
+            for t, v in zip(block.targets, block.target_scores[i], strict=True)
+            if v == v
+        }
+        out.append(_document(block, i, scores, targets))
+    return out
+
+
+def test_plain_documents_are_the_bytes_of_the_struct_path() -> None:
+    _, block = _columns()
+    docs = score_documents(block)
+    assert docs == _by_struct(block)
+    plain = [d for d in docs if b'"open_incidents":{},"events":[],"missing":[],"invalid":[]' in d]
+    assert 300 < len(plain) < len(docs)  # both paths ran
+
+
+def test_awkward_names_and_numbers_fill_the_template_as_msgspec_encodes_them() -> None:
+    nodes = ('a"b', "50%", "%s", "caf\u00e9", "back\\slash", "new\nline")
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(12, len(nodes))) * 10.0 ** rng.integers(-300, 300, (12, 1))
+    scores[0] = [-0.0, 0.0, 5e-324, 1.7976931348623157e308, 1e16, 123456789.0]
+    scores[3, 2] = np.nan  # not plain: the struct path, between plain ones
+    targets = scores[:, [0, 5]].copy()
+    n = len(scores)
+    block = BlockResult(
+        graph='g"%', nodes=nodes, targets=("a\"b", "new\nline"),
+        ts=[1.7e9 + 10.0 * i for i in range(n)],
+        ends=[None if i % 2 else 1.7e9 + 1.5 for i in range(n)],
+        node_scores=scores, target_scores=targets, present=np.ones(scores.shape, dtype=bool),
+        learned=np.ones(scores.shape, dtype=bool), warm=np.arange(n) % 3 > 0, warming=[()] * n,
+        invalid=[()] * n, events={}, attributions={}, open_incidents={5: {"a\"b": "i-1"}}, first=41,
+    )  # fmt: skip
+    docs = score_documents(block)
+    assert docs == _by_struct(block)
+    assert [json.loads(d)["snapshots"] for d in docs] == list(range(42, 42 + n))
 
 
 def _samples(registry: CollectorRegistry) -> list[tuple[str, list[tuple[str, str]], float]]:
