@@ -5,10 +5,10 @@ rebalancing, the compacted state changelog and its recovery, offset commits. Wha
 do fast is hand over messages: its per-event path (conductor, channel, stream, event) costs
 about 65 us per message, a ceiling of some 15,000 messages/s on one core, below what the
 engine can take in blocks. So the worker's faust consumer keeps the input partitions in its
-assignment but **paused** (it fetches nothing from them), and :class:`BatchReader`, an
-aiokafka consumer outside the group (partitions assigned by hand, never committing), reads the
-partitions faust assigned from the runtime's next offsets, ``max_records`` messages at a time,
-and hands each batch to :meth:`Runtime.handle_batch
+assignment but **paused** (it fetches nothing from them: :func:`hold_input`), and
+:class:`BatchReader`, an aiokafka consumer outside the group (partitions assigned by hand,
+never committing), reads the partitions faust assigned from the runtime's next offsets,
+``max_records`` messages at a time, and hands each batch to :meth:`Runtime.handle_batch
 <stream_rca.streaming.runtime.Runtime.handle_batch>`. At every assignment it follows the
 runtime's partitions and offsets again (docs/streaming.md has the measurements).
 """
