@@ -63,6 +63,13 @@ class Broker(Protocol):
         """The offset the next message of each input partition will get."""
 
 
+def _failed(exc: BaseException) -> Ack:
+    """The ack of a record that was refused at once: it raises ``exc``."""
+    failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    failed.set_exception(exc)
+    return failed
+
+
 class MemoryBroker:
     """A :class:`Broker` that keeps records in :attr:`outputs` and commits in :attr:`commits`.
 
@@ -171,7 +178,10 @@ class KafkaBroker:
         for i, output in enumerate(outputs):
             where = None if producer is None else self._destination(output)
             if where is None:
-                acks[i] = await self.send(output)
+                try:
+                    acks[i] = await self.send(output)
+                except Exception as exc:  # refused at once (too large): this record's ack
+                    acks[i] = _failed(exc)
             else:
                 groups.setdefault(where, []).append(i)
         for (topic, partition), members in groups.items():
@@ -225,9 +235,7 @@ class KafkaBroker:
         try:
             ack: Ack = await producer.send_batch(batch, topic, partition=partition)
         except Exception as exc:
-            failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            ack = failed
+            ack = _failed(exc)
         for i in held:
             acks[i] = ack
 

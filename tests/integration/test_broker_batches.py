@@ -88,7 +88,7 @@ def test_a_blocks_records_arrive_in_order_at_their_keys_partitions(
     assert [r.partition for r in scores if r.key == b"big"] == [2, 2]
 
 
-def test_a_batch_the_topic_refuses_fails_the_acks_of_its_records_only(
+def test_a_refused_batch_or_record_fails_the_acks_of_its_records_only(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, GRAPHS, prefix="refused")
@@ -101,6 +101,9 @@ def test_a_batch_the_topic_refuses_fails_the_acks_of_its_records_only(
     outputs = [Output("scores", b"shop", b"s %d" % i, partition=0) for i in range(5)]
     outputs += [Output("deadletter", None, b"y" * 5000, partition=0)]
     outputs += [Output("scores", b"shop", b"t %d" % i, partition=0) for i in range(5)]
+    # no key, no partition: sent on its own, and refused at once (above max_request_size)
+    outputs.append(Output("deadletter", None, b"z" * (17 * 1024 * 1024)))
     (outcomes,) = asyncio.run(_send(broker, app, outputs))
-    assert outcomes[:5] == outcomes[6:] == [None] * 5
+    assert outcomes[:5] == outcomes[6:11] == [None] * 5
     assert outcomes[5] is not None  # the broker refused it: the runtime sends it again
+    assert outcomes[11] is not None  # only its own ack fails
