@@ -22,7 +22,7 @@ from faust.types import TP
 from stream_rca.config import Settings
 from stream_rca.streaming.records import Output
 
-__all__ = ["Ack", "Broker", "InputMessage", "KafkaBroker", "MemoryBroker"]
+__all__ = ["Ack", "Broker", "InputMessage", "KafkaBroker", "MemoryBroker", "failed_ack"]
 
 log = logging.getLogger("stream_rca.streaming")
 
@@ -63,7 +63,7 @@ class Broker(Protocol):
         """The offset the next message of each input partition will get."""
 
 
-def _failed(exc: BaseException) -> Ack:
+def failed_ack(exc: BaseException) -> Ack:
     """The ack of a record that was refused at once: it raises ``exc``."""
     failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
     failed.set_exception(exc)
@@ -181,7 +181,7 @@ class KafkaBroker:
                 try:
                     acks[i] = await self.send(output)
                 except Exception as exc:  # refused at once (too large): this record's ack
-                    acks[i] = _failed(exc)
+                    acks[i] = failed_ack(exc)
             else:
                 groups.setdefault(where, []).append(i)
         for (topic, partition), members in groups.items():
@@ -235,7 +235,7 @@ class KafkaBroker:
         try:
             ack: Ack = await producer.send_batch(batch, topic, partition=partition)
         except Exception as exc:
-            ack = _failed(exc)
+            ack = failed_ack(exc)
         for i in held:
             acks[i] = ack
 

@@ -47,7 +47,7 @@ from faust.types import TP, EventT
 from stream_rca.io.deadletter import shrink_dead_letter
 from stream_rca.report import ReportWriter
 from stream_rca.streaming.batch import InputRecord, process_batch
-from stream_rca.streaming.brokers import Ack, Broker
+from stream_rca.streaming.brokers import Ack, Broker, failed_ack
 from stream_rca.streaming.errors import describe_error
 from stream_rca.streaming.pipeline import Pipeline
 from stream_rca.streaming.records import Outcome, Output
@@ -279,9 +279,7 @@ class Runtime:
         try:
             acks = await self.broker.send_many([output for _, _, output in sending])
         except Exception as exc:  # nothing known to be sent: all of them again at settling
-            failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            acks = [failed] * len(sending)
+            acks = [failed_ack(exc)] * len(sending)
         for (partition, offset, output), ack in zip(sending, acks, strict=True):
             sent = self.sent.get(partition)
             if sent is None:
@@ -369,9 +367,7 @@ class Runtime:
         try:
             return await self.broker.send(output)
         except Exception as exc:
-            failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            return failed
+            return failed_ack(exc)
 
     async def _acknowledged(self, ack: Ack, deadline: float) -> str | None:
         """``None`` once ``ack`` is acknowledged (by ``deadline``, monotonic), else why not."""
