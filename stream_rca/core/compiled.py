@@ -1007,7 +1007,7 @@ def _refresh_kernel(
     offsets: IntArray,
     degree: IntArray,
     ranked: IntArray,
-    filled: I64Array,
+    filled: IntArray,
     samples: FloatArray,
 ) -> None:
     for r in range(ranked.size):
@@ -1021,7 +1021,7 @@ def refresh_ranked(
     held: tuple[FloatArray, FloatArray],
     stats: tuple[FloatArray, FloatArray, FloatArray],
     layout: tuple[IntArray, IntArray, IntArray],
-    filled: I64Array,
+    filled: IntArray,
     samples: FloatArray,
 ) -> None:
     """Recompute the residuals held for the ranked nodes from the values kept beside them.

@@ -40,7 +40,6 @@ __all__ = ["LinearBank", "OnlineLinearRegression"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
-I64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 _STATS = ("w", "mx", "my", "sxx", "sxy", "syy", "coef")  # a group's checkpointed statistics
@@ -329,7 +328,7 @@ class LinearBank:
         return out
 
     def refresh_residuals(
-        self, held: tuple[FloatArray, FloatArray], filled: I64Array, samples: FloatArray
+        self, held: tuple[FloatArray, FloatArray], filled: IntArray, samples: FloatArray
     ) -> None:
         """Write each ranked node's residuals of its kept values into its row of ``samples``.
 

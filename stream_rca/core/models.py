@@ -215,7 +215,7 @@ class GraphModels:
         ranked = self.bank.ranked
         if not (ranked.size and self.refresh):
             return np.zeros(0, dtype=np.intp)
-        filled = np.minimum(self.noise.count[ranked], self.noise.capacity)
+        filled = self.noise.filled[ranked]
         self.bank.refresh_residuals((self._held_x, self._held_y), filled, self.noise.samples)
         out: IntArray = ranked[filled > 0]
         return out

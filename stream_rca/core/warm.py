@@ -45,7 +45,7 @@ def warm() -> None:
     held = np.ascontiguousarray(x[:, :2].T)
     linear.predict_rows(held)  # kept values
     linear.predict_rows(held[:, :5])  # the filled part of them
-    filled = np.array([5], dtype=np.int64)
+    filled = np.array([5], dtype=np.intp)
     linear.refresh_residuals((held, np.zeros((1, 48))), filled, np.zeros((3, 64)))  # refreshed
     layout = (linear.rank, linear.degree, linear.offsets, linear.sources)
     hold(x, placed, layout, np.zeros((1, 64)), np.zeros((2, 64)))  # values kept beside residuals
