@@ -9,6 +9,7 @@ restart), the attribution topic must hold exactly the reference documents, possi
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -172,6 +173,8 @@ def test_a_worker_killed_mid_stream_loses_nothing(cluster: Cluster) -> None:
         cluster.reader.wait_until(lambda r: fault2 <= set(cluster.attributions()), 60)
         a.kill(signal.SIGKILL)  # mid-stream, with fault-2 attributions not checkpointed
         b.wait_for(r"assigned input partitions: \[0, 1, 2, 3\]", 60)
+        for p in victims:  # B resumes A's graphs (from A's last checkpoint) before A2 joins
+            b.wait_for(re.escape(f"graph {NAMES[p]!r}: restored state from checkpoint"), 60)
         flow.join(timeout=60)
         a2.start().ready()
         wait_split(a2, b)
