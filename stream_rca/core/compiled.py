@@ -38,6 +38,7 @@ __all__ = [
     "predict_ranked",
     "refit_sorted",
     "refresh_ranked",
+    "resort_rows",
     "ridge_solve",
     "score_masks",
     "spread_rows",
@@ -48,6 +49,7 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
+I32Array = npt.NDArray[np.int32]
 I64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -542,6 +544,7 @@ def _refit_kernel(
         r = rows[i]
         s = inv[i]
         size = n[i]
+        _canonical_zeros(row, size)
         n1 = size + 1.0
         lt0 = 0
         le_last = 0
@@ -586,6 +589,115 @@ def _refit_kernel(
         lo[2, r] = xi
         lo[3, r] = math.log((lt0 + 0.5) / n1)
     return n_odd
+
+
+@_jit
+def _canonical_zeros(row: FloatArray, n: int) -> None:
+    """Make every zero of a sorted row ``0.0``. ``-0.0`` and ``0.0`` compare equal, so sorts
+    place them in any order, and numpy's vectorised sorts do not even keep them: their
+    min/max networks may return either zero for both (measured: a row's count of ``-0.0``
+    changes under numpy's AVX-512 sort). With this, every exact sort gives the same floats."""
+    lo = _search(row, n, 0.0, False)
+    for j in range(lo, n):
+        if row[j] != 0.0:
+            break
+        row[j] = 0.0
+
+
+@_jit
+def _resort_kernel(
+    samples: FloatArray,
+    rows: IntArray,
+    order: I32Array,
+    fresh: BoolArray,
+    budget: int,
+    asc: FloatArray,
+    ok: BoolArray,
+) -> None:
+    """See :func:`resort_rows`. A row's order is rewritten in place: the kept values' slots
+    at positions already read, then the merge from the end."""
+    cap = samples.shape[1]
+    new_v = np.empty(cap)
+    new_s = np.empty(cap, dtype=np.int32)
+    for i in range(rows.size):
+        r = rows[i]
+        row = samples[r]
+        marks = fresh[r]
+        slot = order[r]
+        out = asc[i]
+        m = 0  # values kept from the last sort, sorted so far (slots in slot[:m])
+        q = 0  # values learned since, in their own sorted list
+        moves = 0
+        good = True
+        for j in range(cap):
+            s = slot[j]
+            v = row[s]
+            if v != v:  # NaN: numpy's sort places those
+                good = False
+                break
+            if marks[s]:
+                k = q
+                while k > 0 and new_v[k - 1] > v:
+                    new_v[k] = new_v[k - 1]
+                    new_s[k] = new_s[k - 1]
+                    k -= 1
+                new_v[k] = v
+                new_s[k] = s
+                q += 1
+                continue
+            k = m
+            while k > 0 and out[k - 1] > v:
+                out[k] = out[k - 1]
+                slot[k] = slot[k - 1]
+                k -= 1
+            moves += m - k
+            out[k] = v
+            slot[k] = s
+            m += 1
+            if moves > budget:  # far from the last order: numpy's sort is cheaper
+                good = False
+                break
+        ok[i] = good
+        if not good:  # its order is half rewritten: the caller sorts it afresh
+            continue
+        # merge the two sorted lists from their ends (the kept ones first on ties)
+        w = cap - 1
+        x = m - 1
+        y = q - 1
+        while y >= 0:
+            if x >= 0 and out[x] > new_v[y]:
+                out[w] = out[x]
+                slot[w] = slot[x]
+                x -= 1
+            else:
+                out[w] = new_v[y]
+                slot[w] = new_s[y]
+                y -= 1
+            w -= 1
+
+
+def resort_rows(
+    samples: FloatArray,
+    rows: IntArray,
+    order: I32Array,
+    fresh: BoolArray,
+    budget: int,
+) -> tuple[FloatArray, BoolArray]:
+    """Sort the full reservoir rows ``rows`` of ``samples`` from the order of their last sort.
+
+    ``order[r]`` lists row ``r``'s slots in the ascending order of its values at the last
+    sort, and ``fresh[r]`` marks the slots that received a new value since. The values kept
+    are taken in that order and sorted by insertion (the mechanisms moved them a little:
+    few are out of place), the new ones apart, and the two merged: the sorted values of each
+    row, as numpy's sort gives them (but for the signs of zeros; see
+    :func:`_canonical_zeros`), and ``order`` updated. A row holding NaN, or needing more
+    than ``budget`` moves, is left to the caller: its entry of the returned mask is False
+    and its ``order`` is no longer valid (the caller sorts it afresh).
+    """
+    asc = np.empty((rows.size, samples.shape[1]))
+    ok = np.empty(rows.size, dtype=np.bool_)
+    _resort_kernel(samples, rows, order, fresh, int(budget), asc, ok)
+    return asc, ok
 
 
 def refit_sorted(

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -46,18 +48,92 @@ from stream_rca.core.compiled import (
     log_tails,
     place,
     refit_sorted,
+    resort_rows,
     tail_scores,
 )
 from stream_rca.core.tails import Tail, fit_excess, lowest_shape, pwm_weights, tail_size
 
-__all__ = ["NoiseBank", "log_event", "log_event_groups", "log_exceedance", "two_sided_score"]
+__all__ = [
+    "SORTS",
+    "NoiseBank",
+    "SortChoice",
+    "log_event",
+    "log_event_groups",
+    "log_exceedance",
+    "two_sided_score",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 I64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+I32Array = npt.NDArray[np.int32]
 
 _LOG2 = math.log(2.0)
+
+Sort = Literal["numpy", "resort"]
+
+
+class SortChoice:
+    """Which of two exact sorts of full reservoir rows this process runs at a refit.
+
+    A refit sorts each row it refits (about every ``refit_every`` snapshots, for every node).
+    ``"numpy"`` is numpy's vectorised sort. ``"resort"`` is
+    :func:`~stream_rca.core.compiled.resort_rows`: each row taken in the order of its last
+    sort, sorted by insertion (the mechanisms moved the values held a little between two
+    refits), the values learned since sorted apart and merged in. Both give the same floats
+    (a refit reads every zero of a sorted row as ``0.0``), so the choice is one of speed
+    alone, and which is faster depends on the machine: numpy's AVX-512 sort (x86-simd-sort)
+    is the fast one where its compress-stores are fast (Intel), and slow on AMD Zen 4, where
+    they are microcoded (x86-simd-sort issue 6, numpy pull request 32690; measured on one,
+    15 us a row of 1,024 values, against 6-11 us for the resort, depending on how far the
+    values moved).
+
+    Until ``method`` is set (by hand, or by the trials), the refits that have rows to sort
+    alternate between the two, timed per row with ``clock``; after ``trials`` of each, the
+    one with the lower median time per row is kept for the life of the process. Without a
+    clock (the core reads none itself) numpy's sort runs: the entry points give one
+    (:func:`stream_rca.parallel.attribution_pool`). One object, :data:`SORTS`, serves every
+    bank of the process (the machine is the same for all).
+    """
+
+    def __init__(self, trials: int = 16, clock: Callable[[], float] | None = None) -> None:
+        self.trials = trials
+        self.clock = clock
+        self.method: Sort | None = None
+        self.times: dict[Sort, list[float]] = {"numpy": [], "resort": []}
+
+    def next(self) -> Sort:
+        """The sort to run now (alternating while undecided; numpy's without a clock)."""
+        if self.method is not None:
+            return self.method
+        if self.clock is None:
+            return "numpy"
+        numpy_n, resort_n = len(self.times["numpy"]), len(self.times["resort"])
+        return "resort" if resort_n < numpy_n else "numpy"
+
+    def record(self, method: Sort, seconds: float, rows: int) -> None:
+        """Count a trial of ``method`` (``seconds`` for ``rows`` rows); decide after enough."""
+        if self.method is not None or rows <= 0:
+            return
+        times = self.times[method]
+        times.append(seconds / rows)
+        if min(len(t) for t in self.times.values()) >= self.trials:
+            numpy_t, resort_t = (statistics.median(self.times[m]) for m in ("numpy", "resort"))
+            self.method = "resort" if resort_t < numpy_t else "numpy"
+
+
+SORTS = SortChoice()
+"""The sort every :class:`NoiseBank` of this process uses for its full rows (see
+:class:`SortChoice`)."""
+
+_RESORT_BUDGET = 8
+"""Moves per value at most in an insertion resort before a row goes to numpy's sort."""
+
+
+def _no_clock() -> float:
+    """The time of a resort chosen by hand (``SortChoice.method``) without a clock: unused."""
+    return 0.0
 
 
 def log_exceedance(
@@ -490,6 +566,11 @@ class NoiseBank:
         self._lo_rows = _empty_tails(n_nodes)
         self._all_rows = np.arange(n_nodes)
         self._median = np.zeros(n_nodes)
+        # for the resort (SortChoice): each full row's slots in the order of its last sort,
+        # whether that order is known, and the slots given a value since (None while unused)
+        self._order: I32Array | None = None
+        self._fresh: BoolArray | None = None
+        self._ordered = np.zeros(n_nodes, dtype=bool)
 
     @property
     def filled(self) -> IntArray:
@@ -510,9 +591,12 @@ class NoiseBank:
         so an owner can keep data of its own beside each held value.
         """
         values = np.ascontiguousarray(values, dtype=np.float64)
-        return place(
+        step, rows, slots = place(
             values, np.ascontiguousarray(mask, dtype=bool), self.count, self.seed, self.samples
         )
+        if self._fresh is not None:
+            self._fresh[rows, slots] = True
+        return step, rows, slots
 
     def refit(self, rows: IntArray | None = None) -> None:
         """Rebuild the frozen body and tails of ``rows`` (default: every row with new data).
@@ -532,8 +616,7 @@ class NoiseBank:
         least, most = min(counts), max(counts)
         if least >= self.capacity:  # the steady state: every row full, one size
             n, inv = self._one_size(rows.size, self.capacity)
-            asc = self.samples[rows]
-            asc.sort(axis=1)
+            asc = self._sorted_full(rows)
             sizes: tuple[int, ...] = (self.capacity,)
         elif least == most and not np.isnan(held := self.samples[rows, :least]).any():
             # every row holds the same number of values (in its first slots), none NaN: those
@@ -566,6 +649,57 @@ class NoiseBank:
         for i in odd:
             self._median[rows[i]] = np.median(asc[i, : int(n[i])])
         self.fitted_count[rows] = count
+
+    def _sorted_full(self, rows: IntArray) -> FloatArray:
+        """The values of the full rows ``rows``, each sorted ascending, by the sort
+        :data:`SORTS` picks (the same floats either way, once a refit has made each zero
+        ``0.0``)."""
+        method, clock = SORTS.next(), SORTS.clock
+        if SORTS.method == "numpy" or (method == "numpy" and clock is None):
+            self._order = self._fresh = None  # numpy's sort from now on: no order kept
+            asc = self.samples[rows]
+            asc.sort(axis=1)
+            return asc
+        if self._order is None or self._fresh is None:
+            self._order = np.zeros((self.n_nodes, self.capacity), dtype=np.int32)
+            self._fresh = np.zeros((self.n_nodes, self.capacity), dtype=bool)
+            self._ordered[:] = False
+        order, fresh = self._order, self._fresh
+        tick = clock or _no_clock
+        if method == "numpy":  # a trial: timed, then the order the resort starts from
+            start = tick()
+            asc = self.samples[rows]
+            asc.sort(axis=1)
+            SORTS.record("numpy", tick() - start, rows.size)
+            order[rows] = np.argsort(self.samples[rows], axis=1)
+            self._ordered[rows] = True
+        else:
+            todo = ~self._ordered[rows]
+            if not todo.any():  # the steady state
+                start = tick()
+                asc, ok = resort_rows(
+                    self.samples, rows, order, fresh, _RESORT_BUDGET * self.capacity
+                )
+                SORTS.record("resort", tick() - start, rows.size)
+                todo = ~ok
+            else:
+                asc = np.empty((rows.size, self.capacity))
+                known = np.flatnonzero(~todo)
+                if known.size:
+                    got, ok = resort_rows(
+                        self.samples, rows[known], order, fresh, _RESORT_BUDGET * self.capacity
+                    )
+                    asc[known] = got
+                    todo[known[~ok]] = True
+            if todo.any():  # first sorts, NaN, or moved too far: numpy's, with the order
+                where = np.flatnonzero(todo)
+                held = self.samples[rows[where]]
+                first = np.argsort(held, axis=1)
+                asc[where] = np.take_along_axis(held, first, axis=1)
+                order[rows[where]] = first
+                self._ordered[rows[where]] = True
+        fresh[rows] = False
+        return asc
 
     @staticmethod
     @functools.lru_cache(maxsize=64)

@@ -4,10 +4,10 @@ numba compiles each kernel of :mod:`stream_rca.core.compiled` on its first call 
 kind of arguments, or loads it from its cache beside the module (a few seconds the first time
 on a machine, under a second after). :func:`warm` makes those first calls on tiny inputs, of
 every kind the engine passes: the attribution's chunks (numbers and NaN); the noise bank's
-updates, refits (rows of one size and of several) and scores; a learning step's bookkeeping
-and a scored piece's masks; the values kept beside the residuals and their refresh; the
-linear mechanisms' learning, solves, predictions (from snapshots, from kept values, from
-slices of them) and prediction errors. Entry points call it once per process
+updates, refits (rows of one size and of several; full rows resorted) and scores; a learning
+step's bookkeeping and a scored piece's masks; the values kept beside the residuals and their
+refresh; the linear mechanisms' learning, solves, predictions (from snapshots, from kept
+values, from slices of them) and prediction errors. Entry points call it once per process
 (:func:`stream_rca.parallel.attribution_pool`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from stream_rca.core import coalitions
-from stream_rca.core.compiled import hold, learn_counts, score_masks
+from stream_rca.core.compiled import hold, learn_counts, resort_rows, score_masks
 from stream_rca.core.linear import LinearBank
 from stream_rca.core.noise import NoiseBank
 
@@ -35,6 +35,8 @@ def warm() -> None:
     bank.refit()  # rows of several sizes
     placed = bank.learn_many(x, mask)
     bank.refit()  # every row full
+    order = np.argsort(bank.samples, axis=1).astype(np.int32)
+    resort_rows(bank.samples, np.arange(3), order, np.zeros(order.shape, dtype=bool), 64)
     bank.score(x[:3])
     bank.score(x[0, 1:], np.array([1, 2], dtype=np.intp))
     none = np.zeros(0, dtype=np.intp)

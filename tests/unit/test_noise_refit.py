@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from stream_rca.core.noise import NoiseBank, _event_k
+from stream_rca.core.noise import SORTS, NoiseBank, Sort, _event_k
 from stream_rca.core.tails import fit_tail_sorted
 
 FloatArray = npt.NDArray[np.float64]
@@ -106,11 +106,21 @@ def _values(kind: str, rng: np.random.Generator, shape: tuple[int, int]) -> Floa
     ("capacity", "rows", "block", "n_knots"), [(64, 5, 7, 33), (16, 3, 1, 5), (200, 4, 50, 9)]
 )
 @pytest.mark.parametrize("share", [0.8, 1.0], ids=["sizes-differ", "one-size"])
+@pytest.mark.parametrize("sort", ["numpy", "resort"])
 def test_refit_equals_its_definition(
-    kind: str, capacity: int, rows: int, block: int, n_knots: int, share: float
+    kind: str,
+    capacity: int,
+    rows: int,
+    block: int,
+    n_knots: int,
+    share: float,
+    sort: Sort,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Rows learning 80 % of the time hold values of many sizes while they fill; rows
-    learning every value hold one size (the path that sorts only the slots in use)."""
+    learning every value hold one size (the path that sorts only the slots in use). Full
+    rows are sorted by either of the process's sorts (:class:`SortChoice`)."""
+    monkeypatch.setattr(SORTS, "method", sort)
     rng = np.random.default_rng(7)
     bank = NoiseBank(rows, capacity, n_knots=n_knots, caution=0.25, seed=3)
     bank.min_scale = np.full(rows, 1e-6)
