@@ -601,9 +601,11 @@ class NoiseBank:
     def refit(self, rows: IntArray | None = None) -> None:
         """Rebuild the frozen body and tails of ``rows`` (default: every row with new data).
 
-        numpy sorts the rows' values (its vectorised sort); a compiled loop over the sorted
-        rows reads the knots, their mid-rank probabilities (ties searched), the median, and
-        fits both tails (:func:`~stream_rca.core.compiled.refit_sorted`).
+        The rows' values are sorted (numpy's vectorised sort; full rows by the faster of it
+        and a resort from their last order, see :class:`SortChoice`); a compiled loop over
+        the sorted rows makes their zeros ``0.0``, reads the knots, their mid-rank
+        probabilities (ties searched), the median, and fits both tails
+        (:func:`~stream_rca.core.compiled.refit_sorted`).
         """
         if rows is None:
             rows = np.flatnonzero(self.count != self.fitted_count)  # all have data
