@@ -709,7 +709,8 @@ def refit_sorted(
     caution: float,
     out: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
 ) -> list[int]:
-    """Refit the noise models of ``rows`` from their values sorted ascending.
+    """Refit the noise models of ``rows`` from their values sorted ascending (their zeros are
+    made ``0.0`` in ``asc``, in place: :func:`_canonical_zeros`).
 
     ``asc[i, :n[i]]`` holds row ``rows[i]``'s values, read through the layout of its size
     ``layout.inv[i]``. ``out`` is ``(knots, below, above, median, hi, lo)``, the bank's arrays
