@@ -156,9 +156,7 @@ class KafkaBroker:
         # straight to the producer under faust (its Topic.send adds a message object, callbacks
         # and sensors per record: about half the cost of a send, for each score document)
         name = self._topic(output.kind)
-        partition = output.partition
-        if partition is None and output.key is not None:
-            partition = self._partition_of(name, output.key)
+        partition = self._partition(name, output)
         ack = await self.app.producer.send(name, output.key, output.value, partition, None, None)
         return ack
 
@@ -209,10 +207,14 @@ class KafkaBroker:
         if output.kind == "checkpoint":
             return None
         name = self._topic(output.kind)
-        partition = output.partition
-        if partition is None and output.key is not None:
-            partition = self._partition_of(name, output.key)
+        partition = self._partition(name, output)
         return None if partition is None else (name, partition)
+
+    def _partition(self, name: str, output: Output) -> int | None:
+        """The record's own partition, else its key's (``None``: the producer picks)."""
+        if output.partition is None and output.key is not None:
+            return self._partition_of(name, output.key)
+        return output.partition
 
     def _topic(self, kind: str) -> str:
         name = self._names.get(kind)
