@@ -677,22 +677,18 @@ class NoiseBank:
             self._ordered[rows] = True
         else:
             todo = ~self._ordered[rows]
-            if not todo.any():  # the steady state
-                start = tick()
-                asc, ok = resort_rows(
-                    self.samples, rows, order, fresh, _RESORT_BUDGET * self.capacity
-                )
-                SORTS.record("resort", tick() - start, rows.size)
-                todo = ~ok
+            known = np.flatnonzero(~todo)
+            start = tick()
+            got, ok = resort_rows(
+                self.samples, rows[known], order, fresh, _RESORT_BUDGET * self.capacity
+            )
+            SORTS.record("resort", tick() - start, known.size)  # none known: not counted
+            if known.size == rows.size:  # the steady state: every row known
+                asc = got
             else:
                 asc = np.empty((rows.size, self.capacity))
-                known = np.flatnonzero(~todo)
-                if known.size:
-                    got, ok = resort_rows(
-                        self.samples, rows[known], order, fresh, _RESORT_BUDGET * self.capacity
-                    )
-                    asc[known] = got
-                    todo[known[~ok]] = True
+                asc[known] = got
+            todo[known[~ok]] = True
             if todo.any():  # first sorts, NaN, or moved too far: numpy's, with the order
                 where = np.flatnonzero(todo)
                 held = self.samples[rows[where]]
