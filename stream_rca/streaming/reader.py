@@ -16,6 +16,7 @@ runtime's partitions and offsets again (docs/streaming.md has the measurements).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ __all__ = [
     "hold_input",
     "pause_input",
     "paused_first",
+    "plain_records",
 ]
 
 log = logging.getLogger("stream_rca.streaming")
@@ -116,6 +118,47 @@ def paused_first(
     return on_partitions_assigned
 
 
+def _plain(tp: Any, record: Any) -> InputMessageAt:
+    """A fetched record as the runtime takes it: (partition, offset, key, value)."""
+    return (tp.partition, record.offset, record.key, record.value)
+
+
+class _PlainResults(collections.OrderedDict[Any, Any]):
+    """aiokafka's fetch buffer (topic partition -> fetch result) whose results give
+    :func:`_plain` tuples: each result's record iterator calls ``_consumer_record`` per record,
+    looked up on the iterator itself, so the one set here replaces aiokafka's for its records
+    only (faust's consumer and every other keep theirs)."""
+
+    def __setitem__(self, tp: Any, result: Any) -> None:
+        records = getattr(result, "_partition_records", None)
+        if records is not None:
+            records._consumer_record = _plain
+        super().__setitem__(tp, result)
+
+
+def plain_records(consumer: Any) -> bool:
+    """Have ``consumer.getmany`` give :data:`~stream_rca.streaming.runtime.InputMessageAt`
+    tuples instead of ``ConsumerRecord`` objects; True if it now does.
+
+    aiokafka makes a ``ConsumerRecord`` (eleven fields, the headers copied into a tuple) per
+    record, and the reader then made a tuple of four of them: measured in the worker's single
+    form, 15 % of its CPU went to that (py-spy, docs/streaming.md round 13). The records are
+    read, checked (CRC, control and aborted batches) and positioned by aiokafka as before;
+    only the object each record becomes changes. This reaches into aiokafka's fetcher (its
+    ``_records`` buffer and each result's ``_partition_records``, aiokafka 0.8 to 0.14): where
+    those are not found, nothing changes and False says so (the reader then converts the
+    records it gets).
+    """
+    fetcher: Any = getattr(consumer, "_fetcher", None)
+    buffer = getattr(fetcher, "_records", None)
+    if type(buffer) is _PlainResults:
+        return True
+    if not isinstance(buffer, dict) or buffer:
+        return False
+    fetcher._records = _PlainResults()
+    return True
+
+
 class BatchReader:
     """Read the worker's input partitions in batches and process them.
 
@@ -136,6 +179,7 @@ class BatchReader:
         self.consumer: Any = None
         self.batches = 0
         self._seen = -1  # the runtime's assignment count the consumer follows
+        self._plain = False  # whether getmany gives InputMessageAt tuples (plain_records)
 
     def _options(self) -> dict[str, Any]:
         s = self.settings
@@ -168,6 +212,9 @@ class BatchReader:
             **self._options(),
         )
         await self.consumer.start()
+        self._plain = plain_records(self.consumer)
+        if not self._plain:
+            log.info("batch reader: aiokafka's fetcher is not the one known; records converted")
 
     async def stop(self) -> None:
         """Disconnect."""
@@ -198,9 +245,13 @@ class BatchReader:
             await asyncio.sleep(WAIT_MS / 1000)
             return 0
         got = await self.consumer.getmany(timeout_ms=WAIT_MS, max_records=self.max_records)
-        messages: list[InputMessageAt] = [
-            (tp.partition, r.offset, r.key, r.value) for tp, rs in got.items() for r in rs
-        ]
+        messages: list[InputMessageAt]
+        if self._plain:
+            messages = [m for rs in got.values() for m in rs]
+        else:
+            messages = [
+                (tp.partition, r.offset, r.key, r.value) for tp, rs in got.items() for r in rs
+            ]
         if messages:
             await self.runtime.handle_batch(messages)
             self.batches += 1
